@@ -1,0 +1,1 @@
+//! hakmem facade

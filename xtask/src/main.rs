@@ -1,0 +1,32 @@
+//! `cargo xtask`: builds, tests and benchmarks for hakmem.
+//!
+//! Commands:
+//! - `cargo xtask build [--checked]`  release cdylib (`target/release/libhakmem.so`)
+//! - `cargo xtask test`               every test: cargo tests, C programs and real programs under LD_PRELOAD
+//! - `cargo xtask bench [...]`        compare hakmem with glibc, mimalloc and jemalloc
+
+mod bench;
+mod build;
+mod test;
+mod util;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r.to_vec()),
+        None => ("help", Vec::new()),
+    };
+    let result = match cmd {
+        "build" => build::run(&rest),
+        "test" => test::run(&rest),
+        "bench" => bench::run(&rest),
+        _ => {
+            eprintln!("usage: cargo xtask <build [--checked] | test | bench [--quick] [...]>");
+            std::process::exit(if cmd == "help" { 0 } else { 2 });
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask {cmd}: error: {e}");
+        std::process::exit(1);
+    }
+}
