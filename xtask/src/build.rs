@@ -1,12 +1,12 @@
 //! `cargo xtask build [--checked]`: the preloadable cdylib.
 
-use crate::util::{cargo, root, run, Result};
+use crate::util::{cargo, run, target_dir, Result};
 use std::path::PathBuf;
 
 /// Builds `target/release/libhakmem.so` (the C symbols exported) and returns its path.
 pub fn release_cdylib() -> Result<PathBuf> {
     run(cargo().args(["build", "--release", "-p", "hakmem", "--features", "c-override"]))?;
-    let so = root().join("target/release/libhakmem.so");
+    let so = target_dir().join("release/libhakmem.so");
     if !so.exists() {
         return Err(format!("{} was not produced", so.display()));
     }

@@ -30,3 +30,18 @@ pub fn cargo() -> Command {
     c.current_dir(root());
     c
 }
+
+/// The cargo target directory (`$CARGO_TARGET_DIR` or `<root>/target`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                root().join(d)
+            }
+        }
+        None => root().join("target"),
+    }
+}
