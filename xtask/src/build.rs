@@ -13,7 +13,7 @@ pub fn release_cdylib() -> Result<PathBuf> {
     Ok(so)
 }
 
-pub fn run_cmd(args: &[String]) -> Result {
+pub fn command(args: &[String]) -> Result {
     if args.iter().any(|a| a == "--checked") {
         return Err("--checked: the checked build is not implemented yet (issue 7)".into());
     }
@@ -21,5 +21,3 @@ pub fn run_cmd(args: &[String]) -> Result {
     println!("built {}", so.display());
     Ok(())
 }
-
-pub use run_cmd as run;

@@ -17,7 +17,7 @@ fn main() {
         None => ("help", Vec::new()),
     };
     let result = match cmd {
-        "build" => build::run(&rest),
+        "build" => build::command(&rest),
         "test" => test::run(&rest),
         "bench" => bench::run(&rest),
         _ => {
