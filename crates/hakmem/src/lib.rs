@@ -1,1 +1,284 @@
-//! hakmem facade
+//! # hakmem: the facade
+//!
+//! Composes the boxes into an allocator and owns what they leave to it: thread-local
+//! state, OS calls (through `libc`), the large tier and the exported interfaces:
+//!
+//! - [`HakMem`], a [`GlobalAlloc`] for Rust programs (`#[global_allocator]`);
+//! - with the `c-override` feature, the C malloc family (`malloc`, `free`, …), which is
+//!   how `target/release/libhakmem.so` replaces malloc under `LD_PRELOAD`.
+//!
+//! ## How one malloc flows
+//! `malloc(n)` → `front_api` (size checks) → [`Alloc::alloc`] → `tiny_layout::class_of`
+//! → the thread's `tls_sll` list for that class → pop (fast path). On a miss,
+//! `refill` takes a batch from the heap's `superslab` slabs; above the largest class the
+//! large tier maps memory directly.
+//!
+//! ## How one free flows
+//! `free(p)` → the `superslab` address map classifies `p` with one load → the slab's
+//! metadata (found by masking) gives class and owner → same thread: push to the cache
+//! list (spill a batch when full); other thread: one CAS onto the owner's remote queue;
+//! large: unmap; not ours: refused with a message.
+//!
+//! ## Invariants owned here
+//! - Nothing on the malloc/free paths allocates, formats or panics; fatal conditions
+//!   write one line with `write(2)` and abort.
+//! - Thread-local state is a const-initialised pointer without destructor; thread exit is
+//!   handled by a pthread key registered without allocating.
+#![cfg_attr(not(test), no_std)]
+
+extern crate std;
+
+mod heap;
+mod large;
+pub mod os;
+
+#[cfg(feature = "c-override")]
+mod cabi;
+
+use core::alloc::{GlobalAlloc, Layout as RustLayout};
+use core::ptr::{null_mut, NonNull};
+use front_api::{Api, Backend, MIN_ALIGN};
+use ptr_conversion::UserPtr;
+use superslab::{Region, Segment};
+use tiny_layout::{class_of, SizeClass, LOOKUP_MAX, MAX_CLASS_SIZE};
+
+/// The block layout of this build: no per-block header.
+pub type Layout = tiny_layout::Plain;
+
+/// Slab starts are aligned to this, so classes whose size is a multiple of an alignment
+/// up to it give naturally aligned blocks.
+const SLAB_ALIGN: usize = tiny_layout::MIN_SLAB_BYTES;
+
+/// The allocator: a zero-sized handle over the process-wide state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Alloc;
+
+impl Alloc {
+    /// A block of class `c`: cache pop, else the slow path.
+    #[inline(always)]
+    fn alloc_class(c: SizeClass) -> *mut u8 {
+        let h = heap::current();
+        if !h.is_null() {
+            // SAFETY: `h` is this thread's heap; only this thread touches its cache.
+            if let Some(b) = unsafe { (*h).cache.get(c.index()).pop() } {
+                return b.to_user().as_ptr();
+            }
+        }
+        Self::alloc_class_slow(c)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_class_slow(c: SizeClass) -> *mut u8 {
+        let h = heap::current_or_init();
+        if h.is_null() {
+            return null_mut();
+        }
+        // SAFETY: this thread's heap.
+        match unsafe { (*h).alloc_slow(c) } {
+            Some(b) => b.to_user().as_ptr(),
+            None => null_mut(),
+        }
+    }
+
+    /// Frees any pointer of ours; refuses others with a message.
+    #[inline(always)]
+    unsafe fn free_ptr(p: *mut u8) {
+        let addr = p as usize;
+        match heap::MAP.region(addr) {
+            Region::Segment => {
+                // SAFETY: the map says `addr` is in a live segment.
+                let slab = unsafe { Segment::<Layout>::slab_of(addr) };
+                if !slab.is_live() {
+                    invalid_free(addr);
+                }
+                // SAFETY: `p` is a block start of this slab (the program freed what we gave;
+                // the checked build verifies it).
+                let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+                let h = heap::current();
+                if slab.owner() == h as usize {
+                    // SAFETY: our own heap and block.
+                    let list = unsafe { (*h).cache.get(slab.class_index()) };
+                    // SAFETY: the block is free now and ours.
+                    if unsafe { list.push_bounded(b) }.is_ok() {
+                        return;
+                    }
+                    // SAFETY: this thread's heap.
+                    unsafe { (*h).free_slow(slab.class(), b) };
+                } else {
+                    // SAFETY: the owner token of a live slab is its heap.
+                    unsafe { heap::Heap::remote_free(slab.owner(), b) };
+                }
+            }
+            Region::Large => {
+                let saved = os::errno();
+                // SAFETY: the map says large blocks live in this granule.
+                if !unsafe { large::free(&heap::MAP, p) } {
+                    invalid_free(addr);
+                }
+                os::set_errno(saved);
+            }
+            Region::Foreign => invalid_free(addr),
+        }
+    }
+}
+
+#[cold]
+fn invalid_free(addr: usize) {
+    os::Line::new()
+        .text("hakmem: free of a pointer hakmem did not allocate (ignored): ")
+        .hex(addr)
+        .emit();
+}
+
+// SAFETY: blocks come from classes at least `size` large, 16-aligned (tiny_layout), or
+// from the large tier (page-aligned); aligned blocks are checked below.
+unsafe impl Backend for Alloc {
+    const PAGE: usize = os::PAGE;
+
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        if size <= LOOKUP_MAX {
+            // `class_of` cannot fail below MAX_CLASS_SIZE.
+            if let Some(c) = class_of(size) {
+                return Self::alloc_class(c);
+            }
+        }
+        alloc_medium_or_large(size)
+    }
+
+    fn alloc_zeroed(&self, size: usize) -> *mut u8 {
+        if size > MAX_CLASS_SIZE {
+            // Fresh mappings are already zero.
+            return large::alloc(&heap::MAP, size, MIN_ALIGN);
+        }
+        let p = self.alloc(size);
+        if !p.is_null() {
+            // SAFETY: `p` holds at least `size` bytes.
+            unsafe { core::ptr::write_bytes(p, 0, size) };
+        }
+        p
+    }
+
+    fn alloc_aligned(&self, size: usize, align: usize) -> *mut u8 {
+        if <Layout as tiny_layout::BlockLayout>::HEADER_SIZE == 0 && align <= SLAB_ALIGN {
+            // A class whose size is a multiple of `align` has naturally aligned blocks;
+            // one exists within the doubling of max(size, align), wasting less than `align`.
+            if let Some(mut c) = class_of(size.max(align)) {
+                while c.block_size() % align != 0 {
+                    match SizeClass::new(c.index() + 1) {
+                        Some(n) => c = n,
+                        None => break,
+                    }
+                }
+                if c.block_size() % align == 0 {
+                    return Self::alloc_class(c);
+                }
+            }
+        }
+        large::alloc(&heap::MAP, size, align)
+    }
+
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8) {
+        // SAFETY: forwarded.
+        unsafe { Self::free_ptr(p) }
+    }
+
+    unsafe fn usable_size(&self, p: *mut u8) -> usize {
+        let addr = p as usize;
+        match heap::MAP.region(addr) {
+            // SAFETY: the map vouches for the segment.
+            Region::Segment => unsafe { Segment::<Layout>::slab_of(addr) }
+                .class()
+                .block_size(),
+            // SAFETY: the map vouches for large blocks in this granule.
+            Region::Large => unsafe { large::usable_size(p) },
+            Region::Foreign => 0,
+        }
+    }
+
+    unsafe fn resize_in_place(&self, p: *mut u8, new_size: usize) -> bool {
+        // SAFETY: forwarded.
+        let usable = unsafe { self.usable_size(p) };
+        new_size <= usable && new_size >= usable / 2
+    }
+}
+
+#[cold]
+fn alloc_medium_or_large(size: usize) -> *mut u8 {
+    match class_of(size) {
+        Some(c) => Alloc::alloc_class(c),
+        None => large::alloc(&heap::MAP, size, MIN_ALIGN),
+    }
+}
+
+/// The malloc family over hakmem.
+pub static API: Api<Alloc> = Api(Alloc);
+
+/// hakmem as a Rust global allocator:
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: hakmem::HakMem = hakmem::HakMem;
+/// let v: Vec<u64> = (0..1000).collect();
+/// assert_eq!(v.iter().sum::<u64>(), 499500);
+/// ```
+///
+/// Using it does not replace the process's C `malloc`; enable the `c-override` feature
+/// for that.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HakMem;
+
+// SAFETY: every method forwards to the allocator, honouring `Layout`'s size and align.
+unsafe impl GlobalAlloc for HakMem {
+    #[inline]
+    unsafe fn alloc(&self, l: RustLayout) -> *mut u8 {
+        if l.align() <= MIN_ALIGN {
+            Alloc.alloc(l.size())
+        } else {
+            Alloc.alloc_aligned(l.size(), l.align())
+        }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _l: RustLayout) {
+        // SAFETY: `p` was allocated by us (GlobalAlloc contract).
+        unsafe { Alloc::free_ptr(p) }
+    }
+    unsafe fn alloc_zeroed(&self, l: RustLayout) -> *mut u8 {
+        if l.align() <= MIN_ALIGN {
+            Alloc.alloc_zeroed(l.size())
+        } else {
+            let p = Alloc.alloc_aligned(l.size(), l.align());
+            if !p.is_null() {
+                // SAFETY: fresh block of at least `size` bytes.
+                unsafe { core::ptr::write_bytes(p, 0, l.size()) };
+            }
+            p
+        }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: RustLayout, new_size: usize) -> *mut u8 {
+        if l.align() <= MIN_ALIGN {
+            // SAFETY: `p` is live (GlobalAlloc contract); new_size > 0.
+            return unsafe { API.realloc(p, new_size) }.unwrap_or(null_mut());
+        }
+        // SAFETY: `p` is live.
+        if unsafe { Alloc.resize_in_place(p, new_size) } {
+            return p;
+        }
+        let q = Alloc.alloc_aligned(new_size, l.align());
+        if !q.is_null() {
+            // SAFETY: both live, distinct; copy the smaller size.
+            unsafe {
+                core::ptr::copy_nonoverlapping(p, q, l.size().min(new_size));
+                Alloc::free_ptr(p);
+            }
+        }
+        q
+    }
+}
+
+/// Number of empty segments cached process-wide (for tests and statistics).
+pub fn cached_segments() -> usize {
+    heap::cached_segments()
+}

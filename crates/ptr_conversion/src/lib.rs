@@ -1,1 +1,350 @@
+//! # ptr_conversion: BASE and USER pointers
+//!
+//! A block has two addresses: its BASE (where the block, header included, starts; what
+//! free lists and slabs hold) and its USER pointer (what the program sees). The C
+//! allocator this design comes from confused the two and corrupted headers; here they are
+//! distinct types, [`BlockBase`] and [`UserPtr`], each tied to a [`BlockLayout`], and this
+//! crate is the only code that converts between them, reads or writes a block header, or
+//! reads or writes a free block's link.
+//!
+//! ## Invariants owned here
+//! - `UserPtr<L> == BlockBase<L> + L::HEADER_SIZE`, always, in every build: the offset
+//!   comes from the layout type, never from a literal, and a pointer of one layout cannot
+//!   be converted with another layout's offsets (they are different types).
+//! - Both types are `#[repr(transparent)]` over `NonNull<u8>`: zero cost in every build.
+//! - A free block's link lives at `BASE + L::LINK_OFFSET`; only [`BlockBase::link`] and
+//!   [`BlockBase::set_link`] touch it.
+//! - The header ([`Header`], 16 bytes, only in layouts with `HEADER_SIZE == 16`) is only
+//!   encoded and decoded here.
 #![no_std]
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+pub use tiny_layout::{BlockLayout, SizeClass};
+
+/// The start of a block (header included). Free lists and slabs hold these.
+#[repr(transparent)]
+pub struct BlockBase<L: BlockLayout>(NonNull<u8>, PhantomData<L>);
+
+/// The address handed to the program: `BASE + L::HEADER_SIZE`.
+#[repr(transparent)]
+pub struct UserPtr<L: BlockLayout>(NonNull<u8>, PhantomData<L>);
+
+macro_rules! pointer_basics {
+    ($t:ident) => {
+        impl<L: BlockLayout> Clone for $t<L> {
+            #[inline(always)]
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+        impl<L: BlockLayout> Copy for $t<L> {}
+        impl<L: BlockLayout> PartialEq for $t<L> {
+            #[inline(always)]
+            fn eq(&self, o: &Self) -> bool {
+                self.0 == o.0
+            }
+        }
+        impl<L: BlockLayout> Eq for $t<L> {}
+        impl<L: BlockLayout> core::fmt::Debug for $t<L> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, concat!(stringify!($t), "({:p})"), self.0)
+            }
+        }
+        impl<L: BlockLayout> $t<L> {
+            /// The address as a raw pointer.
+            #[inline(always)]
+            pub const fn as_ptr(self) -> *mut u8 {
+                self.0.as_ptr()
+            }
+            /// The address as an integer.
+            #[inline(always)]
+            pub fn addr(self) -> usize {
+                self.0.as_ptr() as usize
+            }
+        }
+    };
+}
+pointer_basics!(BlockBase);
+pointer_basics!(UserPtr);
+
+impl<L: BlockLayout> BlockBase<L> {
+    /// Wraps the start of a block.
+    ///
+    /// # Safety
+    /// `p` must be the BASE of a block laid out with `L` (the slab carving it says so).
+    #[inline(always)]
+    pub const unsafe fn from_raw(p: NonNull<u8>) -> Self {
+        BlockBase(p, PhantomData)
+    }
+
+    /// The USER pointer of this block.
+    #[inline(always)]
+    pub fn to_user(self) -> UserPtr<L> {
+        // SAFETY: BASE + HEADER_SIZE stays inside the block (the stride includes the
+        // header and at least 16 user bytes), so it is non-null and in bounds.
+        UserPtr(unsafe { self.0.add(L::HEADER_SIZE) }, PhantomData)
+    }
+
+    /// Reads the free-list link of this free block.
+    ///
+    /// # Safety
+    /// The block must be free and owned by the caller's list, its link written by
+    /// [`set_link`](Self::set_link) (or the caller must otherwise know it is valid).
+    #[inline(always)]
+    pub unsafe fn link(self) -> Option<BlockBase<L>> {
+        // SAFETY: LINK_OFFSET + 8 <= stride (checked in tiny_layout); blocks are 16-aligned
+        // and LINK_OFFSET is a multiple of 8, so the read is aligned and in bounds.
+        let raw = unsafe { self.0.add(L::LINK_OFFSET).cast::<*mut u8>().read() };
+        NonNull::new(raw).map(|p| BlockBase(p, PhantomData))
+    }
+
+    /// Writes the free-list link of this (now free) block.
+    ///
+    /// # Safety
+    /// The caller owns the block and it is free (its user bytes are no longer in use).
+    #[inline(always)]
+    pub unsafe fn set_link(self, next: Option<BlockBase<L>>) {
+        let raw = next.map_or(core::ptr::null_mut(), |n| n.0.as_ptr());
+        // SAFETY: as in `link`; the caller owns the block.
+        unsafe { self.0.add(L::LINK_OFFSET).cast::<*mut u8>().write(raw) }
+    }
+
+    /// Writes the header of this block (no-op in a layout without header).
+    ///
+    /// # Safety
+    /// The caller owns the block.
+    #[inline(always)]
+    pub unsafe fn write_header(self, h: Header) {
+        if L::HEADER_SIZE == Header::SIZE {
+            // SAFETY: the layout reserves HEADER_SIZE == 16 bytes at BASE, 16-aligned.
+            unsafe { self.0.cast::<[u64; 2]>().write(h.encode(self.addr())) }
+        }
+    }
+
+    /// Reads and checks the header of this block. Layouts without a header get `Ok`
+    /// with `Header::NONE`.
+    ///
+    /// # Safety
+    /// BASE must point into mapped memory of a slab laid out with `L`.
+    #[inline(always)]
+    pub unsafe fn read_header(self) -> Result<Header, HeaderError> {
+        if L::HEADER_SIZE == Header::SIZE {
+            // SAFETY: as in `write_header`.
+            let words = unsafe { self.0.cast::<[u64; 2]>().read() };
+            Header::decode(words, self.addr())
+        } else {
+            Ok(Header::NONE)
+        }
+    }
+}
+
+impl<L: BlockLayout> UserPtr<L> {
+    /// Wraps a pointer the program handed back.
+    ///
+    /// # Safety
+    /// `p` must be the USER pointer of a block laid out with `L`, as established by the
+    /// owner lookup (slab metadata) before calling this.
+    #[inline(always)]
+    pub const unsafe fn from_raw(p: NonNull<u8>) -> Self {
+        UserPtr(p, PhantomData)
+    }
+
+    /// The BASE of this block: the one USER → BASE conversion.
+    #[inline(always)]
+    pub fn to_base(self) -> BlockBase<L> {
+        // SAFETY: by construction USER = BASE + HEADER_SIZE, so subtracting stays in the block.
+        BlockBase(
+            unsafe { NonNull::new_unchecked(self.0.as_ptr().sub(L::HEADER_SIZE)) },
+            PhantomData,
+        )
+    }
+}
+
+/// Whether a block is allocated or free, as recorded in its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockState {
+    /// Handed to the program.
+    Allocated,
+    /// In a free list.
+    Free,
+}
+
+/// The 16-byte block header of guarded layouts.
+///
+/// Encoding (little-endian words): word 0 = `tag | class << 8 | requested << 32`, where
+/// `tag` is [`Header::TAG_ALLOCATED`] or [`Header::TAG_FREE`]; word 1 = word 0 xor the
+/// block's own address xor [`Header::KEY`], so a header copied from elsewhere, shifted by
+/// an overflow or forged by user data does not check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Allocated or free.
+    pub state: BlockState,
+    /// Size class index.
+    pub class: u8,
+    /// The size the program asked for (for canaries and reports).
+    pub requested: u32,
+}
+
+/// Why a header did not check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderError {
+    /// The tag byte that was expected in the first header byte, if the class is known.
+    pub found_tag: u8,
+    /// The raw first word found.
+    pub found: u64,
+    /// True when the tag is valid but the check word does not match.
+    pub check_failed: bool,
+}
+
+impl Header {
+    /// Header bytes.
+    pub const SIZE: usize = 16;
+    /// First byte of an allocated block's header.
+    pub const TAG_ALLOCATED: u8 = 0xA1;
+    /// First byte of a free block's header.
+    pub const TAG_FREE: u8 = 0xF1;
+    /// Mixed into the check word.
+    pub const KEY: u64 = 0x6861_6B6D_656D_2D31; // "hakmem-1"
+    /// What `read_header` reports for headerless layouts.
+    pub const NONE: Header = Header {
+        state: BlockState::Allocated,
+        class: 0,
+        requested: 0,
+    };
+
+    fn encode(self, addr: usize) -> [u64; 2] {
+        let tag = match self.state {
+            BlockState::Allocated => Self::TAG_ALLOCATED,
+            BlockState::Free => Self::TAG_FREE,
+        };
+        let w0 = tag as u64 | (self.class as u64) << 8 | (self.requested as u64) << 32;
+        [w0, w0 ^ addr as u64 ^ Self::KEY]
+    }
+
+    fn decode(w: [u64; 2], addr: usize) -> Result<Header, HeaderError> {
+        let tag = w[0] as u8;
+        let state = match tag {
+            Self::TAG_ALLOCATED => BlockState::Allocated,
+            Self::TAG_FREE => BlockState::Free,
+            _ => {
+                return Err(HeaderError {
+                    found_tag: tag,
+                    found: w[0],
+                    check_failed: false,
+                })
+            }
+        };
+        if w[1] != w[0] ^ addr as u64 ^ Self::KEY || (w[0] >> 16) as u16 != 0 {
+            return Err(HeaderError {
+                found_tag: tag,
+                found: w[0],
+                check_failed: true,
+            });
+        }
+        Ok(Header {
+            state,
+            class: (w[0] >> 8) as u8,
+            requested: (w[0] >> 32) as u32,
+        })
+    }
+}
+
+static_assertions::assert_eq_size!(BlockBase<tiny_layout::Plain>, *mut u8);
+static_assertions::assert_eq_size!(UserPtr<tiny_layout::Guarded>, *mut u8);
+static_assertions::assert_eq_size!(Option<BlockBase<tiny_layout::Plain>>, *mut u8);
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use tiny_layout::{Guarded, Plain};
+
+    #[repr(align(16))]
+    struct Block([u8; 64]);
+
+    fn base<L: BlockLayout>(b: &mut Block) -> BlockBase<L> {
+        // SAFETY: test block of 64 bytes, 16-aligned, used as one block.
+        unsafe { BlockBase::from_raw(NonNull::new(b.0.as_mut_ptr()).unwrap()) }
+    }
+
+    #[test]
+    fn round_trips_in_both_layouts() {
+        let mut b = Block([0; 64]);
+        let p = base::<Plain>(&mut b);
+        assert_eq!(p.to_user().addr(), p.addr());
+        assert_eq!(p.to_user().to_base(), p);
+        let g = base::<Guarded>(&mut b);
+        assert_eq!(g.to_user().addr(), g.addr() + 16);
+        assert_eq!(g.to_user().to_base(), g);
+    }
+
+    #[test]
+    fn link_lives_after_the_header() {
+        let mut b = Block([0; 64]);
+        let mut other = Block([0; 64]);
+        let g = base::<Guarded>(&mut b);
+        let n = base::<Guarded>(&mut other);
+        unsafe {
+            g.write_header(Header {
+                state: BlockState::Free,
+                class: 3,
+                requested: 40,
+            });
+            g.set_link(Some(n));
+            assert_eq!(g.link(), Some(n));
+            // The header survives the link write.
+            assert_eq!(g.read_header().unwrap().class, 3);
+            g.set_link(None);
+            assert_eq!(g.link(), None);
+        }
+    }
+
+    #[test]
+    fn header_detects_overwrite_and_relocation() {
+        let mut b = Block([0; 64]);
+        let g = base::<Guarded>(&mut b);
+        let h = Header {
+            state: BlockState::Allocated,
+            class: 1,
+            requested: 17,
+        };
+        unsafe {
+            g.write_header(h);
+            assert_eq!(g.read_header(), Ok(h));
+            b.0[0] = 0x31; // user data where the tag was
+            let e = base::<Guarded>(&mut b).read_header().unwrap_err();
+            assert_eq!(e.found_tag, 0x31);
+            assert!(!e.check_failed);
+        }
+        // A valid header copied to another address does not check.
+        let mut b2 = Block([0; 64]);
+        let g2 = base::<Guarded>(&mut b2);
+        unsafe {
+            g2.write_header(h);
+            let words = g2.as_ptr().cast::<[u64; 2]>().read();
+            b.0.as_mut_ptr().cast::<[u64; 2]>().write(words);
+            assert!(
+                base::<Guarded>(&mut b)
+                    .read_header()
+                    .unwrap_err()
+                    .check_failed
+            );
+        }
+    }
+
+    #[test]
+    fn plain_layout_has_no_header() {
+        let mut b = Block([0x55; 64]);
+        let p = base::<Plain>(&mut b);
+        unsafe {
+            p.write_header(Header {
+                state: BlockState::Allocated,
+                class: 9,
+                requested: 1,
+            });
+            assert_eq!(b.0[0], 0x55);
+            assert_eq!(base::<Plain>(&mut b).read_header(), Ok(Header::NONE));
+        }
+    }
+}

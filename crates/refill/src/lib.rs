@@ -1,1 +1,178 @@
+//! # refill: batches between a thread cache and its slabs
+//!
+//! A thread cache (a `tls_sll` list per class) misses or overflows; this box moves a
+//! bounded batch of blocks between it and whatever holds the slabs, through two narrow
+//! contracts: [`BlockSource`] (give me up to n blocks of class c) and [`BlockSink`] (take
+//! this block back). It owns the policy numbers: how many blocks a class caches and how
+//! many move per batch.
+//!
+//! ## Invariants owned here
+//! - A refill moves at least 1 and at most [`MAX_BATCH`] blocks; a spill leaves the list
+//!   at half its cap, so a list oscillating around its cap does not spill every push.
+//! - Caps bound a thread cache's bytes per class by about [`CACHE_BYTES_PER_CLASS`]
+//!   (at least one block), so an idle thread holds a bounded amount of memory.
 #![no_std]
+
+use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
+use tls_sll::FreeList;
+
+/// Most blocks moved by one refill.
+pub const MAX_BATCH: u32 = 64;
+/// Most blocks cached per class.
+pub const MAX_CACHED: u32 = 128;
+/// Byte budget of one class's cache.
+pub const CACHE_BYTES_PER_CLASS: usize = 32 * 1024;
+
+/// Where refills take blocks from (a slab heap).
+pub trait BlockSource<L: BlockLayout> {
+    /// Moves between 1 and `max` blocks of class `c` into `out`; returns how many (0 only
+    /// when memory is exhausted).
+    fn take_blocks(&mut self, c: SizeClass, max: u32, out: &mut FreeList<L>) -> u32;
+}
+
+/// Where spills return blocks to.
+pub trait BlockSink<L: BlockLayout> {
+    /// Takes back one block of class `c` that the cache owned.
+    fn return_block(&mut self, c: SizeClass, b: BlockBase<L>);
+}
+
+/// The cache cap of class `c`.
+pub const fn cache_cap(c: SizeClass) -> u32 {
+    let by_bytes = CACHE_BYTES_PER_CLASS / c.block_size();
+    if by_bytes == 0 {
+        1
+    } else if by_bytes > MAX_CACHED as usize {
+        MAX_CACHED
+    } else {
+        by_bytes as u32
+    }
+}
+
+/// Blocks moved by one refill of class `c`.
+pub const fn refill_batch(c: SizeClass) -> u32 {
+    let half = cache_cap(c).div_ceil(2);
+    if half > MAX_BATCH {
+        MAX_BATCH
+    } else {
+        half
+    }
+}
+
+/// Refills an empty `list` of class `c` from `src` and pops one block for the caller.
+/// `None` means memory is exhausted.
+pub fn refill<L: BlockLayout, S: BlockSource<L>>(
+    list: &mut FreeList<L>,
+    c: SizeClass,
+    src: &mut S,
+) -> Option<BlockBase<L>> {
+    let want = refill_batch(c);
+    src.take_blocks(c, want, list);
+    list.pop()
+}
+
+/// Spills blocks from `list` (class `c`) to `sink` until it holds half its cap.
+pub fn spill<L: BlockLayout, S: BlockSink<L>>(list: &mut FreeList<L>, c: SizeClass, sink: &mut S) {
+    let keep = list.cap() / 2;
+    while list.len() > keep {
+        match list.pop() {
+            Some(b) => sink.return_block(c, b),
+            None => break,
+        }
+    }
+}
+
+/// Returns every block of `list` to `sink` (thread exit, trim).
+pub fn flush<L: BlockLayout, S: BlockSink<L>>(list: &mut FreeList<L>, c: SizeClass, sink: &mut S) {
+    while let Some(b) = list.pop() {
+        sink.return_block(c, b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use core::ptr::NonNull;
+    use std::vec::Vec;
+    use tiny_layout::Plain;
+
+    /// A model slab: a pool of 16-byte-aligned blocks, tracking what is out.
+    struct Pool {
+        mem: Vec<u128>,
+        next: usize,
+        returned: Vec<usize>,
+        limit: usize,
+    }
+    impl Pool {
+        fn new(limit: usize) -> Pool {
+            Pool {
+                mem: std::vec![0; limit * 4],
+                next: 0,
+                returned: Vec::new(),
+                limit,
+            }
+        }
+        fn at(&mut self, i: usize) -> BlockBase<Plain> {
+            unsafe {
+                BlockBase::from_raw(NonNull::new(self.mem.as_mut_ptr().add(i * 4).cast()).unwrap())
+            }
+        }
+    }
+    impl BlockSource<Plain> for Pool {
+        fn take_blocks(&mut self, _c: SizeClass, max: u32, out: &mut FreeList<Plain>) -> u32 {
+            let mut n = 0;
+            while n < max && self.next < self.limit {
+                let b = self.at(self.next);
+                unsafe { out.push(b) };
+                self.next += 1;
+                n += 1;
+            }
+            n
+        }
+    }
+    impl BlockSink<Plain> for Pool {
+        fn return_block(&mut self, _c: SizeClass, b: BlockBase<Plain>) {
+            self.returned.push(b.addr());
+        }
+    }
+
+    #[test]
+    fn caps_and_batches_are_bounded_for_every_class() {
+        for c in SizeClass::all() {
+            let cap = cache_cap(c);
+            assert!((1..=MAX_CACHED).contains(&cap));
+            assert!(cap as usize * c.block_size() <= CACHE_BYTES_PER_CLASS.max(c.block_size()));
+            let b = refill_batch(c);
+            assert!(b >= 1 && b <= MAX_BATCH && b <= cap);
+        }
+    }
+
+    #[test]
+    fn refill_moves_one_batch_and_spill_halves() {
+        let c = SizeClass::new(0).unwrap();
+        let mut pool = Pool::new(1000);
+        let mut list = FreeList::<Plain>::new(cache_cap(c));
+        let got = refill(&mut list, c, &mut pool).unwrap();
+        assert_eq!(pool.next as u32, refill_batch(c));
+        assert_eq!(list.len(), refill_batch(c) - 1);
+        unsafe { list.push(got) };
+        while list.len() < list.cap() + 1 {
+            let mut extra = FreeList::new(1);
+            pool.take_blocks(c, 1, &mut extra);
+            unsafe { list.push(extra.pop().unwrap()) };
+        }
+        spill(&mut list, c, &mut pool);
+        assert_eq!(list.len(), list.cap() / 2);
+        flush(&mut list, c, &mut pool);
+        assert!(list.is_empty());
+        assert_eq!(pool.returned.len(), pool.next);
+    }
+
+    #[test]
+    fn exhausted_source_gives_none() {
+        let c = SizeClass::new(5).unwrap();
+        let mut pool = Pool::new(0);
+        let mut list = FreeList::<Plain>::new(8);
+        assert!(refill(&mut list, c, &mut pool).is_none());
+    }
+}

@@ -1,1 +1,240 @@
+//! # tiny_layout: size classes and block geometry
+//!
+//! The single source of truth for every number that describes a small block:
+//! size → class, class → block size, stride, header size, free-list link offset,
+//! slab size and blocks per slab. No other crate holds a copy of any of them; they
+//! ask this crate (through [`BlockLayout`] and the class functions below).
+//!
+//! ## Invariants owned here (checked at compile time)
+//! - Classes are strictly increasing multiples of 16 bytes, so every block start is
+//!   16-byte aligned whenever its slab start is (malloc's ABI).
+//! - Up to 128 bytes classes are 16 bytes apart; above 128 bytes there are eight classes
+//!   per doubling, so a request never wastes more than 12.5% of its size.
+//! - `class_of(size)` returns the smallest class whose block holds `size` bytes.
+//! - A layout's stride (header + block) is a multiple of 16, its link offset lies inside
+//!   the block and after the header, and every slab holds at least one block.
+//!
+//! ## Two layouts, one table
+//! [`Plain`] has no per-block header: the class of a block is known from its slab's
+//! metadata. [`Guarded`] (the checked build) puts a 16-byte header before each block.
+//! Both share the class table; a pointer type is tied to its layout by the type system
+//! (see `ptr_conversion`), so blocks of the two layouts can never be mixed.
 #![no_std]
+
+use static_assertions::const_assert;
+
+/// Number of size classes.
+pub const CLASS_COUNT: usize = 96;
+/// Largest request served from size classes; larger requests are the large tier's.
+pub const MAX_CLASS_SIZE: usize = 256 * 1024;
+/// Requests up to this size are classified with one table lookup.
+pub const LOOKUP_MAX: usize = 1024;
+/// Alignment of every block start (and of every stride).
+pub const BLOCK_ALIGN: usize = 16;
+/// Smallest slab: slabs are whole multiples of this (64 KiB).
+pub const MIN_SLAB_BYTES: usize = 64 * 1024;
+/// Largest slab (1 MiB).
+pub const MAX_SLAB_BYTES: usize = 1024 * 1024;
+
+/// A size-class index, always `< CLASS_COUNT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SizeClass(u8);
+
+impl SizeClass {
+    /// The class with index `i`, if it exists.
+    #[inline]
+    pub const fn new(i: usize) -> Option<SizeClass> {
+        if i < CLASS_COUNT {
+            Some(SizeClass(i as u8))
+        } else {
+            None
+        }
+    }
+    /// The index, `< CLASS_COUNT`.
+    #[inline(always)]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+    /// Usable bytes of a block of this class.
+    #[inline(always)]
+    pub const fn block_size(self) -> usize {
+        CLASS_SIZES[self.0 as usize] as usize
+    }
+    /// Bytes of one slab of this class (a multiple of [`MIN_SLAB_BYTES`]).
+    #[inline(always)]
+    pub const fn slab_bytes(self) -> usize {
+        slab_bytes_for(self.block_size())
+    }
+    /// Every class, smallest first.
+    pub fn all() -> impl Iterator<Item = SizeClass> {
+        (0..CLASS_COUNT).map(|i| SizeClass(i as u8))
+    }
+}
+
+const fn class_size_at(i: usize) -> usize {
+    if i < 8 {
+        16 * (i + 1)
+    } else {
+        let k = 7 + (i - 8) / 8; // doubling 2^k .. 2^(k+1)
+        let j = (i - 8) % 8 + 1;
+        (1 << k) + j * (1 << (k - 3))
+    }
+}
+
+const fn build_sizes() -> [u32; CLASS_COUNT] {
+    let mut t = [0u32; CLASS_COUNT];
+    let mut i = 0;
+    while i < CLASS_COUNT {
+        t[i] = class_size_at(i) as u32;
+        i += 1;
+    }
+    t
+}
+
+/// Usable bytes per class.
+const CLASS_SIZES: [u32; CLASS_COUNT] = build_sizes();
+
+/// Class by formula (any size up to `MAX_CLASS_SIZE`).
+const fn class_by_formula(size: usize) -> usize {
+    if size <= 128 {
+        if size == 0 {
+            0
+        } else {
+            (size + 15) / 16 - 1
+        }
+    } else {
+        let s = size - 1;
+        let k = (usize::BITS - 1 - s.leading_zeros()) as usize; // 2^k <= s < 2^(k+1), k >= 7
+        8 + (k - 7) * 8 + ((s >> (k - 3)) & 7)
+    }
+}
+
+const fn build_lookup() -> [u8; LOOKUP_MAX / 16 + 1] {
+    let mut t = [0u8; LOOKUP_MAX / 16 + 1];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = class_by_formula(i * 16) as u8;
+        i += 1;
+    }
+    t
+}
+
+/// `(size + 15) / 16` → class, for sizes up to [`LOOKUP_MAX`]. Every class boundary up
+/// to 1 KiB is a multiple of 16, so the granule decides the class exactly.
+static CLASS_LOOKUP: [u8; LOOKUP_MAX / 16 + 1] = build_lookup();
+
+/// The smallest class holding `size` bytes (`size` 0 gets the smallest class), or `None`
+/// when `size > MAX_CLASS_SIZE`.
+#[inline(always)]
+pub fn class_of(size: usize) -> Option<SizeClass> {
+    if size <= LOOKUP_MAX {
+        // SAFETY-free: index <= 64 by the bound just checked.
+        Some(SizeClass(CLASS_LOOKUP[(size + 15) >> 4]))
+    } else if size <= MAX_CLASS_SIZE {
+        Some(SizeClass(class_by_formula(size) as u8))
+    } else {
+        None
+    }
+}
+
+/// The slab size for blocks of `block_size`: at least eight blocks, a power of two
+/// between [`MIN_SLAB_BYTES`] and [`MAX_SLAB_BYTES`].
+const fn slab_bytes_for(block_size: usize) -> usize {
+    let want = (block_size * 8).next_power_of_two();
+    if want < MIN_SLAB_BYTES {
+        MIN_SLAB_BYTES
+    } else if want > MAX_SLAB_BYTES {
+        MAX_SLAB_BYTES
+    } else {
+        want
+    }
+}
+
+/// How blocks are laid out in memory: the contract other boxes depend on.
+///
+/// A block occupies `stride(c)` bytes starting at its BASE: `HEADER_SIZE` bytes of
+/// header, then the user area of `block_size` bytes. While a block is free, its
+/// free-list link (one pointer) lives at `BASE + LINK_OFFSET`.
+pub trait BlockLayout: Copy + 'static {
+    /// Bytes of per-block header before the user area (0 = no header).
+    const HEADER_SIZE: usize;
+    /// Offset from BASE of the free-list link; never overlaps the header.
+    const LINK_OFFSET: usize;
+    /// A short name for reports.
+    const NAME: &'static str;
+
+    /// Bytes from one block's BASE to the next one's.
+    #[inline(always)]
+    fn stride(c: SizeClass) -> usize {
+        Self::HEADER_SIZE + c.block_size()
+    }
+    /// Blocks in one slab of class `c`.
+    #[inline(always)]
+    fn blocks_per_slab(c: SizeClass) -> usize {
+        c.slab_bytes() / Self::stride(c)
+    }
+}
+
+/// No per-block header: USER == BASE; the slab's metadata knows the class.
+#[derive(Clone, Copy, Debug)]
+pub struct Plain;
+impl BlockLayout for Plain {
+    const HEADER_SIZE: usize = 0;
+    const LINK_OFFSET: usize = 0;
+    const NAME: &'static str = "plain";
+}
+
+/// A 16-byte header before each block (checked build): USER == BASE + 16; the link of
+/// a free block lives in its user area so the header survives while the block is free.
+#[derive(Clone, Copy, Debug)]
+pub struct Guarded;
+impl BlockLayout for Guarded {
+    const HEADER_SIZE: usize = 16;
+    const LINK_OFFSET: usize = 16;
+    const NAME: &'static str = "guarded";
+}
+
+// ---- compile-time checks of the table and both layouts ----
+const fn table_ok() -> bool {
+    let mut i = 0;
+    while i < CLASS_COUNT {
+        let s = CLASS_SIZES[i] as usize;
+        if s % BLOCK_ALIGN != 0 {
+            return false;
+        }
+        if i > 0 {
+            let prev = CLASS_SIZES[i - 1] as usize;
+            if s <= prev {
+                return false;
+            }
+            // Worst request of this class is prev + 1: waste s - prev - 1 must be at most
+            // 12.5% of it above 128 bytes.
+            if prev >= 128 && (s - prev - 1) * 8 > prev + 1 {
+                return false;
+            }
+        }
+        if class_by_formula(s) != i
+            || (i > 0 && class_by_formula(CLASS_SIZES[i - 1] as usize + 1) != i)
+        {
+            return false;
+        }
+        if slab_bytes_for(s) % MIN_SLAB_BYTES != 0 || slab_bytes_for(s) / (s + 16) == 0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+const_assert!(table_ok());
+const_assert!(CLASS_SIZES[CLASS_COUNT - 1] as usize == MAX_CLASS_SIZE);
+const_assert!(CLASS_SIZES[0] as usize == BLOCK_ALIGN);
+const_assert!(CLASS_COUNT <= u8::MAX as usize);
+const_assert!(Plain::HEADER_SIZE % BLOCK_ALIGN == 0 && Guarded::HEADER_SIZE % BLOCK_ALIGN == 0);
+const_assert!(Plain::LINK_OFFSET >= Plain::HEADER_SIZE);
+const_assert!(Guarded::LINK_OFFSET >= Guarded::HEADER_SIZE);
+// The link (8 bytes) fits in the smallest block's user area.
+const_assert!(Guarded::LINK_OFFSET - Guarded::HEADER_SIZE + 8 <= 16);
+const_assert!(MAX_SLAB_BYTES % MIN_SLAB_BYTES == 0);
+
+#[cfg(test)]
+mod tests;

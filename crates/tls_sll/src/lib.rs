@@ -1,1 +1,206 @@
+//! # tls_sll: per-class intrusive free lists
+//!
+//! The data structure of a thread cache: for each size class a LIFO singly linked list of
+//! free blocks, threaded through the blocks themselves (the link lives where
+//! `ptr_conversion` says), with a count and a cap. Putting it in thread-local storage is
+//! the facade's job; this crate is plain single-owner data.
+//!
+//! ## Invariants owned here
+//! - `count` is exactly the number of blocks reachable from `head`.
+//! - Lists hold [`BlockBase`]s only (never user pointers): the type admits nothing else.
+//! - A list never grows past its cap through [`FreeList::push_bounded`]; callers that must
+//!   exceed it (a refill batch) use [`FreeList::push`] and the cap is restored by a spill.
+//! - Every block in a list is owned by the list's owner: no other thread touches it.
 #![no_std]
+
+use ptr_conversion::{BlockBase, BlockLayout};
+
+/// One LIFO free list with its length and cap (16 bytes).
+pub struct FreeList<L: BlockLayout> {
+    head: Option<BlockBase<L>>,
+    count: u32,
+    cap: u32,
+}
+
+/// A detached run of blocks (`head` … `tail`, `count` long) moving between lists.
+pub struct Chain<L: BlockLayout> {
+    head: BlockBase<L>,
+    tail: BlockBase<L>,
+    count: u32,
+}
+
+impl<L: BlockLayout> Chain<L> {
+    /// Blocks in the chain.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+    /// Never true: a chain has at least one block.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl<L: BlockLayout> FreeList<L> {
+    /// An empty list with cap `cap`.
+    pub const fn new(cap: u32) -> Self {
+        FreeList {
+            head: None,
+            count: 0,
+            cap,
+        }
+    }
+    /// Blocks in the list.
+    #[inline(always)]
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+    /// No blocks?
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+    /// The cap.
+    #[inline(always)]
+    pub fn cap(&self) -> u32 {
+        self.cap
+    }
+    /// Changes the cap (blocks above it stay until the next spill).
+    pub fn set_cap(&mut self, cap: u32) {
+        self.cap = cap;
+    }
+
+    /// Pops the most recently pushed block.
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<BlockBase<L>> {
+        let b = self.head?;
+        // SAFETY: `b` is in this list, so it is free, owned by us, and its link was
+        // written by `push`/`push_chain`.
+        self.head = unsafe { b.link() };
+        self.count -= 1;
+        Some(b)
+    }
+
+    /// Pushes a block if the list is below its cap; gives it back otherwise.
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push).
+    #[inline(always)]
+    pub unsafe fn push_bounded(&mut self, b: BlockBase<L>) -> Result<(), BlockBase<L>> {
+        if self.count < self.cap {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.push(b) };
+            Ok(())
+        } else {
+            Err(b)
+        }
+    }
+
+    /// Pushes a block regardless of the cap.
+    ///
+    /// # Safety
+    /// The caller owns `b`, it is free (nobody uses its bytes) and it is in no other list.
+    #[inline(always)]
+    pub unsafe fn push(&mut self, b: BlockBase<L>) {
+        // SAFETY: the caller owns the free block `b`.
+        unsafe { b.set_link(self.head) };
+        self.head = Some(b);
+        self.count += 1;
+    }
+
+    /// Detaches up to `n` blocks from the head as a chain.
+    pub fn take(&mut self, n: u32) -> Option<Chain<L>> {
+        let head = self.head?;
+        let mut tail = head;
+        let mut count = 1;
+        while count < n {
+            // SAFETY: `tail` is in this list (see `pop`).
+            match unsafe { tail.link() } {
+                Some(next) => {
+                    tail = next;
+                    count += 1;
+                }
+                None => break,
+            }
+        }
+        // SAFETY: as above.
+        self.head = unsafe { tail.link() };
+        self.count -= count;
+        Some(Chain { head, tail, count })
+    }
+
+    /// Detaches the whole list as a chain.
+    pub fn take_all(&mut self) -> Option<Chain<L>> {
+        let n = self.count;
+        self.take(n)
+    }
+
+    /// Puts a chain in front of the list.
+    pub fn push_chain(&mut self, c: Chain<L>) {
+        // SAFETY: the chain's blocks are free and ours (a chain only comes from `take`
+        // or `Chain::from_raw_parts`, whose caller vouches for them).
+        unsafe { c.tail.set_link(self.head) };
+        self.head = Some(c.head);
+        self.count += c.count;
+    }
+}
+
+impl<L: BlockLayout> Chain<L> {
+    /// Builds a chain from already linked blocks.
+    ///
+    /// # Safety
+    /// `head` … `tail` must be `count` free blocks owned by the caller, linked through
+    /// their links, and `tail`'s link may be anything (it is overwritten on splice).
+    pub unsafe fn from_raw_parts(head: BlockBase<L>, tail: BlockBase<L>, count: u32) -> Self {
+        Chain { head, tail, count }
+    }
+    /// Pops the first block; `None` when it was the last (the chain is consumed).
+    pub fn split_first(self) -> (BlockBase<L>, Option<Chain<L>>) {
+        if self.count == 1 {
+            (self.head, None)
+        } else {
+            // SAFETY: count > 1, so head's link is the next block of the chain.
+            let next = unsafe { self.head.link() }.expect("chain shorter than its count");
+            (
+                self.head,
+                Some(Chain {
+                    head: next,
+                    tail: self.tail,
+                    count: self.count - 1,
+                }),
+            )
+        }
+    }
+}
+
+/// One free list per class: a thread cache's lists. `N` is the class count the facade
+/// passes in (from `tiny_layout`).
+pub struct ClassLists<L: BlockLayout, const N: usize> {
+    lists: [FreeList<L>; N],
+}
+
+impl<L: BlockLayout, const N: usize> ClassLists<L, N> {
+    /// Empty lists, all with cap 0 (every push overflows until caps are set).
+    pub const fn new() -> Self {
+        ClassLists {
+            lists: [const { FreeList::new(0) }; N],
+        }
+    }
+    /// The list of class index `i` (`i < N`).
+    #[inline(always)]
+    pub fn get(&mut self, i: usize) -> &mut FreeList<L> {
+        &mut self.lists[i]
+    }
+    /// All lists.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut FreeList<L>> {
+        self.lists.iter_mut()
+    }
+}
+
+impl<L: BlockLayout, const N: usize> Default for ClassLists<L, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+//! The C malloc family, exported from the cdylib (feature `c-override`).
+//!
+//! Each function maps `front_api`'s result to glibc's conventions: NULL plus `errno`
+//! (ENOMEM, EINVAL), or an error number returned (posix_memalign). `free` preserves
+//! `errno`. Nothing here can panic: there is no code that could.
+
+use crate::os::set_errno;
+use crate::API;
+use core::ffi::c_void;
+use front_api::Error;
+
+#[inline(always)]
+fn ret(r: Result<*mut u8, Error>) -> *mut c_void {
+    match r {
+        Ok(p) => p.cast(),
+        Err(e) => {
+            set_errno(match e {
+                Error::NoMemory => libc::ENOMEM,
+                Error::Invalid => libc::EINVAL,
+            });
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// Exports one body under each listed C name.
+macro_rules! export {
+    ($($name:ident),* => fn $args:tt -> $r:ty $body:block) => {
+        $( export!(@one $name $args -> $r $body); )*
+    };
+    (@one $name:ident ($($a:ident: $t:ty),*) -> $r:ty $body:block) => {
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $r $body
+    };
+}
+
+export!(malloc, __libc_malloc => fn(size: usize) -> *mut c_void { ret(API.malloc(size)) });
+export!(calloc, __libc_calloc => fn(n: usize, size: usize) -> *mut c_void { ret(API.calloc(n, size)) });
+export!(free, __libc_free, cfree => fn(p: *mut c_void) -> () {
+    // SAFETY: the C contract: `p` is null or ours.
+    unsafe { API.free(p.cast()) }
+});
+export!(realloc, __libc_realloc => fn(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: the C contract.
+    ret(unsafe { API.realloc(p.cast(), size) })
+});
+export!(reallocarray => fn(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    // SAFETY: the C contract.
+    ret(unsafe { API.reallocarray(p.cast(), n, size) })
+});
+export!(memalign, __libc_memalign => fn(align: usize, size: usize) -> *mut c_void { ret(API.memalign(align, size)) });
+export!(aligned_alloc => fn(align: usize, size: usize) -> *mut c_void { ret(API.aligned_alloc(align, size)) });
+export!(valloc, __libc_valloc => fn(size: usize) -> *mut c_void { ret(API.valloc(size)) });
+export!(pvalloc, __libc_pvalloc => fn(size: usize) -> *mut c_void { ret(API.pvalloc(size)) });
+export!(posix_memalign, __posix_memalign => fn(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    match API.posix_memalign(align, size) {
+        Ok(p) => {
+            // SAFETY: the C contract: `out` is writable.
+            unsafe { *out = p.cast() };
+            0
+        }
+        Err(Error::Invalid) => libc::EINVAL,
+        Err(Error::NoMemory) => libc::ENOMEM,
+    }
+});
+export!(malloc_usable_size => fn(p: *mut c_void) -> usize {
+    // SAFETY: the C contract.
+    unsafe { API.usable_size(p.cast()) }
+});
+export!(free_sized => fn(p: *mut c_void, _size: usize) -> () {
+    // SAFETY: the C contract.
+    unsafe { API.free(p.cast()) }
+});
+export!(free_aligned_sized => fn(p: *mut c_void, _align: usize, _size: usize) -> () {
+    // SAFETY: the C contract.
+    unsafe { API.free(p.cast()) }
+});

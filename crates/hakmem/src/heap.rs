@@ -1,0 +1,295 @@
+//! Thread heaps: a thread cache (`tls_sll` lists) over the thread's slabs (`superslab`),
+//! plus the remote-free queue other threads use to hand blocks back.
+//!
+//! ## Invariants
+//! - A heap is used by at most one thread at a time (its owner). The owner token of its
+//!   slabs is the heap's address, which never changes: heaps are never unmapped, only
+//!   abandoned at thread exit and adopted by a later thread, slabs and all.
+//! - The cache holds only blocks of slabs this heap owns.
+//! - Heaps live in metadata pages of their own, never in memory this allocator hands out,
+//!   so creating one cannot recurse into malloc.
+
+use crate::os::Os;
+use crate::Layout;
+use core::cell::Cell;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU8, Ordering};
+use ptr_conversion::{BlockBase, SizeClass};
+use refill::{BlockSink, BlockSource};
+use superslab::{AddressMap, PageSource, RemoteQueue, SegmentPool, SlabHeap, SpinLock};
+use tiny_layout::CLASS_COUNT;
+use tls_sll::{ClassLists, FreeList};
+
+/// Which granules are ours.
+pub static MAP: AddressMap = AddressMap::new();
+/// Empty segments, process-wide.
+pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 8);
+
+/// One thread's allocator state.
+#[repr(C, align(64))]
+pub struct Heap {
+    /// The thread cache: per-class free lists (fast path).
+    pub cache: ClassLists<Layout, CLASS_COUNT>,
+    /// The slabs this heap owns.
+    slabs: SlabHeap<Layout>,
+    /// Next heap in the abandoned list.
+    next_abandoned: *mut Heap,
+    /// Registered for thread-exit cleanup?
+    registered: bool,
+    /// Blocks of our slabs freed by other threads (on its own cache line).
+    remote: Remote,
+}
+
+#[repr(align(64))]
+struct Remote(RemoteQueue<Layout>);
+
+/// Adapter giving `refill` its source and sink: the heap's slabs and the segment pool.
+struct Slabs<'a>(&'a mut SlabHeap<Layout>);
+
+impl BlockSource<Layout> for Slabs<'_> {
+    fn take_blocks(&mut self, c: SizeClass, max: u32, out: &mut FreeList<Layout>) -> u32 {
+        self.0.take_blocks(&POOL, c, max, out)
+    }
+}
+
+impl BlockSink<Layout> for Slabs<'_> {
+    fn return_block(&mut self, _c: SizeClass, b: BlockBase<Layout>) {
+        // SAFETY: the cache only holds blocks of our own slabs (heap invariant).
+        unsafe { self.0.return_block(&POOL, b) }
+    }
+}
+
+impl Heap {
+    fn init(&mut self) {
+        let token = self as *mut Heap as usize;
+        self.slabs.set_owner(token);
+        for c in SizeClass::all() {
+            self.cache.get(c.index()).set_cap(refill::cache_cap(c));
+        }
+    }
+
+    /// Pops a block of class `c`, refilling the cache from the slabs on a miss.
+    #[inline]
+    pub fn alloc_slow(&mut self, c: SizeClass) -> Option<BlockBase<Layout>> {
+        self.collect_remote();
+        let list = self.cache.get(c.index());
+        if let Some(b) = list.pop() {
+            return Some(b);
+        }
+        refill::refill(list, c, &mut Slabs(&mut self.slabs))
+    }
+
+    /// Caches a block of ours, spilling half the class's cache to the slabs if full.
+    pub fn free_slow(&mut self, c: SizeClass, b: BlockBase<Layout>) {
+        let list = self.cache.get(c.index());
+        refill::spill(list, c, &mut Slabs(&mut self.slabs));
+        // SAFETY: `b` is a free block of ours; the spill made room below the cap.
+        if unsafe { list.push_bounded(b) }.is_err() {
+            // SAFETY: as above.
+            unsafe { self.slabs.return_block(&POOL, b) };
+        }
+        self.collect_remote();
+    }
+
+    /// Takes back the blocks other threads freed into our slabs.
+    pub fn collect_remote(&mut self) {
+        if self.remote.0.is_empty() {
+            return;
+        }
+        let mut got = FreeList::<Layout>::new(u32::MAX);
+        self.remote.0.take_all(&mut got);
+        while let Some(b) = got.pop() {
+            // SAFETY: only blocks of our slabs are pushed to our queue.
+            unsafe { self.slabs.return_block(&POOL, b) };
+        }
+    }
+
+    /// Hands a block to its owner heap from another thread.
+    ///
+    /// # Safety
+    /// `owner` is the owner token of `b`'s slab (a heap address) and `b` is being freed.
+    pub unsafe fn remote_free(owner: usize, b: BlockBase<Layout>) {
+        // SAFETY: owner tokens are addresses of heaps, which are never unmapped; the
+        // block pins its slab (and so its owner) until the owner takes it back.
+        unsafe { (*(owner as *const Heap)).remote.0.push(b) }
+    }
+
+    /// Returns every cached block and every empty slab (thread exit).
+    fn flush(&mut self) {
+        for c in SizeClass::all() {
+            refill::flush(self.cache.get(c.index()), c, &mut Slabs(&mut self.slabs));
+        }
+        self.collect_remote();
+        self.slabs.release_empty(&POOL);
+    }
+}
+
+// ---- heap registry: creation, abandonment, adoption ----
+
+struct Registry {
+    lock: SpinLock,
+    abandoned: Cell<*mut Heap>,
+    arena: Cell<(usize, usize)>,
+}
+// SAFETY: the cells are only touched under `lock`.
+unsafe impl Sync for Registry {}
+
+static REGISTRY: Registry = Registry {
+    lock: SpinLock::new(),
+    abandoned: Cell::new(null_mut()),
+    arena: Cell::new((0, 0)),
+};
+const ARENA_CHUNK: usize = 256 * 1024;
+
+/// A heap for a new thread: an abandoned one (adopted with its slabs) or a fresh one.
+fn acquire_heap() -> *mut Heap {
+    REGISTRY.lock.lock();
+    let h = REGISTRY.abandoned.get();
+    if !h.is_null() {
+        // SAFETY: heaps in the abandoned list are valid and unused.
+        REGISTRY.abandoned.set(unsafe { (*h).next_abandoned });
+        REGISTRY.lock.unlock();
+        return h;
+    }
+    let size = core::mem::size_of::<Heap>();
+    let (mut next, mut end) = REGISTRY.arena.get();
+    if next + size > end {
+        match Os.map(ARENA_CHUNK, crate::os::PAGE) {
+            Some(p) => {
+                next = p.as_ptr() as usize;
+                end = next + ARENA_CHUNK;
+            }
+            None => {
+                REGISTRY.lock.unlock();
+                return null_mut();
+            }
+        }
+    }
+    REGISTRY.arena.set((next + size, end));
+    REGISTRY.lock.unlock();
+    let h = next as *mut Heap;
+    // SAFETY: fresh zeroed memory of ours, 64-aligned (size is a multiple of 64 and the
+    // chunk is page-aligned); an all-zero Heap is valid (null pointers, zero counts).
+    unsafe { (*h).init() };
+    h
+}
+
+fn abandon_heap(h: *mut Heap) {
+    REGISTRY.lock.lock();
+    // SAFETY: the exiting thread gives up `h`.
+    unsafe { (*h).next_abandoned = REGISTRY.abandoned.get() };
+    REGISTRY.abandoned.set(h);
+    REGISTRY.lock.unlock();
+}
+
+// ---- thread-local state and process-wide set-up ----
+
+std::thread_local! {
+    /// This thread's heap (null until its first allocation).
+    static HEAP: Cell<*mut Heap> = const { Cell::new(null_mut()) };
+    /// True while this thread runs the one-time process set-up.
+    static INITIALIZING: Cell<bool> = const { Cell::new(false) };
+}
+
+const UNINIT: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+static INIT: AtomicU8 = AtomicU8::new(UNINIT);
+static mut EXIT_KEY: libc::pthread_key_t = 0;
+
+/// This thread's heap, or null before its first allocation.
+#[inline(always)]
+pub fn current() -> *mut Heap {
+    HEAP.with(|h| h.get())
+}
+
+/// This thread's heap, creating or adopting one on first use (null if out of memory).
+#[cold]
+pub fn current_or_init() -> *mut Heap {
+    let mut h = current();
+    if h.is_null() {
+        process_init();
+        h = current(); // set-up may have allocated on this thread
+        if h.is_null() {
+            h = acquire_heap();
+            if h.is_null() {
+                return h;
+            }
+            HEAP.with(|c| c.set(h));
+        }
+    }
+    // SAFETY: `h` is this thread's heap.
+    if unsafe { !(*h).registered } && INIT.load(Ordering::Acquire) == DONE {
+        // SAFETY: `h` is ours; the key exists (DONE). Set the flag first: setspecific may
+        // allocate and come back here.
+        unsafe {
+            (*h).registered = true;
+            libc::pthread_setspecific(EXIT_KEY, h.cast());
+        }
+    }
+    h
+}
+
+/// One-time process set-up: the thread-exit key and the fork handlers. Re-entrant: a
+/// nested allocation from inside set-up proceeds without waiting.
+fn process_init() {
+    if INIT.load(Ordering::Acquire) == DONE {
+        return;
+    }
+    if INIT
+        .compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire)
+        .is_ok()
+    {
+        INITIALIZING.with(|f| f.set(true));
+        // SAFETY: plain libc calls with valid arguments; EXIT_KEY is written once, here,
+        // before INIT becomes DONE (Release) and read only after seeing DONE (Acquire).
+        unsafe {
+            libc::pthread_key_create(core::ptr::addr_of_mut!(EXIT_KEY), Some(thread_exit));
+            libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        }
+        INITIALIZING.with(|f| f.set(false));
+        INIT.store(DONE, Ordering::Release);
+        return;
+    }
+    if INITIALIZING.with(|f| f.get()) {
+        return;
+    }
+    while INIT.load(Ordering::Acquire) != DONE {
+        core::hint::spin_loop();
+    }
+}
+
+extern "C" fn thread_exit(h: *mut libc::c_void) {
+    let h = h.cast::<Heap>();
+    if h.is_null() {
+        return;
+    }
+    // SAFETY: the key's value is this thread's heap; the thread is exiting.
+    unsafe {
+        (*h).flush();
+        (*h).registered = false;
+    }
+    HEAP.with(|c| c.set(null_mut()));
+    abandon_heap(h);
+}
+
+extern "C" fn fork_prepare() {
+    REGISTRY.lock.lock();
+    POOL.lock().lock();
+}
+extern "C" fn fork_parent() {
+    POOL.lock().unlock();
+    REGISTRY.lock.unlock();
+}
+extern "C" fn fork_child() {
+    POOL.lock().reset();
+    REGISTRY.lock.reset();
+}
+
+/// For tests: the segment pool's cached segment count.
+pub fn cached_segments() -> usize {
+    POOL.cached()
+}
+
+// Per-thread state stays small (issue target: at most 16 KiB).
+static_assertions::const_assert!(core::mem::size_of::<Heap>() <= 16 * 1024);

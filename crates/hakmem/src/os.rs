@@ -1,0 +1,144 @@
+//! The operating system, through `libc` only: pages, errno, fatal messages.
+
+use core::ptr::NonNull;
+use superslab::PageSource;
+
+/// Anonymous private mappings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Os;
+
+/// Page size assumed everywhere (x86-64 and aarch64 Linux with 4 KiB pages).
+pub const PAGE: usize = 4096;
+
+// SAFETY: anonymous mmap returns fresh zero-filled memory; alignment is produced by
+// over-mapping and trimming.
+unsafe impl PageSource for Os {
+    const PAGE: usize = PAGE;
+
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let extra = if align > PAGE { align } else { 0 };
+        let total = size.checked_add(extra)?;
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        let start = p as usize;
+        if extra == 0 {
+            return NonNull::new(p.cast());
+        }
+        let aligned = (start + align - 1) & !(align - 1);
+        // SAFETY: trimming the unaligned head and the tail of our own fresh mapping.
+        unsafe {
+            if aligned > start {
+                libc::munmap(p, aligned - start);
+            }
+            let tail = start + total - (aligned + size);
+            if tail > 0 {
+                libc::munmap((aligned + size) as *mut libc::c_void, tail);
+            }
+        }
+        NonNull::new(aligned as *mut u8)
+    }
+
+    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: the caller gives up the range.
+        unsafe { libc::munmap(p.as_ptr().cast(), size) };
+    }
+
+    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: the caller gives up the range's contents.
+        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
+    }
+}
+
+/// Sets `errno`.
+#[inline]
+pub fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns this thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Reads `errno`.
+#[inline]
+pub fn errno() -> i32 {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() }
+}
+
+/// A fixed buffer for one message line, written with `write(2)`: no allocation, no
+/// formatting machinery.
+pub struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Line {
+    /// An empty line.
+    pub const fn new() -> Self {
+        Line {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+    /// Appends text (truncated at the buffer's end).
+    pub fn text(&mut self, s: &str) -> &mut Self {
+        for &b in s.as_bytes() {
+            if self.len < self.buf.len() {
+                self.buf[self.len] = b;
+                self.len += 1;
+            }
+        }
+        self
+    }
+    /// Appends `0x` and a hexadecimal number.
+    pub fn hex(&mut self, v: usize) -> &mut Self {
+        self.text("0x");
+        let digits = if v == 0 {
+            1
+        } else {
+            (usize::BITS - v.leading_zeros()).div_ceil(4) as usize
+        };
+        for i in (0..digits).rev() {
+            let d = (v >> (i * 4)) & 0xf;
+            let c = if d < 10 {
+                b'0' + d as u8
+            } else {
+                b'a' + d as u8 - 10
+            };
+            if self.len < self.buf.len() {
+                self.buf[self.len] = c;
+                self.len += 1;
+            }
+        }
+        self
+    }
+    /// Writes the line (with a newline) to stderr.
+    pub fn emit(&mut self) {
+        self.text("\n");
+        // SAFETY: writing our own buffer to fd 2.
+        unsafe { libc::write(2, self.buf.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Writes `hakmem: <msg> <addr>` to stderr and aborts.
+#[cold]
+pub fn fatal(msg: &str, addr: usize) -> ! {
+    Line::new()
+        .text("hakmem: ")
+        .text(msg)
+        .text(" ")
+        .hex(addr)
+        .emit();
+    // SAFETY: abort never returns.
+    unsafe { libc::abort() }
+}

@@ -1,0 +1,98 @@
+//! The remote-free queue: many threads push, the owner takes everything at once.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+use ptr_conversion::{BlockBase, BlockLayout};
+use tls_sll::FreeList;
+
+/// A lock-free multi-producer, single-consumer stack of free blocks, linked through the
+/// blocks' own links.
+///
+/// Ordering contract: [`push`](Self::push) writes the block's link, then publishes the
+/// block with a `Release` CAS; [`take_all`](Self::take_all) swaps the head out with
+/// `Acquire`. All pushes are read-modify-writes of one atomic, so the consumer's
+/// acquire synchronises with every push before it: it sees every link and every write
+/// the freeing threads made to their blocks. One atomic operation per push (a CAS,
+/// retried only under contention); no ABA hazard because the consumer never pops one
+/// element, it takes the whole stack.
+pub struct RemoteQueue<L: BlockLayout> {
+    head: AtomicPtr<u8>,
+    _layout: core::marker::PhantomData<L>,
+}
+
+// SAFETY: the queue only holds addresses of blocks handed over with the ordering above.
+unsafe impl<L: BlockLayout> Sync for RemoteQueue<L> {}
+// SAFETY: as above.
+unsafe impl<L: BlockLayout> Send for RemoteQueue<L> {}
+
+impl<L: BlockLayout> RemoteQueue<L> {
+    /// An empty queue.
+    pub const fn new() -> Self {
+        RemoteQueue {
+            head: AtomicPtr::new(core::ptr::null_mut()),
+            _layout: core::marker::PhantomData,
+        }
+    }
+
+    /// Hands a block to the owner.
+    ///
+    /// # Safety
+    /// The caller gives up `b` (a free block whose owner consumes this queue); nobody
+    /// touches it afterwards but the consumer.
+    pub unsafe fn push(&self, b: BlockBase<L>) {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: we own `b` until the CAS publishes it.
+            unsafe { b.set_link(BlockBase::from_raw_opt(head)) };
+            match self.head.compare_exchange_weak(
+                head,
+                b.as_ptr(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// True if nothing is queued (a cheap, relaxed hint).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Takes every queued block into `out` (consumer only); returns how many.
+    pub fn take_all(&self, out: &mut FreeList<L>) -> u32 {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut p = self.head.swap(core::ptr::null_mut(), Ordering::Acquire);
+        let mut n = 0;
+        // SAFETY: every pointer in the stack is a block pushed by `push`, published with
+        // Release and acquired by the swap above; its link is the next element.
+        while let Some(b) = unsafe { BlockBase::<L>::from_raw_opt(p) } {
+            p = unsafe { b.link() }.map_or(core::ptr::null_mut(), |n| n.as_ptr());
+            // SAFETY: the block is now exclusively ours.
+            unsafe { out.push(b) };
+            n += 1;
+        }
+        n
+    }
+}
+
+impl<L: BlockLayout> Default for RemoteQueue<L> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Small helper on BlockBase for nullable raw pointers.
+trait FromRawOpt<L: BlockLayout>: Sized {
+    unsafe fn from_raw_opt(p: *mut u8) -> Option<Self>;
+}
+impl<L: BlockLayout> FromRawOpt<L> for BlockBase<L> {
+    unsafe fn from_raw_opt(p: *mut u8) -> Option<Self> {
+        // SAFETY: forwarded: `p` is null or a block base of layout L.
+        core::ptr::NonNull::new(p).map(|p| unsafe { BlockBase::from_raw(p) })
+    }
+}

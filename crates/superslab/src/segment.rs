@@ -1,0 +1,548 @@
+//! Segments, slabs, the per-owner slab heap and the process-wide segment pool.
+
+use crate::{AddressMap, PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZE};
+use core::cell::UnsafeCell;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicBool, Ordering};
+use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
+use tiny_layout::CLASS_COUNT;
+use tls_sll::FreeList;
+
+/// Slices a fresh segment offers (slice 0 holds the metadata).
+const USABLE_SLICES: u64 = !1;
+
+/// Metadata of one slab (or of a slice that is a slab's tail, or free).
+///
+/// Only the owner's thread touches these fields (see the crate invariants).
+#[repr(C)]
+pub struct Slab<L: BlockLayout> {
+    free: Option<BlockBase<L>>,
+    bump: usize,
+    end: usize,
+    next: *mut Slab<L>,
+    prev: *mut Slab<L>,
+    owner: usize,
+    used: u32,
+    capacity: u32,
+    class: u8,
+    /// Index of this slab's first slice (itself for a slab's head or a free slice).
+    head: u8,
+    /// Slices spanned; 0 when this slice starts no slab.
+    slices: u8,
+    in_partial: bool,
+}
+
+impl<L: BlockLayout> Slab<L> {
+    /// The size class of the slab's blocks.
+    #[inline(always)]
+    pub fn class(&self) -> SizeClass {
+        // Only called on live slabs, whose class was set from a valid SizeClass.
+        SizeClass::new(self.class as usize).unwrap_or(SizeClass::new(0).unwrap())
+    }
+    /// Class index (no validation, for the fast path).
+    #[inline(always)]
+    pub fn class_index(&self) -> usize {
+        self.class as usize
+    }
+    /// The owner token of the slab (the owning heap's address).
+    #[inline(always)]
+    pub fn owner(&self) -> usize {
+        self.owner
+    }
+    /// True if this entry is the head of a live slab.
+    #[inline(always)]
+    pub fn is_live(&self) -> bool {
+        self.slices != 0
+    }
+    /// Address of the slab's first block.
+    #[inline(always)]
+    pub fn start(&self) -> usize {
+        (self as *const Self as usize & !(SEGMENT_SIZE - 1)) + ((self.head as usize) << SLICE_SHIFT)
+    }
+    /// Blocks currently outside the slab.
+    pub fn used(&self) -> u32 {
+        self.used
+    }
+    /// Blocks the slab holds in all.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+    /// The BASE of the block containing `addr`, if `addr` lies inside a block that has been
+    /// carved from this live slab. Used by the checked build and by aligned frees.
+    pub fn block_containing(&self, addr: usize) -> Option<BlockBase<L>> {
+        let start = self.start();
+        if !self.is_live() || addr < start || addr >= self.bump {
+            return None;
+        }
+        let stride = L::stride(self.class());
+        let base = start + (addr - start) / stride * stride;
+        // SAFETY: `base` is the start of a carved block of this slab.
+        Some(unsafe { BlockBase::from_raw(NonNull::new_unchecked(base as *mut u8)) })
+    }
+}
+
+/// The metadata at the start of every segment (in slice 0).
+#[repr(C)]
+pub struct Segment<L: BlockLayout> {
+    owner: usize,
+    next: *mut Segment<L>,
+    prev: *mut Segment<L>,
+    /// Bit i set: slice i is free.
+    free_slices: u64,
+    slabs: [Slab<L>; SLICES],
+}
+
+static_assertions::const_assert!(core::mem::size_of::<Segment<tiny_layout::Plain>>() <= SLICE_SIZE);
+
+impl<L: BlockLayout> Segment<L> {
+    /// The segment containing `addr`.
+    ///
+    /// # Safety
+    /// `addr` must lie in a live segment (the [`AddressMap`] said so).
+    #[inline(always)]
+    pub unsafe fn of(addr: usize) -> *mut Segment<L> {
+        (addr & !(SEGMENT_SIZE - 1)) as *mut Segment<L>
+    }
+
+    /// The slab whose blocks include `addr`, whatever slice of it `addr` is in.
+    ///
+    /// # Safety
+    /// As for [`of`](Self::of).
+    #[inline(always)]
+    pub unsafe fn slab_of<'a>(addr: usize) -> &'a Slab<L> {
+        // SAFETY: forwarded from the caller.
+        unsafe { &*Self::slab_ptr(addr) }
+    }
+
+    #[inline(always)]
+    unsafe fn slab_ptr(addr: usize) -> *mut Slab<L> {
+        // SAFETY: the caller vouches `addr` is in a live segment whose metadata is
+        // initialised; `head` is always a valid index (< SLICES).
+        unsafe {
+            let seg = Self::of(addr);
+            let idx = (addr >> SLICE_SHIFT) & (SLICES - 1);
+            let head = (*seg).slabs[idx].head as usize & (SLICES - 1);
+            core::ptr::addr_of_mut!((*seg).slabs[head])
+        }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slab_mut<'a>(addr: usize) -> &'a mut Slab<L> {
+        // SAFETY: as `slab_of`; the caller is the owner (exclusive access).
+        unsafe { &mut *Self::slab_ptr(addr) }
+    }
+
+    /// Resets the metadata of a segment about to be (re)used by `owner`.
+    unsafe fn init(seg: *mut Segment<L>, owner: usize) {
+        // SAFETY: the caller owns the fresh or recycled segment exclusively.
+        unsafe {
+            core::ptr::write_bytes(seg.cast::<u8>(), 0, core::mem::size_of::<Segment<L>>());
+            (*seg).owner = owner;
+            (*seg).free_slices = USABLE_SLICES;
+            for (i, s) in (*seg).slabs.iter_mut().enumerate() {
+                s.head = i as u8;
+            }
+        }
+    }
+}
+
+/// Finds a run of `n` free slices aligned to `n` (a power of two) in `free`.
+fn find_run(free: u64, n: usize) -> Option<usize> {
+    let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    (0..SLICES).step_by(n).find(|&i| (free >> i) & run == run)
+}
+
+/// A minimal spin lock for cold, short critical sections (segment pool, heap registry).
+pub struct SpinLock {
+    locked: AtomicBool,
+}
+
+impl SpinLock {
+    /// Unlocked.
+    pub const fn new() -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+        }
+    }
+    /// Acquires (Acquire ordering); spins with a pause hint.
+    pub fn lock(&self) {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            while self.locked.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    /// Releases (Release ordering).
+    pub fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+    /// Forces the lock free: only for a fork child, where the holder no longer exists.
+    pub fn reset(&self) {
+        self.locked.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Default for SpinLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The process-wide pool of empty segments, and the only place segments are mapped and
+/// unmapped (and published in or retracted from the [`AddressMap`]).
+pub struct SegmentPool<P: PageSource + 'static> {
+    pages: P,
+    map: &'static AddressMap,
+    lock: SpinLock,
+    cached: UnsafeCell<(*mut u8, usize)>,
+    max_cached: usize,
+}
+
+// SAFETY: `cached` is only accessed under `lock`.
+unsafe impl<P: PageSource + Sync> Sync for SegmentPool<P> {}
+
+impl<P: PageSource + 'static> SegmentPool<P> {
+    /// A pool keeping at most `max_cached` empty segments.
+    pub const fn new(pages: P, map: &'static AddressMap, max_cached: usize) -> Self {
+        SegmentPool {
+            pages,
+            map,
+            lock: SpinLock::new(),
+            cached: UnsafeCell::new((null_mut(), 0)),
+            max_cached,
+        }
+    }
+    /// The page source.
+    pub fn pages(&self) -> &P {
+        &self.pages
+    }
+    /// The address map.
+    pub fn map(&self) -> &'static AddressMap {
+        self.map
+    }
+    /// The pool's lock (held across `fork` by the facade's atfork handlers).
+    pub fn lock(&self) -> &SpinLock {
+        &self.lock
+    }
+
+    /// An empty segment (recycled or freshly mapped and published).
+    fn acquire(&self) -> Option<NonNull<u8>> {
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let c = unsafe { &mut *self.cached.get() };
+        let top = c.0;
+        if !top.is_null() {
+            // SAFETY: cached segments store the next one in their first word.
+            c.0 = unsafe { top.cast::<*mut u8>().read() };
+            c.1 -= 1;
+        }
+        self.lock.unlock();
+        if let Some(p) = NonNull::new(top) {
+            return Some(p);
+        }
+        let p = self.pages.map(SEGMENT_SIZE, SEGMENT_SIZE)?;
+        self.map.publish_segment(p.as_ptr() as usize);
+        Some(p)
+    }
+
+    /// Takes back an empty segment: cached (its data pages purged) or unmapped.
+    ///
+    /// # Safety
+    /// No block of the segment is in use and nothing refers to it any more.
+    unsafe fn release(&self, seg: NonNull<u8>) {
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let c = unsafe { &mut *self.cached.get() };
+        if c.1 < self.max_cached {
+            // SAFETY: the segment is ours and unused; slice 0 keeps the link.
+            unsafe {
+                self.pages.purge(
+                    NonNull::new_unchecked(seg.as_ptr().add(SLICE_SIZE)),
+                    SEGMENT_SIZE - SLICE_SIZE,
+                );
+                seg.as_ptr().cast::<*mut u8>().write(c.0);
+            }
+            c.0 = seg.as_ptr();
+            c.1 += 1;
+            self.lock.unlock();
+            return;
+        }
+        self.lock.unlock();
+        self.map.retract_segment(seg.as_ptr() as usize);
+        // SAFETY: the caller guarantees nothing uses the segment.
+        unsafe { self.pages.unmap(seg, SEGMENT_SIZE) };
+    }
+
+    /// Empty segments currently cached.
+    pub fn cached(&self) -> usize {
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let n = unsafe { (*self.cached.get()).1 };
+        self.lock.unlock();
+        n
+    }
+}
+
+/// The slabs of one owner: its segments and, per class, the slabs with blocks to give.
+///
+/// The owner token is any `usize` unique among live owners (the facade uses the address
+/// of the heap that embeds this). All methods must be called by the owner's thread only.
+pub struct SlabHeap<L: BlockLayout> {
+    owner: usize,
+    segments: *mut Segment<L>,
+    partial: [*mut Slab<L>; CLASS_COUNT],
+}
+
+impl<L: BlockLayout> SlabHeap<L> {
+    /// A heap with no segments; `owner` is set by [`set_owner`](Self::set_owner).
+    pub const fn new() -> Self {
+        SlabHeap {
+            owner: 0,
+            segments: null_mut(),
+            partial: [null_mut(); CLASS_COUNT],
+        }
+    }
+
+    /// Sets the owner token (before the first allocation).
+    pub fn set_owner(&mut self, owner: usize) {
+        debug_assert!(self.segments.is_null());
+        self.owner = owner;
+    }
+
+    /// The owner token.
+    pub fn owner(&self) -> usize {
+        self.owner
+    }
+
+    /// True when the heap holds no segment.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_null()
+    }
+
+    /// Moves up to `max` blocks of class `c` into `out`; opens a new slab only when no
+    /// partial slab has any. Returns how many moved (0: out of memory).
+    pub fn take_blocks<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        c: SizeClass,
+        max: u32,
+        out: &mut FreeList<L>,
+    ) -> u32 {
+        let stride = L::stride(c);
+        let mut n = 0;
+        while n < max {
+            let mut slab = self.partial[c.index()];
+            if slab.is_null() {
+                if n > 0 {
+                    break;
+                }
+                match self.open_slab(pool, c) {
+                    Some(s) => slab = s,
+                    None => break,
+                }
+            }
+            // SAFETY: slabs in our partial lists are live and ours.
+            let s = unsafe { &mut *slab };
+            while n < max {
+                let Some(b) = s.free else { break };
+                // SAFETY: `b` is in the slab's free list: free and owned by us.
+                s.free = unsafe { b.link() };
+                // SAFETY: `b` moves to `out`, still free and ours.
+                unsafe { out.push(b) };
+                n += 1;
+                s.used += 1;
+            }
+            while n < max && s.bump < s.end {
+                // SAFETY: [bump, bump + stride) is an uncarved block inside the slab.
+                let b = unsafe { BlockBase::from_raw(NonNull::new_unchecked(s.bump as *mut u8)) };
+                s.bump += stride;
+                // SAFETY: a freshly carved block is free and ours.
+                unsafe { out.push(b) };
+                n += 1;
+                s.used += 1;
+            }
+            if s.free.is_none() && s.bump >= s.end {
+                self.unlink_partial(s);
+            }
+        }
+        n
+    }
+
+    /// Takes back a block of ours (from a thread cache or a remote queue).
+    ///
+    /// # Safety
+    /// `b` is a block of a slab owned by this heap, handed out by `take_blocks` and now
+    /// free; the caller is the owner's thread.
+    pub unsafe fn return_block<P: PageSource>(&mut self, pool: &SegmentPool<P>, b: BlockBase<L>) {
+        // SAFETY: the caller vouches `b` is in one of our live slabs.
+        let s = unsafe { Segment::<L>::slab_mut(b.addr()) };
+        debug_assert!(s.is_live() && s.owner == self.owner && s.used > 0);
+        // SAFETY: the block is free and ours.
+        unsafe { b.set_link(s.free) };
+        s.free = Some(b);
+        s.used -= 1;
+        if !s.in_partial {
+            self.link_partial(s);
+        }
+        if s.used == 0 {
+            let c = s.class_index();
+            // Keep the class's last slab to avoid opening and closing one per free.
+            let alone = self.partial[c] == s as *mut Slab<L> && s.next.is_null();
+            if !alone {
+                self.unlink_partial(s);
+                // SAFETY: no block of the slab is outside it.
+                unsafe { self.close_slab(pool, s) };
+            }
+        }
+    }
+
+    /// Closes every empty slab and returns every empty segment (e.g. at thread exit).
+    /// Slabs still holding blocks stay.
+    pub fn release_empty<P: PageSource>(&mut self, pool: &SegmentPool<P>) {
+        for c in 0..CLASS_COUNT {
+            let mut p = self.partial[c];
+            while !p.is_null() {
+                // SAFETY: slabs in our partial lists are live and ours.
+                let s = unsafe { &mut *p };
+                p = s.next;
+                if s.used == 0 {
+                    self.unlink_partial(s);
+                    // SAFETY: the slab has no block outside it.
+                    unsafe { self.close_slab(pool, s) };
+                }
+            }
+        }
+    }
+
+    fn link_partial(&mut self, s: &mut Slab<L>) {
+        let c = s.class_index();
+        s.prev = null_mut();
+        s.next = self.partial[c];
+        if !s.next.is_null() {
+            // SAFETY: a live slab of ours.
+            unsafe { (*s.next).prev = s };
+        }
+        self.partial[c] = s;
+        s.in_partial = true;
+    }
+
+    fn unlink_partial(&mut self, s: &mut Slab<L>) {
+        if !s.in_partial {
+            return;
+        }
+        // SAFETY: neighbours in our partial list are live slabs of ours.
+        unsafe {
+            if s.prev.is_null() {
+                self.partial[s.class_index()] = s.next;
+            } else {
+                (*s.prev).next = s.next;
+            }
+            if !s.next.is_null() {
+                (*s.next).prev = s.prev;
+            }
+        }
+        s.next = null_mut();
+        s.prev = null_mut();
+        s.in_partial = false;
+    }
+
+    fn open_slab<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        c: SizeClass,
+    ) -> Option<*mut Slab<L>> {
+        let n = c.slab_bytes() / SLICE_SIZE;
+        let mut seg = self.segments;
+        let mut found = None;
+        while !seg.is_null() {
+            // SAFETY: segments in our list are live and ours.
+            let sg = unsafe { &mut *seg };
+            if let Some(i) = find_run(sg.free_slices, n) {
+                found = Some((seg, i));
+                break;
+            }
+            seg = sg.next;
+        }
+        let (seg, first) = match found {
+            Some(f) => f,
+            None => {
+                let p = pool.acquire()?.as_ptr().cast::<Segment<L>>();
+                // SAFETY: the pool gave us this segment exclusively.
+                unsafe {
+                    Segment::init(p, self.owner);
+                    (*p).next = self.segments;
+                    if !self.segments.is_null() {
+                        (*self.segments).prev = p;
+                    }
+                }
+                self.segments = p;
+                (p, find_run(USABLE_SLICES, n)?)
+            }
+        };
+        // SAFETY: `seg` is ours; slices first..first+n are free.
+        let sg = unsafe { &mut *seg };
+        let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        sg.free_slices &= !(run << first);
+        for i in first + 1..first + n {
+            sg.slabs[i].head = first as u8;
+            sg.slabs[i].slices = 0;
+        }
+        let start = seg as usize + (first << SLICE_SHIFT);
+        let capacity = L::blocks_per_slab(c);
+        let s = &mut sg.slabs[first];
+        s.free = None;
+        s.bump = start;
+        s.end = start + capacity * L::stride(c);
+        s.next = null_mut();
+        s.prev = null_mut();
+        s.owner = self.owner;
+        s.used = 0;
+        s.capacity = capacity as u32;
+        s.class = c.index() as u8;
+        s.head = first as u8;
+        s.slices = n as u8;
+        s.in_partial = false;
+        self.link_partial(s);
+        Some(s)
+    }
+
+    /// Marks a slab's slices free; returns the segment to the pool when all are free.
+    unsafe fn close_slab<P: PageSource>(&mut self, pool: &SegmentPool<P>, s: &mut Slab<L>) {
+        let first = s.head as usize;
+        let n = s.slices as usize;
+        // SAFETY: the slab lives in a segment of ours.
+        let seg = unsafe { &mut *Segment::<L>::of(s.start()) };
+        for i in first..first + n {
+            seg.slabs[i].head = i as u8;
+            seg.slabs[i].slices = 0;
+        }
+        let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        seg.free_slices |= run << first;
+        if seg.free_slices == USABLE_SLICES {
+            // SAFETY: neighbours in our segment list are ours.
+            unsafe {
+                if seg.prev.is_null() {
+                    self.segments = seg.next;
+                } else {
+                    (*seg.prev).next = seg.next;
+                }
+                if !seg.next.is_null() {
+                    (*seg.next).prev = seg.prev;
+                }
+                pool.release(NonNull::new_unchecked(
+                    (seg as *mut Segment<L>).cast::<u8>(),
+                ));
+            }
+        }
+    }
+}
+
+impl<L: BlockLayout> Default for SlabHeap<L> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
