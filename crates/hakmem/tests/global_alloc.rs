@@ -1,0 +1,136 @@
+//! hakmem as the `#[global_allocator]` of this test binary: every std allocation below,
+//! including the test harness's own, goes through `HakMem`.
+
+use hakmem::HakMem;
+use std::alloc::{GlobalAlloc, Layout};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+
+#[global_allocator]
+static GLOBAL: HakMem = HakMem;
+
+#[test]
+fn std_collections_work() {
+    let mut m = HashMap::new();
+    for i in 0..100_000u64 {
+        m.insert(i, i.to_string());
+    }
+    let mut b = BTreeMap::new();
+    for (k, v) in &m {
+        b.insert(v.clone(), *k);
+    }
+    assert_eq!(b.len(), 100_000);
+    assert_eq!(m[&77_777], "77777");
+    let v: Vec<Vec<u8>> = (0..2000).map(|i| vec![i as u8; i * 7]).collect();
+    for (i, x) in v.iter().enumerate() {
+        assert!(x.iter().all(|&b| b == i as u8));
+    }
+}
+
+#[test]
+fn every_layout_alignment_is_honoured() {
+    for shift in 0..=21 {
+        let align = 1usize << shift;
+        for size in [1, 8, 16, 24, 100, 1000, 5000, 70_000, 300_000] {
+            let l = Layout::from_size_align(size, align).unwrap();
+            unsafe {
+                let p = GLOBAL.alloc(l);
+                assert!(!p.is_null());
+                assert_eq!(p as usize % align, 0, "size {size} align {align}");
+                if size >= 16 {
+                    assert_eq!(p as usize % 16, 0);
+                }
+                p.write_bytes(0xAB, size);
+                let z = GLOBAL.alloc_zeroed(l);
+                assert_eq!(z as usize % align, 0);
+                assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
+                let q = GLOBAL.realloc(p, l, size * 3);
+                assert_eq!(q as usize % align, 0);
+                assert!(std::slice::from_raw_parts(q, size)
+                    .iter()
+                    .all(|&b| b == 0xAB));
+                GLOBAL.dealloc(q, Layout::from_size_align(size * 3, align).unwrap());
+                GLOBAL.dealloc(z, l);
+            }
+        }
+    }
+}
+
+#[test]
+fn blocks_move_between_threads() {
+    let (tx, rx) = mpsc::channel::<Vec<u32>>();
+    let producers: Vec<_> = (0..4u32)
+        .map(|t| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..20_000u32 {
+                    let n = (i * 31 + t) as usize % 300 + 1;
+                    tx.send(vec![t * 1_000_000 + i; n]).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let consumer = std::thread::spawn(move || {
+        let mut count = 0;
+        for v in rx {
+            let first = v[0];
+            assert!(v.iter().all(|&x| x == first));
+            count += 1;
+        }
+        count
+    });
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert_eq!(consumer.join().unwrap(), 80_000);
+}
+
+#[test]
+fn short_lived_threads_do_not_grow_memory_without_bound() {
+    // Warm up, then run many threads that each leave blocks for the main thread to free.
+    let mut kept = Vec::new();
+    for round in 0..2 {
+        for _ in 0..200 {
+            let h = std::thread::spawn(|| {
+                (0..64)
+                    .map(|i| vec![i as u8; 100 + i * 10])
+                    .collect::<Vec<_>>()
+            });
+            kept.push(h.join().unwrap());
+        }
+        kept.clear();
+        if round == 0 {
+            continue;
+        }
+    }
+    let rss_before = rss_kib();
+    for _ in 0..1000 {
+        let h = std::thread::spawn(|| {
+            (0..64)
+                .map(|i| vec![i as u8; 100 + i * 10])
+                .collect::<Vec<_>>()
+        });
+        kept.push(h.join().unwrap());
+        if kept.len() > 50 {
+            kept.clear();
+        }
+    }
+    let grown = rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown < 64 * 1024,
+        "RSS grew by {grown} KiB over 1000 threads"
+    );
+}
+
+fn rss_kib() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
