@@ -17,7 +17,6 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use ptr_conversion::{BlockBase, SizeClass};
 use refill::{BlockSink, BlockSource};
 use superslab::{AddressMap, PageSource, RemoteQueue, SegmentPool, SlabHeap, SpinLock};
-use tiny_layout::CLASS_COUNT;
 use tls_sll::{ClassLists, FreeList};
 
 /// Which granules are ours.
@@ -29,7 +28,7 @@ pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 8);
 #[repr(C, align(64))]
 pub struct Heap {
     /// The thread cache: per-class free lists (fast path).
-    pub cache: ClassLists<Layout, CLASS_COUNT>,
+    pub cache: ClassLists<Layout>,
     /// The slabs this heap owns.
     slabs: SlabHeap<Layout>,
     /// Next heap in the abandoned list.
@@ -64,7 +63,7 @@ impl Heap {
         let token = self as *mut Heap as usize;
         self.slabs.set_owner(token);
         for c in SizeClass::all() {
-            self.cache.get(c.index()).set_cap(refill::cache_cap(c));
+            self.cache.get(c).set_cap(refill::cache_cap(c));
         }
     }
 
@@ -72,7 +71,7 @@ impl Heap {
     #[inline]
     pub fn alloc_slow(&mut self, c: SizeClass) -> Option<BlockBase<Layout>> {
         self.collect_remote();
-        let list = self.cache.get(c.index());
+        let list = self.cache.get(c);
         if let Some(b) = list.pop() {
             return Some(b);
         }
@@ -81,7 +80,7 @@ impl Heap {
 
     /// Caches a block of ours, spilling half the class's cache to the slabs if full.
     pub fn free_slow(&mut self, c: SizeClass, b: BlockBase<Layout>) {
-        let list = self.cache.get(c.index());
+        let list = self.cache.get(c);
         refill::spill(list, c, &mut Slabs(&mut self.slabs));
         // SAFETY: `b` is a free block of ours; the spill made room below the cap.
         if unsafe { list.push_bounded(b) }.is_err() {
@@ -117,7 +116,7 @@ impl Heap {
     /// Returns every cached block and every empty slab (thread exit).
     fn flush(&mut self) {
         for c in SizeClass::all() {
-            refill::flush(self.cache.get(c.index()), c, &mut Slabs(&mut self.slabs));
+            refill::flush(self.cache.get(c), c, &mut Slabs(&mut self.slabs));
         }
         self.collect_remote();
         self.slabs.release_empty(&POOL);

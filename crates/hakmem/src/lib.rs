@@ -60,7 +60,7 @@ impl Alloc {
         let h = heap::current();
         if !h.is_null() {
             // SAFETY: `h` is this thread's heap; only this thread touches its cache.
-            if let Some(b) = unsafe { (*h).cache.get(c.index()).pop() } {
+            if let Some(b) = unsafe { (*h).cache.get(c).pop() } {
                 return b.to_user().as_ptr();
             }
         }
@@ -98,7 +98,7 @@ impl Alloc {
                 let h = heap::current();
                 if slab.owner() == h as usize {
                     // SAFETY: our own heap and block.
-                    let list = unsafe { (*h).cache.get(slab.class_index()) };
+                    let list = unsafe { (*h).cache.get(slab.class()) };
                     // SAFETY: the block is free now and ours.
                     if unsafe { list.push_bounded(b) }.is_ok() {
                         return;
@@ -161,7 +161,10 @@ unsafe impl Backend for Alloc {
     }
 
     fn alloc_aligned(&self, size: usize, align: usize) -> *mut u8 {
-        if <Layout as tiny_layout::BlockLayout>::HEADER_SIZE == 0 && align <= SLAB_ALIGN {
+        if <Layout as tiny_layout::BlockLayout>::HEADER_SIZE == 0
+            && align != 0
+            && align <= SLAB_ALIGN
+        {
             // A class whose size is a multiple of `align` has naturally aligned blocks;
             // one exists within the doubling of max(size, align), wasting less than `align`.
             if let Some(mut c) = class_of(size.max(align)) {

@@ -24,7 +24,7 @@ pub struct Slab<L: BlockLayout> {
     owner: usize,
     used: u32,
     capacity: u32,
-    class: u8,
+    class_: SizeClass,
     /// Index of this slab's first slice (itself for a slab's head or a free slice).
     head: u8,
     /// Slices spanned; 0 when this slice starts no slab.
@@ -36,13 +36,13 @@ impl<L: BlockLayout> Slab<L> {
     /// The size class of the slab's blocks.
     #[inline(always)]
     pub fn class(&self) -> SizeClass {
-        // Only called on live slabs, whose class was set from a valid SizeClass.
-        SizeClass::new(self.class as usize).unwrap_or(SizeClass::new(0).unwrap())
+        // A zeroed entry holds class 0, which is valid too.
+        self.class_
     }
-    /// Class index (no validation, for the fast path).
+    /// Class index.
     #[inline(always)]
-    pub fn class_index(&self) -> usize {
-        self.class as usize
+    fn class_index(&self) -> usize {
+        self.class_.index()
     }
     /// The owner token of the slab (the owning heap's address).
     #[inline(always)]
@@ -148,8 +148,16 @@ impl<L: BlockLayout> Segment<L> {
 
 /// Finds a run of `n` free slices aligned to `n` (a power of two) in `free`.
 fn find_run(free: u64, n: usize) -> Option<usize> {
+    let n = n.clamp(1, SLICES);
     let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-    (0..SLICES).step_by(n).find(|&i| (free >> i) & run == run)
+    let mut i = 0;
+    while i + n <= SLICES {
+        if (free >> i) & run == run {
+            return Some(i);
+        }
+        i += n;
+    }
+    None
 }
 
 /// A minimal spin lock for cold, short critical sections (segment pool, heap registry).
@@ -487,13 +495,13 @@ impl<L: BlockLayout> SlabHeap<L> {
         let sg = unsafe { &mut *seg };
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         sg.free_slices &= !(run << first);
-        for i in first + 1..first + n {
-            sg.slabs[i].head = first as u8;
-            sg.slabs[i].slices = 0;
+        for e in sg.slabs.iter_mut().skip(first + 1).take(n - 1) {
+            e.head = first as u8;
+            e.slices = 0;
         }
         let start = seg as usize + (first << SLICE_SHIFT);
         let capacity = L::blocks_per_slab(c);
-        let s = &mut sg.slabs[first];
+        let s = &mut sg.slabs[first & (SLICES - 1)];
         s.free = None;
         s.bump = start;
         s.end = start + capacity * L::stride(c);
@@ -502,7 +510,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.owner = self.owner;
         s.used = 0;
         s.capacity = capacity as u32;
-        s.class = c.index() as u8;
+        s.class_ = c;
         s.head = first as u8;
         s.slices = n as u8;
         s.in_partial = false;
@@ -516,9 +524,9 @@ impl<L: BlockLayout> SlabHeap<L> {
         let n = s.slices as usize;
         // SAFETY: the slab lives in a segment of ours.
         let seg = unsafe { &mut *Segment::<L>::of(s.start()) };
-        for i in first..first + n {
-            seg.slabs[i].head = i as u8;
-            seg.slabs[i].slices = 0;
+        for (i, e) in seg.slabs.iter_mut().enumerate().skip(first).take(n) {
+            e.head = i as u8;
+            e.slices = 0;
         }
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         seg.free_slices |= run << first;

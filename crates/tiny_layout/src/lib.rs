@@ -53,12 +53,16 @@ impl SizeClass {
     /// The index, `< CLASS_COUNT`.
     #[inline(always)]
     pub const fn index(self) -> usize {
+        // SAFETY: every constructor checks `i < CLASS_COUNT` (or derives `i` from the
+        // table, which has CLASS_COUNT entries); telling the compiler removes the bounds
+        // checks (and their panic paths) from every per-class array access.
+        unsafe { core::hint::assert_unchecked((self.0 as usize) < CLASS_COUNT) };
         self.0 as usize
     }
     /// Usable bytes of a block of this class.
     #[inline(always)]
     pub const fn block_size(self) -> usize {
-        CLASS_SIZES[self.0 as usize] as usize
+        CLASS_SIZES[self.index()] as usize
     }
     /// Bytes of one slab of this class (a multiple of [`MIN_SLAB_BYTES`]).
     #[inline(always)]
@@ -128,7 +132,7 @@ static CLASS_LOOKUP: [u8; LOOKUP_MAX / 16 + 1] = build_lookup();
 #[inline(always)]
 pub fn class_of(size: usize) -> Option<SizeClass> {
     if size <= LOOKUP_MAX {
-        // SAFETY-free: index <= 64 by the bound just checked.
+        // Index <= 64 by the bound just checked (the compiler sees it too).
         Some(SizeClass(CLASS_LOOKUP[(size + 15) >> 4]))
     } else if size <= MAX_CLASS_SIZE {
         Some(SizeClass(class_by_formula(size) as u8))

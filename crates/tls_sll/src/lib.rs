@@ -13,7 +13,8 @@
 //! - Every block in a list is owned by the list's owner: no other thread touches it.
 #![no_std]
 
-use ptr_conversion::{BlockBase, BlockLayout};
+use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
+use tiny_layout::CLASS_COUNT;
 
 /// One LIFO free list with its length and cap (16 bytes).
 pub struct FreeList<L: BlockLayout> {
@@ -172,31 +173,31 @@ impl<L: BlockLayout> Chain<L> {
     }
 }
 
-/// One free list per class: a thread cache's lists. `N` is the class count the facade
-/// passes in (from `tiny_layout`).
-pub struct ClassLists<L: BlockLayout, const N: usize> {
-    lists: [FreeList<L>; N],
+/// One free list per size class: a thread cache's lists, indexed by [`SizeClass`].
+pub struct ClassLists<L: BlockLayout> {
+    lists: [FreeList<L>; CLASS_COUNT],
 }
 
-impl<L: BlockLayout, const N: usize> ClassLists<L, N> {
-    /// Empty lists, all with cap 0 (every push overflows until caps are set).
+impl<L: BlockLayout> ClassLists<L> {
+    /// Empty lists, all with cap 0 (every bounded push overflows until caps are set).
     pub const fn new() -> Self {
         ClassLists {
-            lists: [const { FreeList::new(0) }; N],
+            lists: [const { FreeList::new(0) }; CLASS_COUNT],
         }
     }
-    /// The list of class index `i` (`i < N`).
+    /// The list of class `c`.
     #[inline(always)]
-    pub fn get(&mut self, i: usize) -> &mut FreeList<L> {
-        &mut self.lists[i]
+    pub fn get(&mut self, c: SizeClass) -> &mut FreeList<L> {
+        // SAFETY: a SizeClass's index is < CLASS_COUNT (tiny_layout's invariant).
+        unsafe { self.lists.get_unchecked_mut(c.index()) }
     }
-    /// All lists.
+    /// All lists, smallest class first.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut FreeList<L>> {
         self.lists.iter_mut()
     }
 }
 
-impl<L: BlockLayout, const N: usize> Default for ClassLists<L, N> {
+impl<L: BlockLayout> Default for ClassLists<L> {
     fn default() -> Self {
         Self::new()
     }
