@@ -58,6 +58,16 @@ pub unsafe trait Backend {
     /// # Safety
     /// `p` is a live block of this backend.
     unsafe fn resize_in_place(&self, p: *mut u8, new_size: usize) -> bool;
+    /// Resizes a live block in place or by moving it without copying through the program
+    /// (the OS remapping pages); `None` if it cannot, and then `p` is unchanged. The
+    /// default only resizes in place.
+    ///
+    /// # Safety
+    /// `p` is a live block of this backend; on `Some(q)`, `p` is no longer valid.
+    unsafe fn resize(&self, p: *mut u8, new_size: usize) -> Option<*mut u8> {
+        // SAFETY: forwarded.
+        unsafe { self.resize_in_place(p, new_size) }.then_some(p)
+    }
 }
 
 /// The malloc family over a backend.
@@ -122,8 +132,8 @@ impl<B: Backend> Api<B> {
         }
         let size = checked_size(size)?;
         // SAFETY: `p` is live (caller).
-        if unsafe { self.0.resize_in_place(p, size) } {
-            return Ok(p);
+        if let Some(q) = unsafe { self.0.resize(p, size) } {
+            return Ok(q);
         }
         let q = non_null(self.0.alloc(size))?;
         // SAFETY: `p` is live with `usable_size` bytes; `q` is fresh with >= size bytes;

@@ -14,6 +14,7 @@ use crate::Layout;
 use core::cell::Cell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU8, Ordering};
+use large::LargeHeap;
 use ptr_conversion::{BlockBase, SizeClass};
 use refill::{BlockSink, BlockSource};
 use superslab::{AddressMap, PageSource, RemoteQueue, SegmentPool, SlabHeap, SpinLock};
@@ -23,6 +24,8 @@ use tls_sll::{ClassLists, FreeList};
 pub static MAP: AddressMap = AddressMap::new();
 /// Empty segments, process-wide.
 pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 8);
+/// The large tier: at most 64 MiB of freed mappings cached for at most 1 s.
+pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 64 << 20, 1000);
 
 /// One thread's allocator state.
 #[repr(C, align(64))]
@@ -275,12 +278,15 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
 extern "C" fn fork_prepare() {
     REGISTRY.lock.lock();
     POOL.lock().lock();
+    LARGE.lock().lock();
 }
 extern "C" fn fork_parent() {
+    LARGE.lock().unlock();
     POOL.lock().unlock();
     REGISTRY.lock.unlock();
 }
 extern "C" fn fork_child() {
+    LARGE.lock().reset();
     POOL.lock().reset();
     REGISTRY.lock.reset();
 }

@@ -29,7 +29,6 @@
 extern crate std;
 
 mod heap;
-mod large;
 pub mod os;
 
 #[cfg(feature = "c-override")]
@@ -113,7 +112,7 @@ impl Alloc {
             Region::Large => {
                 let saved = os::errno();
                 // SAFETY: the map says large blocks live in this granule.
-                if !unsafe { large::free(&heap::MAP, p) } {
+                if !unsafe { heap::LARGE.free(p, os::now_ms()) } {
                     invalid_free(addr);
                 }
                 os::set_errno(saved);
@@ -150,7 +149,7 @@ unsafe impl Backend for Alloc {
     fn alloc_zeroed(&self, size: usize) -> *mut u8 {
         if size > MAX_CLASS_SIZE {
             // Fresh mappings are already zero.
-            return large::alloc(&heap::MAP, size, MIN_ALIGN);
+            return heap::LARGE.alloc(size, MIN_ALIGN, true, os::now_ms());
         }
         let p = self.alloc(size);
         if !p.is_null() {
@@ -179,7 +178,7 @@ unsafe impl Backend for Alloc {
                 }
             }
         }
-        large::alloc(&heap::MAP, size, align)
+        heap::LARGE.alloc(size, align, false, os::now_ms())
     }
 
     #[inline(always)]
@@ -196,7 +195,7 @@ unsafe impl Backend for Alloc {
                 .class()
                 .block_size(),
             // SAFETY: the map vouches for large blocks in this granule.
-            Region::Large => unsafe { large::usable_size(p) },
+            Region::Large => unsafe { heap::LARGE.usable_size(p) },
             Region::Foreign => 0,
         }
     }
@@ -206,13 +205,26 @@ unsafe impl Backend for Alloc {
         let usable = unsafe { self.usable_size(p) };
         new_size <= usable && new_size >= usable / 2
     }
+
+    unsafe fn resize(&self, p: *mut u8, new_size: usize) -> Option<*mut u8> {
+        // SAFETY: `p` is live (caller).
+        if unsafe { self.resize_in_place(p, new_size) } {
+            return Some(p);
+        }
+        // A large block growing or shrinking past half stays large: remap its pages.
+        if new_size > MAX_CLASS_SIZE && heap::MAP.region(p as usize) == Region::Large {
+            // SAFETY: the map says large blocks live here; `p` is live.
+            return unsafe { heap::LARGE.resize(p, new_size) };
+        }
+        None
+    }
 }
 
 #[cold]
 fn alloc_medium_or_large(size: usize) -> *mut u8 {
     match class_of(size) {
         Some(c) => Alloc::alloc_class(c),
-        None => large::alloc(&heap::MAP, size, MIN_ALIGN),
+        None => heap::LARGE.alloc(size, MIN_ALIGN, false, os::now_ms()),
     }
 }
 

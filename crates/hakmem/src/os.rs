@@ -59,6 +59,34 @@ unsafe impl PageSource for Os {
         // SAFETY: the caller gives up the range's contents.
         unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
     }
+
+    unsafe fn remap(
+        &self,
+        p: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
+        // SAFETY: `p`/`old` is one of our mappings (caller); the kernel keeps the contents.
+        let q = unsafe { libc::mremap(p.as_ptr().cast(), old, new, flags) };
+        if q == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(q.cast())
+        }
+    }
+}
+
+/// Milliseconds of a coarse monotonic clock (vDSO, no system call).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 /// Sets `errno`.

@@ -71,6 +71,21 @@ pub unsafe trait PageSource {
     /// # Safety
     /// The range's contents are lost.
     unsafe fn purge(&self, p: core::ptr::NonNull<u8>, size: usize);
+    /// Resizes a mapping, keeping its contents (moving it if `may_move`); `None` if the
+    /// OS cannot. The default cannot.
+    ///
+    /// # Safety
+    /// `p`/`old` is a whole mapping from `map`; on success the old range must not be used.
+    unsafe fn remap(
+        &self,
+        p: core::ptr::NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<core::ptr::NonNull<u8>> {
+        let _ = (p, old, new, may_move);
+        None
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,329 @@
+//! # large: blocks above the largest size class
+//!
+//! Each large block is its own mapping from a [`PageSource`]. Layout:
+//!
+//! ```text
+//! base ─► [ … | Header at USER − 64 ] [ USER … user data … ] ◄─ base + total
+//! ```
+//!
+//! The user pointer is page-aligned (or aligned to the requested alignment), so the
+//! header always sits at `USER - HEADER_OFFSET` in the page before it, inside the same
+//! mapping. The shared [`AddressMap`] counts large user pointers per granule, so `free`
+//! knows with one load that a pointer may be large before reading its header; the header's
+//! magic (xor'd with the user address) and self-pointer confirm it.
+//!
+//! Freed mappings go to a small cache (bounded by count, bytes and age) so that repeated
+//! alloc/free of large sizes does not map and unmap every time; `realloc` grows or
+//! shrinks a block with `remap` (mremap), which moves pages without copying.
+//!
+//! ## Invariants owned here
+//! - A live block's header is at `USER - HEADER_OFFSET`, and `USER` is counted once in the
+//!   address map for as long as the block is live.
+//! - Cached mappings are not counted in the address map and are never handed out twice.
+//! - The cache holds at most [`CACHE_SLOTS`] mappings and `max_bytes` bytes; entries
+//!   older than `max_age_ms` are unmapped at the next cache operation.
+#![no_std]
+
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+use superslab::{AddressMap, PageSource, SpinLock};
+
+/// Mappings the cache can hold.
+pub const CACHE_SLOTS: usize = 16;
+const MAGIC: usize = 0x6c61_7267_6568_616b;
+const HEADER_OFFSET: usize = 64;
+
+#[repr(C)]
+struct Header {
+    magic: usize,
+    user: usize,
+    base: usize,
+    total: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Cached {
+    base: usize,
+    total: usize,
+    freed_at: u64,
+}
+
+struct Cache {
+    slots: [Cached; CACHE_SLOTS],
+    bytes: usize,
+}
+
+/// The large tier over a page source.
+pub struct LargeHeap<P: PageSource + 'static> {
+    pages: P,
+    map: &'static AddressMap,
+    lock: SpinLock,
+    cache: UnsafeCell<Cache>,
+    max_bytes: usize,
+    max_age_ms: u64,
+}
+
+// SAFETY: `cache` is only touched under `lock`.
+unsafe impl<P: PageSource + Sync> Sync for LargeHeap<P> {}
+
+impl<P: PageSource + 'static> LargeHeap<P> {
+    /// A large tier caching at most `max_bytes` of freed mappings for `max_age_ms`.
+    pub const fn new(
+        pages: P,
+        map: &'static AddressMap,
+        max_bytes: usize,
+        max_age_ms: u64,
+    ) -> Self {
+        LargeHeap {
+            pages,
+            map,
+            lock: SpinLock::new(),
+            cache: UnsafeCell::new(Cache {
+                slots: [Cached {
+                    base: 0,
+                    total: 0,
+                    freed_at: 0,
+                }; CACHE_SLOTS],
+                bytes: 0,
+            }),
+            max_bytes,
+            max_age_ms,
+        }
+    }
+
+    /// The lock (held across `fork` by the facade).
+    pub fn lock(&self) -> &SpinLock {
+        &self.lock
+    }
+
+    /// Mapping bytes needed for `size` bytes at alignment `align` (None on overflow).
+    fn mapping_for(size: usize, align: usize) -> Option<usize> {
+        let extra = if align > P::PAGE { align } else { P::PAGE };
+        let t = size.checked_add(extra + P::PAGE - 1)? & !(P::PAGE - 1);
+        (t <= isize::MAX as usize).then_some(t)
+    }
+
+    /// A block of at least `size` bytes aligned to `align` (a power of two), or null.
+    /// With `zeroed`, its first `size` bytes read as zero: fresh mappings already do, a
+    /// reused one is cleared.
+    pub fn alloc(&self, size: usize, align: usize, zeroed: bool, now_ms: u64) -> *mut u8 {
+        let Some(need) = Self::mapping_for(size, align) else {
+            return core::ptr::null_mut();
+        };
+        let reused = if align <= P::PAGE {
+            self.take_cached(need, now_ms)
+        } else {
+            None
+        };
+        let (base, total) = match reused {
+            Some(r) => r,
+            None => match self.pages.map(need, P::PAGE) {
+                Some(b) => (b.as_ptr() as usize, need),
+                None => return core::ptr::null_mut(),
+            },
+        };
+        let a = align.max(P::PAGE);
+        let user = (base + P::PAGE + a - 1) & !(a - 1);
+        // SAFETY: `user - HEADER_OFFSET` lies in the mapped page before `user`, in our mapping.
+        unsafe { Self::write_header(base, total, user) };
+        if !self.map.add_large(user) {
+            // SAFETY: our own mapping, never handed out.
+            unsafe {
+                self.pages
+                    .unmap(NonNull::new_unchecked(base as *mut u8), total)
+            };
+            return core::ptr::null_mut();
+        }
+        if zeroed && reused.is_some() {
+            // SAFETY: `size` bytes from `user` lie inside the mapping.
+            unsafe { core::ptr::write_bytes(user as *mut u8, 0, size) };
+        }
+        user as *mut u8
+    }
+
+    unsafe fn write_header(base: usize, total: usize, user: usize) {
+        // SAFETY: the caller vouches the header's page is mapped and ours.
+        unsafe {
+            ((user - HEADER_OFFSET) as *mut Header).write(Header {
+                magic: MAGIC ^ user,
+                user,
+                base,
+                total,
+            })
+        };
+    }
+
+    /// The header of the large block at `p`, if `p` is one.
+    ///
+    /// # Safety
+    /// The address map says `p`'s granule holds large blocks, and `p - HEADER_OFFSET` is
+    /// readable when `p` is page-aligned (true for every pointer this tier handed out; a
+    /// forged page-aligned pointer in such a granule may fault).
+    unsafe fn header(p: usize) -> Option<&'static mut Header> {
+        if p % P::PAGE != 0 {
+            return None;
+        }
+        // SAFETY: see the function's contract; magic and self-pointer confirm the header.
+        let h = unsafe { &mut *((p - HEADER_OFFSET) as *mut Header) };
+        (h.magic == MAGIC ^ p && h.user == p).then_some(h)
+    }
+
+    /// Frees a large block; false if `p` is not one (nothing is changed then).
+    ///
+    /// # Safety
+    /// As for `header`; `p` is not used afterwards.
+    pub unsafe fn free(&self, p: *mut u8, now_ms: u64) -> bool {
+        // SAFETY: forwarded.
+        let Some(h) = (unsafe { Self::header(p as usize) }) else {
+            return false;
+        };
+        let (base, total) = (h.base, h.total);
+        h.magic = 0; // a second free of `p` no longer finds a header
+        self.map.remove_large(p as usize);
+        if !self.put_cached(base, total, now_ms) {
+            // SAFETY: the block is freed; nothing refers to its mapping.
+            unsafe {
+                self.pages
+                    .unmap(NonNull::new_unchecked(base as *mut u8), total)
+            };
+        }
+        true
+    }
+
+    /// Usable bytes of a large block (0 if `p` is not one).
+    ///
+    /// # Safety
+    /// As for `header`.
+    pub unsafe fn usable_size(&self, p: *mut u8) -> usize {
+        // SAFETY: forwarded.
+        unsafe { Self::header(p as usize) }.map_or(0, |h| h.base + h.total - h.user)
+    }
+
+    /// Resizes a large block to hold `new_size` bytes: in place when it fits (shrinking
+    /// by at most half), else by remapping (the kernel moves pages, nothing is copied).
+    /// `None` if `p` is not large or the OS refused; then `p` is unchanged.
+    ///
+    /// # Safety
+    /// As for `header`; on `Some(q)` with `q != p` the caller must use `q` instead of `p`.
+    pub unsafe fn resize(&self, p: *mut u8, new_size: usize) -> Option<*mut u8> {
+        // SAFETY: forwarded.
+        let h = unsafe { Self::header(p as usize) }?;
+        let usable = h.base + h.total - h.user;
+        if new_size <= usable && new_size >= usable / 2 {
+            return Some(p);
+        }
+        let offset = h.user - h.base;
+        let new_total = new_size.checked_add(offset + P::PAGE - 1)? & !(P::PAGE - 1);
+        let (base, total) = (h.base, h.total);
+        // SAFETY: base/total is the block's whole mapping; on success the old range is gone.
+        let nb = unsafe {
+            self.pages.remap(
+                NonNull::new_unchecked(base as *mut u8),
+                total,
+                new_total,
+                true,
+            )
+        }?;
+        let nb = nb.as_ptr() as usize;
+        // `offset` is a multiple of the page (USER is page-aligned, so is the mapping), so
+        // the new USER is page-aligned and its header moved with the pages.
+        let user = nb + offset;
+        self.map.remove_large(p as usize);
+        // Counting can only fail above the map's range or past 65534 blocks in one 4 MiB
+        // granule, neither possible for page-aligned mappings of two pages or more; if it
+        // did, a later free would be refused (a leak), never a corruption.
+        let counted = self.map.add_large(user);
+        debug_assert!(counted);
+        // SAFETY: the header page moved with the mapping.
+        unsafe { Self::write_header(nb, new_total, user) };
+        Some(user as *mut u8)
+    }
+
+    fn take_cached(&self, need: usize, now_ms: u64) -> Option<(usize, usize)> {
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let c = unsafe { &mut *self.cache.get() };
+        self.expire(c, now_ms);
+        let mut best: Option<usize> = None;
+        for (i, s) in c.slots.iter().enumerate() {
+            if s.base != 0
+                && s.total >= need
+                && s.total - need <= need / 8
+                && best.is_none_or(|b| c.slots[b].total > s.total)
+            {
+                best = Some(i);
+            }
+        }
+        let r = best.map(|i| {
+            let s = c.slots[i];
+            c.slots[i].base = 0;
+            c.bytes -= s.total;
+            (s.base, s.total)
+        });
+        self.lock.unlock();
+        r
+    }
+
+    fn put_cached(&self, base: usize, total: usize, now_ms: u64) -> bool {
+        if total > self.max_bytes {
+            return false;
+        }
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let c = unsafe { &mut *self.cache.get() };
+        self.expire(c, now_ms);
+        let ok = c.bytes + total <= self.max_bytes
+            && match c.slots.iter_mut().find(|s| s.base == 0) {
+                Some(s) => {
+                    *s = Cached {
+                        base,
+                        total,
+                        freed_at: now_ms,
+                    };
+                    c.bytes += total;
+                    true
+                }
+                None => false,
+            };
+        self.lock.unlock();
+        ok
+    }
+
+    /// Unmaps cached mappings older than the age limit (all of them with `now_ms == u64::MAX`).
+    fn expire(&self, c: &mut Cache, now_ms: u64) {
+        for s in c.slots.iter_mut() {
+            if s.base != 0 && now_ms.saturating_sub(s.freed_at) >= self.max_age_ms {
+                // SAFETY: cached mappings are ours and unused.
+                unsafe {
+                    self.pages
+                        .unmap(NonNull::new_unchecked(s.base as *mut u8), s.total)
+                };
+                c.bytes -= s.total;
+                s.base = 0;
+            }
+        }
+    }
+
+    /// Unmaps every cached mapping; returns the bytes released.
+    pub fn trim(&self) -> usize {
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let c = unsafe { &mut *self.cache.get() };
+        let before = c.bytes;
+        self.expire(c, u64::MAX);
+        self.lock.unlock();
+        before
+    }
+
+    /// Bytes of freed mappings currently cached.
+    pub fn cached_bytes(&self) -> usize {
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let b = unsafe { (*self.cache.get()).bytes };
+        self.lock.unlock();
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests;

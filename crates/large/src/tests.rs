@@ -1,0 +1,122 @@
+extern crate std;
+use super::*;
+use superslab::Region;
+
+#[derive(Clone, Copy)]
+struct Pages;
+// SAFETY: anonymous mmap, page-aligned (the tier only asks page alignment).
+unsafe impl PageSource for Pages {
+    fn map(&self, size: usize, _align: usize) -> Option<NonNull<u8>> {
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then(|| NonNull::new(p.cast()).unwrap())
+    }
+    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+        unsafe { libc::munmap(p.as_ptr().cast(), size) };
+    }
+    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
+    }
+    unsafe fn remap(
+        &self,
+        p: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        let q = unsafe {
+            libc::mremap(
+                p.as_ptr().cast(),
+                old,
+                new,
+                if may_move { libc::MREMAP_MAYMOVE } else { 0 },
+            )
+        };
+        (q != libc::MAP_FAILED).then(|| NonNull::new(q.cast()).unwrap())
+    }
+}
+
+// One map per test: tests run in parallel and may share granules.
+static MAP: AddressMap = AddressMap::new();
+static MAP2: AddressMap = AddressMap::new();
+static MAP3: AddressMap = AddressMap::new();
+
+#[test]
+fn alloc_free_and_alignment() {
+    let heap = LargeHeap::new(Pages, &MAP, 0, 1000);
+    for (size, align) in [
+        (300_000, 16),
+        (1 << 20, 4096),
+        (5000, 65536),
+        (100, 1 << 21),
+    ] {
+        let p = heap.alloc(size, align, false, 0);
+        assert!(!p.is_null());
+        assert_eq!(p as usize % align.max(4096), 0);
+        assert_eq!(MAP.region(p as usize), Region::Large);
+        let usable = unsafe { heap.usable_size(p) };
+        assert!(usable >= size && usable < size + align.max(4096) + 4096);
+        unsafe { p.write_bytes(0x5a, usable) };
+        assert!(unsafe { heap.free(p, 0) });
+        // A second free is stopped by the address map before any header read.
+        assert_eq!(MAP.region(p as usize), Region::Foreign);
+    }
+}
+
+#[test]
+fn cache_reuses_mappings_within_bounds() {
+    let heap = LargeHeap::new(Pages, &MAP2, 8 << 20, 1000);
+    let p = heap.alloc(1 << 20, 16, false, 0);
+    unsafe { heap.free(p, 10) };
+    assert!(heap.cached_bytes() > 0);
+    // Cached, the old block's header is dead: a double free would not find it.
+    assert!(!unsafe { heap.free(p, 11) });
+    unsafe { p.write_bytes(1, 100) };
+    let q = heap.alloc(1 << 20, 16, true, 20);
+    assert!(
+        unsafe { core::slice::from_raw_parts(q, 1 << 20) }
+            .iter()
+            .all(|&b| b == 0),
+        "reused and zeroed"
+    );
+    assert_eq!(q, p, "the cached mapping is reused, not a new one mapped");
+    assert_eq!(heap.cached_bytes(), 0);
+    unsafe { heap.free(q, 30) };
+    // A much smaller request does not take the big mapping (waste bound).
+    let small = heap.alloc(300_000, 16, false, 40);
+    assert!(heap.cached_bytes() > 0);
+    unsafe { heap.free(small, 40) };
+    // Too old: expired at the next operation.
+    let r = heap.alloc(2 << 20, 16, false, 5000);
+    assert_eq!(heap.cached_bytes(), 0);
+    unsafe { heap.free(r, 5000) };
+    assert!(heap.trim() > 0);
+    assert_eq!(heap.cached_bytes(), 0);
+    // Larger than the byte bound: never cached.
+    let big = heap.alloc(16 << 20, 16, false, 0);
+    unsafe { heap.free(big, 0) };
+    assert_eq!(heap.cached_bytes(), 0);
+}
+
+#[test]
+fn resize_keeps_contents() {
+    let heap = LargeHeap::new(Pages, &MAP3, 0, 0);
+    let mut p = heap.alloc(300_000, 16, false, 0);
+    unsafe { p.write_bytes(7, 300_000) };
+    for size in [600_000usize, 5 << 20, 64 << 20, 400_000] {
+        p = unsafe { heap.resize(p, size) }.unwrap();
+        assert!(unsafe { heap.usable_size(p) } >= size);
+        assert_eq!(MAP3.region(p as usize), Region::Large);
+        let s = unsafe { core::slice::from_raw_parts(p, 300_000) };
+        assert!(s.iter().all(|&b| b == 7));
+    }
+    assert!(unsafe { heap.free(p, 0) });
+}
