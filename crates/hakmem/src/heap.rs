@@ -186,10 +186,81 @@ fn abandon_heap(h: *mut Heap) {
 
 // ---- thread-local state and process-wide set-up ----
 
+/// This thread's heap pointer: one initial-exec TLS slot.
+///
+/// A malloc replacement must use static (initial-exec) TLS: glibc's manual asks it of
+/// preloaded allocators, and the default model for a cdylib calls `__tls_get_addr` on
+/// every access (and may allocate). Stable Rust has no TLS-model switch, so on x86-64 the
+/// slot is declared in `.tbss` with `global_asm!` and reached through a GOTTPOFF load plus
+/// an `%fs`-relative access, which the linker turns into a static TLS reservation
+/// (`DT_FLAGS STATIC_TLS`). Other targets use `thread_local!`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod slot {
+    use super::Heap;
+
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl hakmem_thread_heap",
+        ".hidden hakmem_thread_heap",
+        ".type hakmem_thread_heap,@object",
+        ".size hakmem_thread_heap,8",
+        "hakmem_thread_heap:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    #[inline(always)]
+    fn offset() -> usize {
+        let off: usize;
+        // SAFETY: reads the linker-resolved TP offset of our own TLS symbol from the GOT.
+        unsafe {
+            core::arch::asm!("mov {o}, qword ptr [rip + hakmem_thread_heap@GOTTPOFF]", o = out(reg) off,
+                options(pure, readonly, nostack, preserves_flags));
+        }
+        off
+    }
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        let v: *mut Heap;
+        // SAFETY: %fs:offset is this thread's slot (static TLS, always allocated).
+        unsafe {
+            core::arch::asm!("mov {v}, qword ptr fs:[{o}]", o = in(reg) offset(), v = out(reg) v,
+                options(readonly, nostack, preserves_flags));
+        }
+        v
+    }
+
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        // SAFETY: as in `get`.
+        unsafe {
+            core::arch::asm!("mov qword ptr fs:[{o}], {v}", o = in(reg) offset(), v = in(reg) h,
+                options(nostack, preserves_flags));
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod slot {
+    use super::Heap;
+    use core::cell::Cell;
+    std::thread_local! {
+        static HEAP: Cell<*mut Heap> = const { Cell::new(core::ptr::null_mut()) };
+    }
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        HEAP.with(|h| h.get())
+    }
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        HEAP.with(|c| c.set(h))
+    }
+}
+
 std::thread_local! {
-    /// This thread's heap (null until its first allocation).
-    static HEAP: Cell<*mut Heap> = const { Cell::new(null_mut()) };
-    /// True while this thread runs the one-time process set-up.
+    /// True while this thread runs the one-time process set-up (cold path only).
     static INITIALIZING: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -202,7 +273,7 @@ static mut EXIT_KEY: libc::pthread_key_t = 0;
 /// This thread's heap, or null before its first allocation.
 #[inline(always)]
 pub fn current() -> *mut Heap {
-    HEAP.with(|h| h.get())
+    slot::get()
 }
 
 /// This thread's heap, creating or adopting one on first use (null if out of memory).
@@ -217,7 +288,7 @@ pub fn current_or_init() -> *mut Heap {
             if h.is_null() {
                 return h;
             }
-            HEAP.with(|c| c.set(h));
+            slot::set(h);
         }
     }
     // SAFETY: `h` is this thread's heap.
@@ -271,7 +342,7 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
         (*h).flush();
         (*h).registered = false;
     }
-    HEAP.with(|c| c.set(null_mut()));
+    slot::set(null_mut());
     abandon_heap(h);
 }
 
