@@ -75,3 +75,4 @@ export!(free_aligned_sized => fn(p: *mut c_void, _align: usize, _size: usize) ->
     // SAFETY: the C contract.
     unsafe { API.free(p.cast()) }
 });
+export!(malloc_trim => fn(_pad: usize) -> i32 { (crate::trim() > 0) as i32 });

@@ -9,6 +9,7 @@
 //! - Heaps live in metadata pages of their own, never in memory this allocator hands out,
 //!   so creating one cannot recurse into malloc.
 
+use crate::config;
 use crate::os::Os;
 use crate::Layout;
 use core::cell::Cell;
@@ -36,6 +37,10 @@ pub struct Heap {
     slabs: SlabHeap<Layout>,
     /// Next heap in the abandoned list.
     next_abandoned: *mut Heap,
+    /// Next heap in the list of all heaps.
+    next_all: *mut Heap,
+    /// Used by a live thread (false while abandoned).
+    in_use: bool,
     /// Registered for thread-exit cleanup?
     registered: bool,
     /// Blocks of our slabs freed by other threads (on its own cache line).
@@ -74,6 +79,8 @@ impl Heap {
     #[inline]
     pub fn alloc_slow(&mut self, c: SizeClass) -> Option<BlockBase<Layout>> {
         self.collect_remote();
+        self.slabs
+            .purge(&POOL, crate::os::now_ms(), config::PURGE_DELAY_MS.get());
         let list = self.cache.get(c);
         if let Some(b) = list.pop() {
             return Some(b);
@@ -91,6 +98,8 @@ impl Heap {
             unsafe { self.slabs.return_block(&POOL, b) };
         }
         self.collect_remote();
+        self.slabs
+            .purge(&POOL, crate::os::now_ms(), config::PURGE_DELAY_MS.get());
     }
 
     /// Takes back the blocks other threads freed into our slabs.
@@ -116,13 +125,15 @@ impl Heap {
         unsafe { (*(owner as *const Heap)).remote.0.push(b) }
     }
 
-    /// Returns every cached block and every empty slab (thread exit).
-    fn flush(&mut self) {
+    /// Returns every cached block and every empty slab, and purges what is free (thread
+    /// exit, trim). Returns the bytes purged.
+    fn flush(&mut self) -> usize {
         for c in SizeClass::all() {
             refill::flush(self.cache.get(c), c, &mut Slabs(&mut self.slabs));
         }
         self.collect_remote();
         self.slabs.release_empty(&POOL);
+        self.slabs.purge(&POOL, 0, 0)
     }
 }
 
@@ -131,6 +142,7 @@ impl Heap {
 struct Registry {
     lock: SpinLock,
     abandoned: Cell<*mut Heap>,
+    all: Cell<*mut Heap>,
     arena: Cell<(usize, usize)>,
 }
 // SAFETY: the cells are only touched under `lock`.
@@ -139,6 +151,7 @@ unsafe impl Sync for Registry {}
 static REGISTRY: Registry = Registry {
     lock: SpinLock::new(),
     abandoned: Cell::new(null_mut()),
+    all: Cell::new(null_mut()),
     arena: Cell::new((0, 0)),
 };
 const ARENA_CHUNK: usize = 256 * 1024;
@@ -149,7 +162,10 @@ fn acquire_heap() -> *mut Heap {
     let h = REGISTRY.abandoned.get();
     if !h.is_null() {
         // SAFETY: heaps in the abandoned list are valid and unused.
-        REGISTRY.abandoned.set(unsafe { (*h).next_abandoned });
+        unsafe {
+            REGISTRY.abandoned.set((*h).next_abandoned);
+            (*h).in_use = true;
+        }
         REGISTRY.lock.unlock();
         return h;
     }
@@ -168,20 +184,40 @@ fn acquire_heap() -> *mut Heap {
         }
     }
     REGISTRY.arena.set((next + size, end));
-    REGISTRY.lock.unlock();
     let h = next as *mut Heap;
     // SAFETY: fresh zeroed memory of ours, 64-aligned (size is a multiple of 64 and the
     // chunk is page-aligned); an all-zero Heap is valid (null pointers, zero counts).
-    unsafe { (*h).init() };
+    unsafe {
+        (*h).init();
+        (*h).in_use = true;
+        (*h).next_all = REGISTRY.all.get();
+    }
+    REGISTRY.all.set(h);
+    REGISTRY.lock.unlock();
     h
 }
 
 fn abandon_heap(h: *mut Heap) {
     REGISTRY.lock.lock();
     // SAFETY: the exiting thread gives up `h`.
-    unsafe { (*h).next_abandoned = REGISTRY.abandoned.get() };
+    unsafe {
+        (*h).in_use = false;
+        (*h).next_abandoned = REGISTRY.abandoned.get();
+    }
     REGISTRY.abandoned.set(h);
     REGISTRY.lock.unlock();
+}
+
+/// See [`crate::trim`].
+pub fn trim() -> usize {
+    let h = current();
+    // SAFETY: this thread's heap (if any).
+    let own = if h.is_null() {
+        0
+    } else {
+        unsafe { (*h).flush() }
+    };
+    own + POOL.trim() + LARGE.trim()
 }
 
 // ---- thread-local state and process-wide set-up ----
@@ -314,6 +350,7 @@ fn process_init() {
         .is_ok()
     {
         INITIALIZING.with(|f| f.set(true));
+        config::load();
         // SAFETY: plain libc calls with valid arguments; EXIT_KEY is written once, here,
         // before INIT becomes DONE (Release) and read only after seeing DONE (Acquire).
         unsafe {
@@ -356,10 +393,27 @@ extern "C" fn fork_parent() {
     POOL.lock().unlock();
     REGISTRY.lock.unlock();
 }
+/// In the child only the forking thread exists: its locks' holders are gone (reset), and
+/// every other thread's heap is abandoned so that the child's new threads adopt them,
+/// slabs, cached blocks and all.
 extern "C" fn fork_child() {
     LARGE.lock().reset();
     POOL.lock().reset();
     REGISTRY.lock.reset();
+    let me = current();
+    let mut h = REGISTRY.all.get();
+    while !h.is_null() {
+        // SAFETY: heaps are never unmapped; in the child no other thread runs.
+        unsafe {
+            if (*h).in_use && h != me {
+                (*h).in_use = false;
+                (*h).registered = false;
+                (*h).next_abandoned = REGISTRY.abandoned.get();
+                REGISTRY.abandoned.set(h);
+            }
+            h = (*h).next_all;
+        }
+    }
 }
 
 /// For tests: the segment pool's cached segment count.

@@ -28,6 +28,7 @@
 
 extern crate std;
 
+mod config;
 mod heap;
 pub mod os;
 
@@ -296,4 +297,11 @@ unsafe impl GlobalAlloc for HakMem {
 /// Number of empty segments cached process-wide (for tests and statistics).
 pub fn cached_segments() -> usize {
     heap::cached_segments()
+}
+
+/// Gives every free page this allocator can release back to the OS now: the calling
+/// thread's cache and empty slabs, cached empty segments and cached large mappings.
+/// Returns the bytes released (what `malloc_trim` reports).
+pub fn trim() -> usize {
+    heap::trim()
 }

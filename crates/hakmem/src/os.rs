@@ -150,6 +150,26 @@ impl Line {
         }
         self
     }
+    /// Appends a decimal number.
+    pub fn dec(&mut self, mut v: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for &d in digits[..n].iter().rev() {
+            if self.len < self.buf.len() {
+                self.buf[self.len] = d;
+                self.len += 1;
+            }
+        }
+        self
+    }
     /// Writes the line (with a newline) to stderr.
     pub fn emit(&mut self) {
         self.text("\n");

@@ -89,6 +89,8 @@ pub struct Segment<L: BlockLayout> {
     prev: *mut Segment<L>,
     /// Bit i set: slice i is free.
     free_slices: u64,
+    /// Bit i set: slice i is free but its pages were not yet given back (purged).
+    dirty_slices: u64,
     slabs: [Slab<L>; SLICES],
 }
 
@@ -285,6 +287,30 @@ impl<P: PageSource + 'static> SegmentPool<P> {
         unsafe { self.pages.unmap(seg, SEGMENT_SIZE) };
     }
 
+    /// Unmaps every cached segment; returns the bytes released.
+    pub fn trim(&self) -> usize {
+        let mut released = 0;
+        loop {
+            self.lock.lock();
+            // SAFETY: under the lock.
+            let c = unsafe { &mut *self.cached.get() };
+            let top = c.0;
+            if !top.is_null() {
+                // SAFETY: cached segments store the next one in their first word.
+                c.0 = unsafe { top.cast::<*mut u8>().read() };
+                c.1 -= 1;
+            }
+            self.lock.unlock();
+            let Some(seg) = NonNull::new(top) else {
+                return released;
+            };
+            self.map.retract_segment(seg.as_ptr() as usize);
+            // SAFETY: a cached segment is unused.
+            unsafe { self.pages.unmap(seg, SEGMENT_SIZE) };
+            released += SEGMENT_SIZE;
+        }
+    }
+
     /// Empty segments currently cached.
     pub fn cached(&self) -> usize {
         self.lock.lock();
@@ -303,6 +329,10 @@ pub struct SlabHeap<L: BlockLayout> {
     owner: usize,
     segments: *mut Segment<L>,
     partial: [*mut Slab<L>; CLASS_COUNT],
+    /// Some segment has dirty free slices.
+    dirty: bool,
+    /// When `dirty` was first seen by `purge` (0: not yet).
+    dirty_since: u64,
 }
 
 impl<L: BlockLayout> SlabHeap<L> {
@@ -312,6 +342,8 @@ impl<L: BlockLayout> SlabHeap<L> {
             owner: 0,
             segments: null_mut(),
             partial: [null_mut(); CLASS_COUNT],
+            dirty: false,
+            dirty_since: 0,
         }
     }
 
@@ -426,6 +458,56 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
     }
 
+    /// Gives the pages of closed slabs back to the OS once they have stayed free for
+    /// `delay_ms` (0: at the first call after closing). Cheap when nothing is pending.
+    /// Returns the bytes purged.
+    pub fn purge<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        now_ms: u64,
+        delay_ms: u64,
+    ) -> usize {
+        if !self.dirty {
+            return 0;
+        }
+        if delay_ms > 0 {
+            if self.dirty_since == 0 {
+                self.dirty_since = now_ms.max(1);
+                return 0;
+            }
+            if now_ms.saturating_sub(self.dirty_since) < delay_ms {
+                return 0;
+            }
+        }
+        let mut purged = 0;
+        let mut seg = self.segments;
+        while !seg.is_null() {
+            // SAFETY: segments in our list are live and ours.
+            let sg = unsafe { &mut *seg };
+            let mut d = sg.dirty_slices;
+            while d != 0 {
+                let first = d.trailing_zeros() as usize;
+                let len = (!(d >> first)).trailing_zeros() as usize;
+                // SAFETY: these slices are free (no block in use) and in our segment.
+                unsafe {
+                    let p = NonNull::new_unchecked((seg as *mut u8).add(first << SLICE_SHIFT));
+                    pool.pages().purge(p, len << SLICE_SHIFT);
+                }
+                purged += len << SLICE_SHIFT;
+                d &= !(if len >= 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << len) - 1) << first
+                });
+            }
+            sg.dirty_slices = 0;
+            seg = sg.next;
+        }
+        self.dirty = false;
+        self.dirty_since = 0;
+        purged
+    }
+
     fn link_partial(&mut self, s: &mut Slab<L>) {
         let c = s.class_index();
         s.prev = null_mut();
@@ -495,6 +577,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         let sg = unsafe { &mut *seg };
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         sg.free_slices &= !(run << first);
+        sg.dirty_slices &= !(run << first);
         for e in sg.slabs.iter_mut().skip(first + 1).take(n - 1) {
             e.head = first as u8;
             e.slices = 0;
@@ -530,6 +613,8 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         seg.free_slices |= run << first;
+        seg.dirty_slices |= run << first;
+        self.dirty = true;
         if seg.free_slices == USABLE_SLICES {
             // SAFETY: neighbours in our segment list are ours.
             unsafe {
