@@ -81,45 +81,65 @@ impl Alloc {
         }
     }
 
-    /// Frees any pointer of ours; refuses others with a message.
+    /// Frees any pointer of ours; refuses others with a message. The fast path (a block
+    /// of this thread's heap whose cache has room) has no call; everything else is in
+    /// [`free_other`].
     #[inline(always)]
     unsafe fn free_ptr(p: *mut u8) {
         let addr = p as usize;
-        match heap::MAP.region(addr) {
-            Region::Segment => {
-                // SAFETY: the map says `addr` is in a live segment.
-                let slab = unsafe { Segment::<Layout>::slab_of(addr) };
-                if !slab.is_live() {
-                    invalid_free(addr);
-                }
-                // SAFETY: `p` is a block start of this slab (the program freed what we gave;
-                // the checked build verifies it).
+        if heap::MAP.region(addr) == Region::Segment {
+            // SAFETY: the map says `addr` is in a live segment.
+            let slab = unsafe { Segment::<Layout>::slice_of(addr) };
+            let h = heap::current();
+            // Owner tokens are heap addresses and closed slabs have owner 0, so equality
+            // means: a live slab of this thread's heap (every slice carries owner and class).
+            if slab.owner() == h as usize {
+                // SAFETY: `p` is a block start of our slab (the checked build verifies it).
                 let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-                let h = heap::current();
-                if slab.owner() == h as usize {
-                    // SAFETY: our own heap and block.
-                    let list = unsafe { (*h).cache.get(slab.class()) };
-                    // SAFETY: the block is free now and ours.
-                    if unsafe { list.push_bounded(b) }.is_ok() {
-                        return;
-                    }
-                    // SAFETY: this thread's heap.
-                    unsafe { (*h).free_slow(slab.class(), b) };
-                } else {
-                    // SAFETY: the owner token of a live slab is its heap.
-                    unsafe { heap::Heap::remote_free(slab.owner(), b) };
+                // SAFETY: our own heap; the block is free now and ours.
+                if unsafe { (*h).cache.get(slab.class()).push_bounded(b) }.is_ok() {
+                    return;
                 }
             }
-            Region::Large => {
-                let saved = os::errno();
-                // SAFETY: the map says large blocks live in this granule.
-                if !unsafe { heap::LARGE.free(p, os::now_ms()) } {
-                    invalid_free(addr);
-                }
-                os::set_errno(saved);
-            }
-            Region::Foreign => invalid_free(addr),
         }
+        // SAFETY: forwarded.
+        unsafe { free_other(p) }
+    }
+}
+
+/// Every free but the fast path: a full cache, another thread's block, a large block, a
+/// pointer that is not ours.
+#[cold]
+#[inline(never)]
+unsafe fn free_other(p: *mut u8) {
+    let addr = p as usize;
+    match heap::MAP.region(addr) {
+        Region::Segment => {
+            // SAFETY: the map says `addr` is in a live segment.
+            let slab = unsafe { Segment::<Layout>::slab_of(addr) };
+            if !slab.is_live() {
+                return invalid_free(addr);
+            }
+            // SAFETY: `p` is a block start of this live slab.
+            let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+            let h = heap::current();
+            if slab.owner() == h as usize {
+                // SAFETY: this thread's heap and block; its cache list was full.
+                unsafe { (*h).free_slow(slab.class(), b) };
+            } else {
+                // SAFETY: the owner token of a live slab is its heap.
+                unsafe { heap::Heap::remote_free(slab.owner(), b) };
+            }
+        }
+        Region::Large => {
+            let saved = os::errno();
+            // SAFETY: the map says large blocks live in this granule.
+            if !unsafe { heap::LARGE.free(p, os::now_ms()) } {
+                invalid_free(addr);
+            }
+            os::set_errno(saved);
+        }
+        Region::Foreign => invalid_free(addr),
     }
 }
 

@@ -44,7 +44,8 @@ impl<L: BlockLayout> Slab<L> {
     fn class_index(&self) -> usize {
         self.class_.index()
     }
-    /// The owner token of the slab (the owning heap's address).
+    /// The owner token of the slab (the owning heap's address); 0 for a slice that starts
+    /// no live slab, so `owner() == my_token` alone proves the slab is live and mine.
     #[inline(always)]
     pub fn owner(&self) -> usize {
         self.owner
@@ -114,6 +115,21 @@ impl<L: BlockLayout> Segment<L> {
     pub unsafe fn slab_of<'a>(addr: usize) -> &'a Slab<L> {
         // SAFETY: forwarded from the caller.
         unsafe { &*Self::slab_ptr(addr) }
+    }
+
+    /// The record of the slice containing `addr`: for any slice of a live slab its
+    /// `owner()` and `class()` are the slab's (copied to every slice when the slab opens;
+    /// owner 0 once it closes). One load less than [`slab_of`](Self::slab_of), for the
+    /// free fast path; use `slab_of` for anything else.
+    ///
+    /// # Safety
+    /// As for [`of`](Self::of).
+    #[inline(always)]
+    pub unsafe fn slice_of<'a>(addr: usize) -> &'a Slab<L> {
+        // SAFETY: the caller vouches for the segment; the index is masked in range.
+        unsafe {
+            &*core::ptr::addr_of!((*Self::of(addr)).slabs[(addr >> SLICE_SHIFT) & (SLICES - 1)])
+        }
     }
 
     #[inline(always)]
@@ -581,6 +597,9 @@ impl<L: BlockLayout> SlabHeap<L> {
         for e in sg.slabs.iter_mut().skip(first + 1).take(n - 1) {
             e.head = first as u8;
             e.slices = 0;
+            // Tail slices carry the slab's owner and class for `Segment::slice_of`.
+            e.owner = self.owner;
+            e.class_ = c;
         }
         let start = seg as usize + (first << SLICE_SHIFT);
         let capacity = L::blocks_per_slab(c);
@@ -610,6 +629,9 @@ impl<L: BlockLayout> SlabHeap<L> {
         for (i, e) in seg.slabs.iter_mut().enumerate().skip(first).take(n) {
             e.head = i as u8;
             e.slices = 0;
+            // No heap matches owner 0, so a stale free into a closed slab never takes an
+            // owner's fast path (see `Slab::owner`).
+            e.owner = 0;
         }
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         seg.free_slices |= run << first;
