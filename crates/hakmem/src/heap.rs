@@ -351,6 +351,8 @@ fn process_init() {
     {
         INITIALIZING.with(|f| f.set(true));
         config::load();
+        #[cfg(feature = "checked")]
+        ptr_conversion::set_reporter(crate::checks::reporter);
         // SAFETY: plain libc calls with valid arguments; EXIT_KEY is written once, here,
         // before INIT becomes DONE (Release) and read only after seeing DONE (Acquire).
         unsafe {

@@ -28,6 +28,8 @@
 
 extern crate std;
 
+#[cfg(feature = "checked")]
+mod checks;
 mod config;
 mod heap;
 pub mod os;
@@ -43,7 +45,11 @@ use superslab::{Region, Segment};
 use tiny_layout::{class_of, SizeClass, LOOKUP_MAX, MAX_CLASS_SIZE};
 
 /// The block layout of this build: no per-block header.
+#[cfg(not(feature = "checked"))]
 pub type Layout = tiny_layout::Plain;
+/// The block layout of the checked build: a 16-byte checked header per block.
+#[cfg(feature = "checked")]
+pub type Layout = tiny_layout::Guarded;
 
 /// Slab starts are aligned to this, so classes whose size is a multiple of an alignment
 /// up to it give naturally aligned blocks.
@@ -54,29 +60,37 @@ const SLAB_ALIGN: usize = tiny_layout::MIN_SLAB_BYTES;
 pub struct Alloc;
 
 impl Alloc {
-    /// A block of class `c`: cache pop, else the slow path.
+    /// A block of class `c` for `size` bytes: cache pop, else the slow path.
     #[inline(always)]
-    fn alloc_class(c: SizeClass) -> *mut u8 {
+    fn alloc_class(c: SizeClass, size: usize) -> *mut u8 {
         let h = heap::current();
         if !h.is_null() {
             // SAFETY: `h` is this thread's heap; only this thread touches its cache.
             if let Some(b) = unsafe { (*h).cache.get(c).pop() } {
+                #[cfg(feature = "checked")]
+                checks::on_alloc(b, c, size);
+                let _ = size;
                 return b.to_user().as_ptr();
             }
         }
-        Self::alloc_class_slow(c)
+        Self::alloc_class_slow(c, size)
     }
 
     #[cold]
     #[inline(never)]
-    fn alloc_class_slow(c: SizeClass) -> *mut u8 {
+    fn alloc_class_slow(c: SizeClass, size: usize) -> *mut u8 {
         let h = heap::current_or_init();
         if h.is_null() {
             return null_mut();
         }
         // SAFETY: this thread's heap.
         match unsafe { (*h).alloc_slow(c) } {
-            Some(b) => b.to_user().as_ptr(),
+            Some(b) => {
+                #[cfg(feature = "checked")]
+                checks::on_alloc(b, c, size);
+                let _ = size;
+                b.to_user().as_ptr()
+            }
             None => null_mut(),
         }
     }
@@ -86,6 +100,11 @@ impl Alloc {
     /// [`free_other`].
     #[inline(always)]
     unsafe fn free_ptr(p: *mut u8) {
+        // SAFETY: any pointer value is accepted; a bad one is reported and aborts.
+        #[cfg(feature = "checked")]
+        unsafe {
+            checks::on_free(p)
+        };
         let addr = p as usize;
         if heap::MAP.region(addr) == Region::Segment {
             // SAFETY: the map says `addr` is in a live segment.
@@ -143,8 +162,13 @@ unsafe fn free_other(p: *mut u8) {
     }
 }
 
+/// A free of a pointer that is not ours: the release build refuses it with one line (the
+/// block is not freed); the checked build reports it and aborts.
 #[cold]
 fn invalid_free(addr: usize) {
+    #[cfg(feature = "checked")]
+    checks::fail(ptr_conversion::Corruption::InvalidFree, addr, None, 0, 0);
+    #[cfg(not(feature = "checked"))]
     os::Line::new()
         .text("hakmem: free of a pointer hakmem did not allocate (ignored): ")
         .hex(addr)
@@ -161,7 +185,7 @@ unsafe impl Backend for Alloc {
         if size <= LOOKUP_MAX {
             // `class_of` cannot fail below MAX_CLASS_SIZE.
             if let Some(c) = class_of(size) {
-                return Self::alloc_class(c);
+                return Self::alloc_class(c, size);
             }
         }
         alloc_medium_or_large(size)
@@ -195,7 +219,7 @@ unsafe impl Backend for Alloc {
                     }
                 }
                 if c.block_size() % align == 0 {
-                    return Self::alloc_class(c);
+                    return Self::alloc_class(c, size);
                 }
             }
         }
@@ -209,22 +233,25 @@ unsafe impl Backend for Alloc {
     }
 
     unsafe fn usable_size(&self, p: *mut u8) -> usize {
-        let addr = p as usize;
-        match heap::MAP.region(addr) {
-            // SAFETY: the map vouches for the segment.
-            Region::Segment => unsafe { Segment::<Layout>::slab_of(addr) }
-                .class()
-                .block_size(),
-            // SAFETY: the map vouches for large blocks in this granule.
-            Region::Large => unsafe { heap::LARGE.usable_size(p) },
-            Region::Foreign => 0,
+        #[cfg(feature = "checked")]
+        // SAFETY: `p` is live (caller).
+        if let Some(n) = unsafe { checks::requested_size(p) } {
+            return n;
         }
+        // SAFETY: forwarded.
+        unsafe { block_size(p) }
     }
 
     unsafe fn resize_in_place(&self, p: *mut u8, new_size: usize) -> bool {
         // SAFETY: forwarded.
-        let usable = unsafe { self.usable_size(p) };
-        new_size <= usable && new_size >= usable / 2
+        let usable = unsafe { block_size(p) };
+        let fits = new_size <= usable && new_size >= usable / 2;
+        #[cfg(feature = "checked")]
+        if fits {
+            // SAFETY: `p` is live and holds `new_size` bytes.
+            unsafe { checks::on_resize(p, new_size) };
+        }
+        fits
     }
 
     unsafe fn resize(&self, p: *mut u8, new_size: usize) -> Option<*mut u8> {
@@ -241,10 +268,27 @@ unsafe impl Backend for Alloc {
     }
 }
 
+/// The bytes a live block really spans (its class size, or its mapping for a large one).
+///
+/// # Safety
+/// `p` is a live block of ours.
+unsafe fn block_size(p: *mut u8) -> usize {
+    let addr = p as usize;
+    match heap::MAP.region(addr) {
+        // SAFETY: the map vouches for the segment.
+        Region::Segment => unsafe { Segment::<Layout>::slab_of(addr) }
+            .class()
+            .block_size(),
+        // SAFETY: the map vouches for large blocks in this granule.
+        Region::Large => unsafe { heap::LARGE.usable_size(p) },
+        Region::Foreign => 0,
+    }
+}
+
 #[cold]
 fn alloc_medium_or_large(size: usize) -> *mut u8 {
     match class_of(size) {
-        Some(c) => Alloc::alloc_class(c),
+        Some(c) => Alloc::alloc_class(c, size),
         None => heap::LARGE.alloc(size, MIN_ALIGN, false, os::now_ms()),
     }
 }

@@ -178,7 +178,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
             return false;
         };
         let (base, total) = (h.base, h.total);
-        h.magic = 0; // a second free of `p` no longer finds a header
+        h.magic = 0; // a second free finds no live header
         self.map.remove_large(p as usize);
         if !self.put_cached(base, total, now_ms) {
             // SAFETY: the block is freed; nothing refers to its mapping.
@@ -188,6 +188,21 @@ impl<P: PageSource + 'static> LargeHeap<P> {
             };
         }
         true
+    }
+
+    /// True if `p` lies in a freed mapping still held by the cache (so a free of `p` is a
+    /// double free the checked build can name). Reads only the cache, never `p`'s memory.
+    pub fn in_cache(&self, p: *mut u8) -> bool {
+        let p = p as usize;
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let c = unsafe { &*self.cache.get() };
+        let hit = c
+            .slots
+            .iter()
+            .any(|s| s.base != 0 && p > s.base && p < s.base + s.total);
+        self.lock.unlock();
+        hit
     }
 
     /// Usable bytes of a large block (0 if `p` is not one).

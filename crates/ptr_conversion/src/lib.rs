@@ -86,17 +86,36 @@ impl<L: BlockLayout> BlockBase<L> {
         UserPtr(unsafe { self.0.add(L::HEADER_SIZE) }, PhantomData)
     }
 
-    /// Reads the free-list link of this free block.
+    /// Reads the free-list link of this free block. In checked layouts the link is stored
+    /// encoded twice; a mismatch (a write after free, a stray write into a free block) is
+    /// reported through [`report`] instead of followed.
     ///
     /// # Safety
     /// The block must be free and owned by the caller's list, its link written by
     /// [`set_link`](Self::set_link) (or the caller must otherwise know it is valid).
     #[inline(always)]
     pub unsafe fn link(self) -> Option<BlockBase<L>> {
-        // SAFETY: LINK_OFFSET + 8 <= stride (checked in tiny_layout); blocks are 16-aligned
-        // and LINK_OFFSET is a multiple of 8, so the read is aligned and in bounds.
-        let raw = unsafe { self.0.add(L::LINK_OFFSET).cast::<*mut u8>().read() };
-        NonNull::new(raw).map(|p| BlockBase(p, PhantomData))
+        // SAFETY: LINK_OFFSET + 8 (16 when checked) <= stride (checked in tiny_layout);
+        // blocks are 16-aligned and LINK_OFFSET a multiple of 8: aligned and in bounds.
+        let slot = unsafe { self.0.add(L::LINK_OFFSET).cast::<usize>() };
+        let raw = if L::CHECKED {
+            // SAFETY: as above; checked layouts reserve two words.
+            let (a, b) = unsafe { (slot.read(), slot.add(1).read()) };
+            if a != !b {
+                report(&Report {
+                    what: Corruption::FreeListCorrupted,
+                    addr: self.to_user().addr(),
+                    class: None,
+                    expected: !b as u64,
+                    found: a as u64,
+                });
+            }
+            a ^ self.addr() ^ LINK_KEY
+        } else {
+            // SAFETY: as above.
+            unsafe { slot.read() }
+        };
+        NonNull::new(raw as *mut u8).map(|p| BlockBase(p, PhantomData))
     }
 
     /// Writes the free-list link of this (now free) block.
@@ -105,9 +124,18 @@ impl<L: BlockLayout> BlockBase<L> {
     /// The caller owns the block and it is free (its user bytes are no longer in use).
     #[inline(always)]
     pub unsafe fn set_link(self, next: Option<BlockBase<L>>) {
-        let raw = next.map_or(core::ptr::null_mut(), |n| n.0.as_ptr());
+        let raw = next.map_or(0, |n| n.addr());
         // SAFETY: as in `link`; the caller owns the block.
-        unsafe { self.0.add(L::LINK_OFFSET).cast::<*mut u8>().write(raw) }
+        unsafe {
+            let slot = self.0.add(L::LINK_OFFSET).cast::<usize>();
+            if L::CHECKED {
+                let enc = raw ^ self.addr() ^ LINK_KEY;
+                slot.write(enc);
+                slot.add(1).write(!enc);
+            } else {
+                slot.write(raw);
+            }
+        }
     }
 
     /// Writes the header of this block (no-op in a layout without header).
@@ -159,6 +187,89 @@ impl<L: BlockLayout> UserPtr<L> {
             PhantomData,
         )
     }
+}
+
+/// Mixed into encoded links (checked layouts).
+const LINK_KEY: usize = 0x5a17_c0de_d00d_f00d;
+
+/// What the checked build found wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corruption {
+    /// A block header does not decode: overwritten, most likely by an overflow of the
+    /// previous block.
+    HeaderOverwritten,
+    /// Bytes past the requested size were changed (an overflow within the block).
+    CanaryOverwritten,
+    /// The block is already free.
+    DoubleFree,
+    /// The pointer is not the start of a block (interior pointer) or not ours.
+    InvalidFree,
+    /// The header's class disagrees with its slab's.
+    ClassMismatch,
+    /// A free block's encoded link does not check (write after free).
+    FreeListCorrupted,
+}
+
+impl Corruption {
+    /// One line of explanation.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Corruption::HeaderOverwritten => "header overwritten",
+            Corruption::CanaryOverwritten => {
+                "overflow past the requested size (canary overwritten)"
+            }
+            Corruption::DoubleFree => "double free",
+            Corruption::InvalidFree => {
+                "free of a pointer hakmem did not allocate (interior, stack or foreign)"
+            }
+            Corruption::ClassMismatch => "class mismatch between header and slab",
+            Corruption::FreeListCorrupted => "free list corrupted (write after free?)",
+        }
+    }
+    /// A hint at the likely cause, if any.
+    pub const fn hint(self) -> &'static str {
+        match self {
+            Corruption::HeaderOverwritten => " (overflow from the previous block?)",
+            Corruption::FreeListCorrupted => " (a write to the block after it was freed?)",
+            _ => "",
+        }
+    }
+}
+
+/// One detected corruption, for the reporter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// What was found.
+    pub what: Corruption,
+    /// The user pointer concerned.
+    pub addr: usize,
+    /// The block's class, if known.
+    pub class: Option<u8>,
+    /// The value expected (a tag or check word).
+    pub expected: u64,
+    /// The value found.
+    pub found: u64,
+}
+
+static REPORTER: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs the function that reports a corruption and never returns (the facade's writes
+/// one line to stderr and aborts). Without one, [`report`] panics.
+pub fn set_reporter(f: fn(&Report) -> !) {
+    REPORTER.store(f as *mut (), core::sync::atomic::Ordering::Release);
+}
+
+/// Reports a corruption through the installed reporter.
+#[cold]
+pub fn report(r: &Report) -> ! {
+    let f = REPORTER.load(core::sync::atomic::Ordering::Acquire);
+    if f.is_null() {
+        panic!("hakmem: {} at {:#x}", r.what.describe(), r.addr);
+    }
+    // SAFETY: only `set_reporter` stores here, always a `fn(&Report) -> !`.
+    let f: fn(&Report) -> ! = unsafe { core::mem::transmute(f) };
+    f(r)
 }
 
 /// Whether a block is allocated or free, as recorded in its header.
@@ -330,6 +441,23 @@ mod tests {
                     .unwrap_err()
                     .check_failed
             );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "free list corrupted")]
+    fn guarded_links_are_verified_when_followed() {
+        let mut b = Block([0; 64]);
+        let mut other = Block([0; 64]);
+        let g = base::<Guarded>(&mut b);
+        let n = base::<Guarded>(&mut other);
+        unsafe {
+            g.set_link(Some(n));
+            // Stored encoded: the raw word is not the pointer.
+            assert_ne!(b.0.as_ptr().add(16).cast::<usize>().read(), n.addr());
+            assert_eq!(base::<Guarded>(&mut b).link(), Some(n));
+            b.0[16] ^= 0x40; // a write after free
+            base::<Guarded>(&mut b).link(); // panics: no reporter installed in tests
         }
     }
 

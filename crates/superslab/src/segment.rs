@@ -4,7 +4,7 @@ use crate::{AddressMap, PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZ
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering};
-use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
+use ptr_conversion::{BlockBase, BlockLayout, BlockState, Header, SizeClass};
 use tiny_layout::CLASS_COUNT;
 use tls_sll::FreeList;
 
@@ -416,8 +416,18 @@ impl<L: BlockLayout> SlabHeap<L> {
                 // SAFETY: [bump, bump + stride) is an uncarved block inside the slab.
                 let b = unsafe { BlockBase::from_raw(NonNull::new_unchecked(s.bump as *mut u8)) };
                 s.bump += stride;
-                // SAFETY: a freshly carved block is free and ours.
-                unsafe { out.push(b) };
+                // SAFETY: a freshly carved block is free and ours. Checked layouts get a
+                // Free header first: carved memory may hold stale bytes of a closed slab.
+                unsafe {
+                    if L::CHECKED {
+                        b.write_header(Header {
+                            state: BlockState::Free,
+                            class: c.index() as u8,
+                            requested: 0,
+                        });
+                    }
+                    out.push(b)
+                };
                 n += 1;
                 s.used += 1;
             }

@@ -166,6 +166,8 @@ pub trait BlockLayout: Copy + 'static {
     const LINK_OFFSET: usize;
     /// A short name for reports.
     const NAME: &'static str;
+    /// Whether blocks carry a checked header and encoded free-list links (checked build).
+    const CHECKED: bool;
 
     /// Bytes from one block's BASE to the next one's.
     #[inline(always)]
@@ -186,16 +188,19 @@ impl BlockLayout for Plain {
     const HEADER_SIZE: usize = 0;
     const LINK_OFFSET: usize = 0;
     const NAME: &'static str = "plain";
+    const CHECKED: bool = false;
 }
 
 /// A 16-byte header before each block (checked build): USER == BASE + 16; the link of
-/// a free block lives in its user area so the header survives while the block is free.
+/// a free block lives in its user area (two encoded words, so the smallest block's 16
+/// user bytes hold it) and the header survives while the block is free.
 #[derive(Clone, Copy, Debug)]
 pub struct Guarded;
 impl BlockLayout for Guarded {
     const HEADER_SIZE: usize = 16;
     const LINK_OFFSET: usize = 16;
     const NAME: &'static str = "guarded";
+    const CHECKED: bool = true;
 }
 
 // ---- compile-time checks of the table and both layouts ----
@@ -236,8 +241,8 @@ const_assert!(CLASS_COUNT <= u8::MAX as usize);
 const_assert!(Plain::HEADER_SIZE % BLOCK_ALIGN == 0 && Guarded::HEADER_SIZE % BLOCK_ALIGN == 0);
 const_assert!(Plain::LINK_OFFSET >= Plain::HEADER_SIZE);
 const_assert!(Guarded::LINK_OFFSET >= Guarded::HEADER_SIZE);
-// The link (8 bytes) fits in the smallest block's user area.
-const_assert!(Guarded::LINK_OFFSET - Guarded::HEADER_SIZE + 8 <= 16);
+// The encoded link (two words) fits in the smallest block's user area.
+const_assert!(Guarded::LINK_OFFSET - Guarded::HEADER_SIZE + 16 <= 16);
 const_assert!(MAX_SLAB_BYTES % MIN_SLAB_BYTES == 0);
 
 #[cfg(test)]
