@@ -76,3 +76,65 @@ export!(free_aligned_sized => fn(p: *mut c_void, _align: usize, _size: usize) ->
     unsafe { API.free(p.cast()) }
 });
 export!(malloc_trim => fn(_pad: usize) -> i32 { (crate::trim() > 0) as i32 });
+export!(malloc_stats => fn() -> () { crate::print_stats(false) });
+export!(mallinfo2 => fn() -> libc::mallinfo2 {
+    let s = crate::stats();
+    let in_use = s.bytes_in_use() + s.large_bytes_live;
+    let mapped = s.bytes_mapped();
+    libc::mallinfo2 {
+        arena: (s.segments_live * superslab::SEGMENT_SIZE as u64) as usize,
+        ordblks: 0,
+        smblks: 0,
+        hblks: s.large_allocs.saturating_sub(s.large_frees) as usize,
+        hblkhd: s.large_bytes_live as usize,
+        usmblks: 0,
+        fsmblks: 0,
+        uordblks: in_use as usize,
+        fordblks: mapped.saturating_sub(in_use) as usize,
+        keepcost: 0,
+    }
+});
+
+/// Totals for C callers of `hakmem_stats` (see `include/hakmem.h`).
+#[repr(C)]
+pub struct HakmemStats {
+    pub allocs: u64,
+    pub frees: u64,
+    pub cache_hits: u64,
+    pub refills: u64,
+    pub spills: u64,
+    pub remote_frees: u64,
+    pub large_allocs: u64,
+    pub large_frees: u64,
+    pub bytes_mapped: u64,
+    pub bytes_in_use: u64,
+    pub bytes_purged: u64,
+    pub segments_peak: u64,
+    pub heaps: u64,
+}
+
+export!(hakmem_stats => fn(out: *mut HakmemStats) -> i32 {
+    if out.is_null() {
+        return -1;
+    }
+    let s = crate::stats();
+    let sum = |f: fn(&crate::ClassStats) -> u64| s.classes.iter().map(f).sum::<u64>();
+    let v = HakmemStats {
+        allocs: sum(|c| c.allocs),
+        frees: sum(|c| c.frees),
+        cache_hits: sum(|c| c.cache_hits),
+        refills: sum(|c| c.refills),
+        spills: sum(|c| c.spills),
+        remote_frees: sum(|c| c.remote_frees),
+        large_allocs: s.large_allocs,
+        large_frees: s.large_frees,
+        bytes_mapped: s.bytes_mapped(),
+        bytes_in_use: s.bytes_in_use() + s.large_bytes_live,
+        bytes_purged: s.bytes_purged,
+        segments_peak: s.segments_peak,
+        heaps: s.heaps,
+    };
+    // SAFETY: the C contract: `out` points to a writable hakmem_stats_t.
+    unsafe { out.write(v) };
+    0
+});

@@ -7,15 +7,15 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// One numeric knob.
 pub struct Knob {
-    /// NUL-terminated variable name.
-    name: &'static str,
+    /// Variable name.
+    name: &'static core::ffi::CStr,
     default: u64,
     max: u64,
     value: AtomicU64,
 }
 
 impl Knob {
-    const fn new(name: &'static str, default: u64, max: u64) -> Self {
+    const fn new(name: &'static core::ffi::CStr, default: u64, max: u64) -> Self {
         Knob {
             name,
             default,
@@ -30,8 +30,8 @@ impl Knob {
     }
 
     fn load(&self) {
-        // SAFETY: `name` is NUL-terminated; getenv returns null or a C string.
-        let raw = unsafe { libc::getenv(self.name.as_ptr().cast()) };
+        // SAFETY: `name` is a C string; getenv returns null or a C string.
+        let raw = unsafe { libc::getenv(self.name.as_ptr()) };
         if raw.is_null() {
             return;
         }
@@ -40,7 +40,7 @@ impl Knob {
         match parse(bytes).filter(|&v| v <= self.max) {
             Some(v) => self.value.store(v, Ordering::Relaxed),
             None => {
-                let name = &self.name[..self.name.len() - 1];
+                let name = core::str::from_utf8(self.name.to_bytes()).unwrap_or("HAKMEM_*");
                 Line::new()
                     .text("hakmem: ignoring invalid ")
                     .text(name)
@@ -65,11 +65,22 @@ fn parse(b: &[u8]) -> Option<u64> {
 
 /// Milliseconds an emptied slab's pages stay before they are given back to the OS
 /// (0: at once).
-pub static PURGE_DELAY_MS: Knob = Knob::new("HAKMEM_PURGE_DELAY_MS\0", 50, 600_000);
+pub static PURGE_DELAY_MS: Knob = Knob::new(c"HAKMEM_PURGE_DELAY_MS", 50, 600_000);
+
+/// `HAKMEM_STATS`: 0 (default) nothing, `1` a text report at exit, `json` a JSON one.
+pub static STATS: Knob = Knob::new(c"HAKMEM_STATS", 0, 2);
 
 /// Reads every knob (once, at process set-up).
 pub fn load() {
     PURGE_DELAY_MS.load();
+    // SAFETY: a NUL-terminated name; getenv returns null or a C string.
+    let raw = unsafe { libc::getenv(c"HAKMEM_STATS".as_ptr()) };
+    // SAFETY: as above.
+    if !raw.is_null() && unsafe { core::ffi::CStr::from_ptr(raw) }.to_bytes() == b"json" {
+        STATS.value.store(2, Ordering::Relaxed);
+    } else {
+        STATS.load();
+    }
 }
 
 #[cfg(test)]

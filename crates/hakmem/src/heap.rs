@@ -11,6 +11,7 @@
 
 use crate::config;
 use crate::os::Os;
+use crate::stats;
 use crate::Layout;
 use core::cell::Cell;
 use core::ptr::null_mut;
@@ -43,6 +44,8 @@ pub struct Heap {
     in_use: bool,
     /// Registered for thread-exit cleanup?
     registered: bool,
+    /// Statistics counters (written by the owner thread only).
+    pub counters: crate::stats::ClassCounters,
     /// Blocks of our slabs freed by other threads (on its own cache line).
     remote: Remote,
 }
@@ -81,15 +84,19 @@ impl Heap {
         self.collect_remote();
         self.slabs
             .purge(&POOL, crate::os::now_ms(), config::PURGE_DELAY_MS.get());
+        stats::bump(&self.counters.misses[c.index()]);
         let list = self.cache.get(c);
         if let Some(b) = list.pop() {
             return Some(b);
         }
+        stats::bump(&self.counters.refills[c.index()]);
         refill::refill(list, c, &mut Slabs(&mut self.slabs))
     }
 
     /// Caches a block of ours, spilling half the class's cache to the slabs if full.
     pub fn free_slow(&mut self, c: SizeClass, b: BlockBase<Layout>) {
+        stats::bump(&self.counters.frees[c.index()]);
+        stats::bump(&self.counters.spills[c.index()]);
         let list = self.cache.get(c);
         refill::spill(list, c, &mut Slabs(&mut self.slabs));
         // SAFETY: `b` is a free block of ours; the spill made room below the cap.
@@ -205,6 +212,21 @@ fn abandon_heap(h: *mut Heap) {
         (*h).next_abandoned = REGISTRY.abandoned.get();
     }
     REGISTRY.abandoned.set(h);
+    REGISTRY.lock.unlock();
+}
+
+/// Calls `f` with every heap's counters and whether a live thread uses it.
+pub fn for_each_heap(mut f: impl FnMut(&stats::ClassCounters, bool)) {
+    REGISTRY.lock.lock();
+    let mut h = REGISTRY.all.get();
+    while !h.is_null() {
+        // SAFETY: heaps are never freed; counters are atomics, `in_use` changes only under
+        // the registry lock, which we hold.
+        unsafe {
+            f(&(*h).counters, (*h).in_use);
+            h = (*h).next_all;
+        }
+    }
     REGISTRY.lock.unlock();
 }
 

@@ -33,6 +33,9 @@ mod checks;
 mod config;
 mod heap;
 pub mod os;
+mod stats;
+
+pub use stats::{ClassStats, Stats};
 
 #[cfg(feature = "c-override")]
 mod cabi;
@@ -67,6 +70,8 @@ impl Alloc {
         if !h.is_null() {
             // SAFETY: `h` is this thread's heap; only this thread touches its cache.
             if let Some(b) = unsafe { (*h).cache.get(c).pop() } {
+                // SAFETY: as above.
+                stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
                 #[cfg(feature = "checked")]
                 checks::on_alloc(b, c, size);
                 let _ = size;
@@ -86,6 +91,8 @@ impl Alloc {
         // SAFETY: this thread's heap.
         match unsafe { (*h).alloc_slow(c) } {
             Some(b) => {
+                // SAFETY: this thread's heap.
+                stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
                 #[cfg(feature = "checked")]
                 checks::on_alloc(b, c, size);
                 let _ = size;
@@ -117,6 +124,8 @@ impl Alloc {
                 let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
                 // SAFETY: our own heap; the block is free now and ours.
                 if unsafe { (*h).cache.get(slab.class()).push_bounded(b) }.is_ok() {
+                    // SAFETY: as above.
+                    stats::bump(unsafe { &(*h).counters.frees[slab.class().index()] });
                     return;
                 }
             }
@@ -146,6 +155,17 @@ unsafe fn free_other(p: *mut u8) {
                 // SAFETY: this thread's heap and block; its cache list was full.
                 unsafe { (*h).free_slow(slab.class(), b) };
             } else {
+                let c = slab.class().index();
+                if h.is_null() {
+                    stats::HEAPLESS_REMOTE_FREES[c]
+                        .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                } else {
+                    // SAFETY: this thread's heap.
+                    unsafe {
+                        stats::bump(&(*h).counters.frees[c]);
+                        stats::bump(&(*h).counters.remote_frees[c]);
+                    }
+                }
                 // SAFETY: the owner token of a live slab is its heap.
                 unsafe { heap::Heap::remote_free(slab.owner(), b) };
             }
@@ -361,6 +381,16 @@ unsafe impl GlobalAlloc for HakMem {
 /// Number of empty segments cached process-wide (for tests and statistics).
 pub fn cached_segments() -> usize {
     heap::cached_segments()
+}
+
+/// A snapshot of the allocator's statistics, merged over all threads.
+pub fn stats() -> Stats {
+    stats::collect()
+}
+
+/// Prints the statistics report to stderr (`json` for the JSON form).
+pub fn print_stats(json: bool) {
+    stats::print(json)
 }
 
 /// Gives every free page this allocator can release back to the OS now: the calling

@@ -190,3 +190,33 @@ pub fn fatal(msg: &str, addr: usize) -> ! {
     // SAFETY: abort never returns.
     unsafe { libc::abort() }
 }
+
+/// Resident bytes of the whole process (`/proc/self/statm`, read without allocating); 0 if
+/// unavailable.
+pub fn resident_bytes() -> u64 {
+    let mut buf = [0u8; 128];
+    // SAFETY: plain libc calls on our own buffer.
+    let n = unsafe {
+        let fd = libc::open(
+            c"/proc/self/statm".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return 0;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    if n <= 0 {
+        return 0;
+    }
+    // Second field: resident pages.
+    let mut fields = buf.get(..n as usize).unwrap_or(&[]).split(|&b| b == b' ');
+    let pages = fields.nth(1).map_or(0, |f| {
+        f.iter()
+            .take_while(|b| b.is_ascii_digit())
+            .fold(0u64, |a, &d| a * 10 + (d - b'0') as u64)
+    });
+    pages * PAGE as u64
+}

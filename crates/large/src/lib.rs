@@ -26,6 +26,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 use superslab::{AddressMap, PageSource, SpinLock};
 
 /// Mappings the cache can hold.
@@ -53,8 +54,23 @@ struct Cache {
     bytes: usize,
 }
 
+/// Counters of the large tier (relaxed atomics).
+pub struct LargeStats {
+    /// Large blocks allocated.
+    pub allocs: AtomicU64,
+    /// Large blocks freed.
+    pub frees: AtomicU64,
+    /// Allocations served from the cache of freed mappings.
+    pub cache_hits: AtomicU64,
+    /// Bytes of live large mappings.
+    pub bytes_live: AtomicU64,
+    /// Most bytes of live large mappings at once.
+    pub bytes_peak: AtomicU64,
+}
+
 /// The large tier over a page source.
 pub struct LargeHeap<P: PageSource + 'static> {
+    stats: LargeStats,
     pages: P,
     map: &'static AddressMap,
     lock: SpinLock,
@@ -75,6 +91,13 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         max_age_ms: u64,
     ) -> Self {
         LargeHeap {
+            stats: LargeStats {
+                allocs: AtomicU64::new(0),
+                frees: AtomicU64::new(0),
+                cache_hits: AtomicU64::new(0),
+                bytes_live: AtomicU64::new(0),
+                bytes_peak: AtomicU64::new(0),
+            },
             pages,
             map,
             lock: SpinLock::new(),
@@ -89,6 +112,11 @@ impl<P: PageSource + 'static> LargeHeap<P> {
             max_bytes,
             max_age_ms,
         }
+    }
+
+    /// The tier's counters.
+    pub fn stats(&self) -> &LargeStats {
+        &self.stats
     }
 
     /// The lock (held across `fork` by the facade).
@@ -134,6 +162,12 @@ impl<P: PageSource + 'static> LargeHeap<P> {
             };
             return core::ptr::null_mut();
         }
+        let st = &self.stats;
+        st.allocs.fetch_add(1, Ordering::Relaxed);
+        st.cache_hits
+            .fetch_add(reused.is_some() as u64, Ordering::Relaxed);
+        let live = st.bytes_live.fetch_add(total as u64, Ordering::Relaxed) + total as u64;
+        st.bytes_peak.fetch_max(live, Ordering::Relaxed);
         if zeroed && reused.is_some() {
             // SAFETY: `size` bytes from `user` lie inside the mapping.
             unsafe { core::ptr::write_bytes(user as *mut u8, 0, size) };
@@ -180,6 +214,10 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         let (base, total) = (h.base, h.total);
         h.magic = 0; // a second free finds no live header
         self.map.remove_large(p as usize);
+        self.stats.frees.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_live
+            .fetch_sub(total as u64, Ordering::Relaxed);
         if !self.put_cached(base, total, now_ms) {
             // SAFETY: the block is freed; nothing refers to its mapping.
             unsafe {
@@ -249,6 +287,12 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         // did, a later free would be refused (a leak), never a corruption.
         let counted = self.map.add_large(user);
         debug_assert!(counted);
+        self.stats
+            .bytes_live
+            .fetch_add(new_total as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_live
+            .fetch_sub(total as u64, Ordering::Relaxed);
         // SAFETY: the header page moved with the mapping.
         unsafe { Self::write_header(nb, new_total, user) };
         Some(user as *mut u8)

@@ -34,7 +34,7 @@ mod segment;
 
 pub use map::{AddressMap, Region, ADDRESS_BITS};
 pub use remote::RemoteQueue;
-pub use segment::{Segment, SegmentPool, Slab, SlabHeap, SpinLock};
+pub use segment::{PoolStats, Segment, SegmentPool, Slab, SlabHeap, SpinLock};
 
 /// Bytes of one segment (4 MiB), also its alignment.
 pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;

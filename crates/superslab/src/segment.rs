@@ -3,7 +3,7 @@
 use crate::{AddressMap, PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZE};
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ptr_conversion::{BlockBase, BlockLayout, BlockState, Header, SizeClass};
 use tiny_layout::CLASS_COUNT;
 use tls_sll::FreeList;
@@ -218,6 +218,39 @@ impl Default for SpinLock {
     }
 }
 
+/// Process-wide counters of the segment pool (relaxed atomics, updated on slow paths).
+#[derive(Default)]
+pub struct PoolStats {
+    /// Segments mapped from the OS.
+    pub segments_mapped: AtomicU64,
+    /// Segments unmapped.
+    pub segments_unmapped: AtomicU64,
+    /// Most segments mapped at once.
+    pub segments_peak: AtomicU64,
+    /// Slabs opened.
+    pub slabs_opened: AtomicU64,
+    /// Slabs closed.
+    pub slabs_closed: AtomicU64,
+    /// Bytes given back to the OS with `purge`.
+    pub bytes_purged: AtomicU64,
+}
+
+impl PoolStats {
+    const fn new() -> Self {
+        PoolStats {
+            segments_mapped: AtomicU64::new(0),
+            segments_unmapped: AtomicU64::new(0),
+            segments_peak: AtomicU64::new(0),
+            slabs_opened: AtomicU64::new(0),
+            slabs_closed: AtomicU64::new(0),
+            bytes_purged: AtomicU64::new(0),
+        }
+    }
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// The process-wide pool of empty segments, and the only place segments are mapped and
 /// unmapped (and published in or retracted from the [`AddressMap`]).
 pub struct SegmentPool<P: PageSource + 'static> {
@@ -226,6 +259,7 @@ pub struct SegmentPool<P: PageSource + 'static> {
     lock: SpinLock,
     cached: UnsafeCell<(*mut u8, usize)>,
     max_cached: usize,
+    stats: PoolStats,
 }
 
 // SAFETY: `cached` is only accessed under `lock`.
@@ -240,6 +274,7 @@ impl<P: PageSource + 'static> SegmentPool<P> {
             lock: SpinLock::new(),
             cached: UnsafeCell::new((null_mut(), 0)),
             max_cached,
+            stats: PoolStats::new(),
         }
     }
     /// The page source.
@@ -249,6 +284,10 @@ impl<P: PageSource + 'static> SegmentPool<P> {
     /// The address map.
     pub fn map(&self) -> &'static AddressMap {
         self.map
+    }
+    /// The pool's counters.
+    pub fn stats(&self) -> &PoolStats {
+        &self.stats
     }
     /// The pool's lock (held across `fork` by the facade's atfork handlers).
     pub fn lock(&self) -> &SpinLock {
@@ -272,6 +311,10 @@ impl<P: PageSource + 'static> SegmentPool<P> {
         }
         let p = self.pages.map(SEGMENT_SIZE, SEGMENT_SIZE)?;
         self.map.publish_segment(p.as_ptr() as usize);
+        PoolStats::add(&self.stats.segments_mapped, 1);
+        let live = self.stats.segments_mapped.load(Ordering::Relaxed)
+            - self.stats.segments_unmapped.load(Ordering::Relaxed);
+        self.stats.segments_peak.fetch_max(live, Ordering::Relaxed);
         Some(p)
     }
 
@@ -291,6 +334,7 @@ impl<P: PageSource + 'static> SegmentPool<P> {
                     SEGMENT_SIZE - SLICE_SIZE,
                 );
                 seg.as_ptr().cast::<*mut u8>().write(c.0);
+                PoolStats::add(&self.stats.bytes_purged, (SEGMENT_SIZE - SLICE_SIZE) as u64);
             }
             c.0 = seg.as_ptr();
             c.1 += 1;
@@ -301,6 +345,7 @@ impl<P: PageSource + 'static> SegmentPool<P> {
         self.map.retract_segment(seg.as_ptr() as usize);
         // SAFETY: the caller guarantees nothing uses the segment.
         unsafe { self.pages.unmap(seg, SEGMENT_SIZE) };
+        PoolStats::add(&self.stats.segments_unmapped, 1);
     }
 
     /// Unmaps every cached segment; returns the bytes released.
@@ -324,6 +369,7 @@ impl<P: PageSource + 'static> SegmentPool<P> {
             // SAFETY: a cached segment is unused.
             unsafe { self.pages.unmap(seg, SEGMENT_SIZE) };
             released += SEGMENT_SIZE;
+            PoolStats::add(&self.stats.segments_unmapped, 1);
         }
     }
 
@@ -520,6 +566,7 @@ impl<L: BlockLayout> SlabHeap<L> {
                     pool.pages().purge(p, len << SLICE_SHIFT);
                 }
                 purged += len << SLICE_SHIFT;
+                PoolStats::add(&pool.stats.bytes_purged, (len << SLICE_SHIFT) as u64);
                 d &= !(if len >= 64 {
                     u64::MAX
                 } else {
@@ -626,6 +673,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.head = first as u8;
         s.slices = n as u8;
         s.in_partial = false;
+        PoolStats::add(&pool.stats.slabs_opened, 1);
         self.link_partial(s);
         Some(s)
     }
@@ -634,6 +682,7 @@ impl<L: BlockLayout> SlabHeap<L> {
     unsafe fn close_slab<P: PageSource>(&mut self, pool: &SegmentPool<P>, s: &mut Slab<L>) {
         let first = s.head as usize;
         let n = s.slices as usize;
+        PoolStats::add(&pool.stats.slabs_closed, 1);
         // SAFETY: the slab lives in a segment of ours.
         let seg = unsafe { &mut *Segment::<L>::of(s.start()) };
         for (i, e) in seg.slabs.iter_mut().enumerate().skip(first).take(n) {
