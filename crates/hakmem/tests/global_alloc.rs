@@ -134,3 +134,22 @@ fn rss_kib() -> usize {
         .parse()
         .unwrap()
 }
+
+#[test]
+fn statistics_count_allocations_frees_and_remote_frees() {
+    let class = |s: &hakmem::Stats| {
+        s.classes.iter().find(|c| c.block_size == 112).copied().unwrap()
+    };
+    let before = class(&hakmem::stats());
+    let boxes: Vec<Box<[u8; 100]>> = (0..5000).map(|_| Box::new([7u8; 100])).collect();
+    let mid = class(&hakmem::stats());
+    assert!(mid.allocs >= before.allocs + 5000, "allocs {} -> {}", before.allocs, mid.allocs);
+    // Free them on another thread: remote frees.
+    std::thread::spawn(move || drop(boxes)).join().unwrap();
+    let after = class(&hakmem::stats());
+    assert!(after.frees >= mid.frees + 5000);
+    assert!(after.remote_frees >= mid.remote_frees + 5000);
+    assert!(after.cache_hits <= after.allocs);
+    let s = hakmem::stats();
+    assert!(s.heaps >= 2 && s.segments_peak >= 1 && s.bytes_mapped() > 0);
+}
