@@ -93,6 +93,14 @@ impl Heap {
         refill::refill(list, c, &mut Slabs(&mut self.slabs))
     }
 
+    /// A block of class `c` straight from the slabs (bypassing the cache), and whether it
+    /// is known to be zero already (carved from fresh pages): `calloc` of larger sizes.
+    pub fn alloc_zeroed_slow(&mut self, c: SizeClass) -> Option<(BlockBase<Layout>, bool)> {
+        self.collect_remote();
+        stats::bump(&self.counters.misses[c.index()]);
+        self.slabs.take_block_zeroed(&POOL, c)
+    }
+
     /// Caches a block of ours, spilling half the class's cache to the slabs if full.
     pub fn free_slow(&mut self, c: SizeClass, b: BlockBase<Layout>) {
         stats::bump(&self.counters.frees[c.index()]);

@@ -213,8 +213,13 @@ unsafe impl Backend for Alloc {
 
     fn alloc_zeroed(&self, size: usize) -> *mut u8 {
         if size > MAX_CLASS_SIZE {
-            // Fresh mappings are already zero.
+            // Fresh mappings are already zero; a reused cached one is cleared by the tier.
             return heap::LARGE.alloc(size, MIN_ALIGN, true, os::now_ms());
+        }
+        if size >= CALLOC_FROM_SLABS {
+            if let Some(c) = class_of(size) {
+                return alloc_zeroed_from_slabs(c, size);
+            }
         }
         let p = self.alloc(size);
         if !p.is_null() {
@@ -303,6 +308,31 @@ unsafe fn block_size(p: *mut u8) -> usize {
         Region::Large => unsafe { heap::LARGE.usable_size(p) },
         Region::Foreign => 0,
     }
+}
+
+/// From this size on, `calloc` takes blocks straight from the slabs so that blocks carved
+/// from fresh pages are not zeroed again (nor their pages touched).
+const CALLOC_FROM_SLABS: usize = 16 * 1024;
+
+fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
+    let h = heap::current_or_init();
+    if h.is_null() {
+        return null_mut();
+    }
+    // SAFETY: this thread's heap.
+    let Some((b, zero)) = (unsafe { (*h).alloc_zeroed_slow(c) }) else {
+        return null_mut();
+    };
+    // SAFETY: as above.
+    stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
+    #[cfg(feature = "checked")]
+    checks::on_alloc(b, c, size);
+    let p = b.to_user().as_ptr();
+    if !zero {
+        // SAFETY: the block holds at least `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 0, size) };
+    }
+    p
 }
 
 #[cold]

@@ -138,12 +138,21 @@ fn rss_kib() -> usize {
 #[test]
 fn statistics_count_allocations_frees_and_remote_frees() {
     let class = |s: &hakmem::Stats| {
-        s.classes.iter().find(|c| c.block_size == 112).copied().unwrap()
+        s.classes
+            .iter()
+            .find(|c| c.block_size == 112)
+            .copied()
+            .unwrap()
     };
     let before = class(&hakmem::stats());
     let boxes: Vec<Box<[u8; 100]>> = (0..5000).map(|_| Box::new([7u8; 100])).collect();
     let mid = class(&hakmem::stats());
-    assert!(mid.allocs >= before.allocs + 5000, "allocs {} -> {}", before.allocs, mid.allocs);
+    assert!(
+        mid.allocs >= before.allocs + 5000,
+        "allocs {} -> {}",
+        before.allocs,
+        mid.allocs
+    );
     // Free them on another thread: remote frees.
     std::thread::spawn(move || drop(boxes)).join().unwrap();
     let after = class(&hakmem::stats());

@@ -30,6 +30,8 @@ pub struct Slab<L: BlockLayout> {
     /// Slices spanned; 0 when this slice starts no slab.
     slices: u8,
     in_partial: bool,
+    /// The slab's pages came fresh from the OS (zero until carved).
+    fresh: bool,
 }
 
 impl<L: BlockLayout> Slab<L> {
@@ -60,6 +62,41 @@ impl<L: BlockLayout> Slab<L> {
     pub fn start(&self) -> usize {
         (self as *const Self as usize & !(SEGMENT_SIZE - 1)) + ((self.head as usize) << SLICE_SHIFT)
     }
+    /// Takes one block: from the free list, else carved from the bump pointer. The flag
+    /// tells whether the block's user bytes are known zero (carved from fresh pages).
+    fn take_one(&mut self, c: SizeClass) -> Option<(BlockBase<L>, bool)> {
+        if let Some(b) = self.free {
+            // SAFETY: `b` is in the slab's free list: free and owned by us.
+            self.free = unsafe { b.link() };
+            self.used += 1;
+            return Some((b, false));
+        }
+        if self.bump >= self.end {
+            return None;
+        }
+        // SAFETY: [bump, bump + stride) is an uncarved block inside the slab.
+        let b = unsafe { BlockBase::from_raw(NonNull::new_unchecked(self.bump as *mut u8)) };
+        self.bump += L::stride(c);
+        self.used += 1;
+        if L::CHECKED {
+            // SAFETY: a freshly carved block is ours. Checked layouts get a Free header:
+            // carved memory may hold stale bytes of a closed slab.
+            unsafe {
+                b.write_header(Header {
+                    state: BlockState::Free,
+                    class: c.index() as u8,
+                    requested: 0,
+                })
+            };
+        }
+        Some((b, self.fresh))
+    }
+
+    /// No free block and nothing left to carve.
+    fn is_exhausted(&self) -> bool {
+        self.free.is_none() && self.bump >= self.end
+    }
+
     /// Blocks currently outside the slab.
     pub fn used(&self) -> u32 {
         self.used
@@ -434,54 +471,59 @@ impl<L: BlockLayout> SlabHeap<L> {
         max: u32,
         out: &mut FreeList<L>,
     ) -> u32 {
-        let stride = L::stride(c);
         let mut n = 0;
         while n < max {
-            let mut slab = self.partial[c.index()];
-            if slab.is_null() {
-                if n > 0 {
-                    break;
-                }
-                match self.open_slab(pool, c) {
-                    Some(s) => slab = s,
-                    None => break,
-                }
-            }
-            // SAFETY: slabs in our partial lists are live and ours.
-            let s = unsafe { &mut *slab };
+            let Some(s) = self.partial_slab(pool, c, n == 0) else {
+                break;
+            };
             while n < max {
-                let Some(b) = s.free else { break };
-                // SAFETY: `b` is in the slab's free list: free and owned by us.
-                s.free = unsafe { b.link() };
-                // SAFETY: `b` moves to `out`, still free and ours.
+                let Some((b, _)) = s.take_one(c) else { break };
+                // SAFETY: `b` was just taken from our slab: free and ours.
                 unsafe { out.push(b) };
                 n += 1;
-                s.used += 1;
             }
-            while n < max && s.bump < s.end {
-                // SAFETY: [bump, bump + stride) is an uncarved block inside the slab.
-                let b = unsafe { BlockBase::from_raw(NonNull::new_unchecked(s.bump as *mut u8)) };
-                s.bump += stride;
-                // SAFETY: a freshly carved block is free and ours. Checked layouts get a
-                // Free header first: carved memory may hold stale bytes of a closed slab.
-                unsafe {
-                    if L::CHECKED {
-                        b.write_header(Header {
-                            state: BlockState::Free,
-                            class: c.index() as u8,
-                            requested: 0,
-                        });
-                    }
-                    out.push(b)
-                };
-                n += 1;
-                s.used += 1;
-            }
-            if s.free.is_none() && s.bump >= s.end {
+            if s.is_exhausted() {
                 self.unlink_partial(s);
             }
         }
         n
+    }
+
+    /// Takes one block of class `c` (opening a slab if needed) and tells whether its user
+    /// bytes are known to read as zero: true for a block carved from a slab whose pages
+    /// came fresh from the OS (never used, or purged since). For `calloc`.
+    pub fn take_block_zeroed<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        c: SizeClass,
+    ) -> Option<(BlockBase<L>, bool)> {
+        let s = self.partial_slab(pool, c, true)?;
+        let r = s.take_one(c);
+        if s.is_exhausted() {
+            self.unlink_partial(s);
+        }
+        r
+    }
+
+    /// The first partial slab of class `c`, opening one if there is none and `open`.
+    fn partial_slab<'a, P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        c: SizeClass,
+        open: bool,
+    ) -> Option<&'a mut Slab<L>> {
+        let slab = self.partial[c.index()];
+        let slab = if slab.is_null() {
+            if !open {
+                return None;
+            }
+            self.open_slab(pool, c)?
+        } else {
+            slab
+        };
+        // SAFETY: slabs in our partial lists are live and ours; only the owner thread
+        // touches them, and the caller holds `&mut self` (the owner).
+        Some(unsafe { &mut *slab })
     }
 
     /// Takes back a block of ours (from a thread cache or a remote queue).
@@ -650,6 +692,8 @@ impl<L: BlockLayout> SlabHeap<L> {
         let sg = unsafe { &mut *seg };
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         sg.free_slices &= !(run << first);
+        // A free slice without its dirty bit was never used, or was purged since: zero.
+        let fresh = sg.dirty_slices & (run << first) == 0;
         sg.dirty_slices &= !(run << first);
         for e in sg.slabs.iter_mut().skip(first + 1).take(n - 1) {
             e.head = first as u8;
@@ -673,6 +717,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.head = first as u8;
         s.slices = n as u8;
         s.in_partial = false;
+        s.fresh = fresh;
         PoolStats::add(&pool.stats.slabs_opened, 1);
         self.link_partial(s);
         Some(s)
