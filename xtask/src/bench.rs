@@ -1,7 +1,724 @@
 //! `cargo xtask bench`: hakmem against glibc, mimalloc and jemalloc.
+//!
+//! Builds the allocators (hakmem's cdylib; mimalloc and jemalloc wrapped in the preload
+//! libraries of the separate `benches/` workspace; glibc as it is), compiles the C workloads
+//! of `benches/workloads/`, runs each under `LD_PRELOAD` with each allocator, repetitions
+//! interleaved, and reports the median wall time, the workload's own throughput and the
+//! peak RSS (`target/bench-report/`). How to read it: docs/benchmarks.md.
 
-use crate::util::Result;
+use crate::bench_report::{self, Cell, Row};
+use crate::util::{cargo, root, Result};
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-pub fn run(_args: &[String]) -> Result {
-    Err("the benchmark harness is not implemented yet (issue 5)".into())
+const ALLOCATORS: [&str; 4] = ["hakmem", "glibc", "mimalloc", "jemalloc"];
+
+/// Our workloads, in report order: `benches/workloads/<name>.c`, run as `<name> THREADS SCALE`.
+const WORKLOADS: [&str; 13] = [
+    "churn",
+    "larson",
+    "sh6bench",
+    "sh8bench",
+    "xmalloc",
+    "cache-scratch",
+    "cache-thrash",
+    "mstress",
+    "random-mixed",
+    "medium",
+    "large",
+    "realloc-chain",
+    "calloc",
+];
+
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2] \
+[--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc] [--timeout SECS] [--external DIR] \
+[--instructions]";
+
+struct Opts {
+    quick: bool,
+    reps: usize,
+    scale: usize,
+    threads: Vec<usize>,
+    workloads: Option<Vec<String>>,
+    allocators: Vec<String>,
+    timeout: Duration,
+    external: Option<PathBuf>,
+    instructions: bool,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a str> {
+        it.next()
+            .map(|s| s.as_str())
+            .ok_or(format!("{flag} needs a value\n{USAGE}"))
+    }
+    fn num(s: &str) -> Result<usize> {
+        s.parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or(format!("not a positive number: {s}"))
+    }
+    fn list(s: &str) -> Vec<String> {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    }
+    let (mut reps, mut scale, mut timeout) = (None, None, None);
+    let mut o = Opts {
+        quick: false,
+        reps: 0,
+        scale: 0,
+        threads: vec![1, 2],
+        workloads: None,
+        allocators: ALLOCATORS.map(String::from).to_vec(),
+        timeout: Duration::ZERO,
+        external: None,
+        instructions: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--instructions" => o.instructions = true,
+            "--reps" => reps = Some(num(value(&mut it, a)?)?),
+            "--scale" => scale = Some(num(value(&mut it, a)?)?),
+            "--timeout" => timeout = Some(num(value(&mut it, a)?)?),
+            "--threads" => {
+                o.threads = list(value(&mut it, a)?)
+                    .iter()
+                    .map(|t| num(t))
+                    .collect::<Result<_>>()?
+            }
+            "--workloads" => o.workloads = Some(list(value(&mut it, a)?)),
+            "--allocators" => o.allocators = list(value(&mut it, a)?),
+            "--external" => o.external = Some(PathBuf::from(value(&mut it, a)?)),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown argument {a}\n{USAGE}")),
+        }
+    }
+    if let Some(bad) = o
+        .allocators
+        .iter()
+        .find(|a| !ALLOCATORS.contains(&a.as_str()))
+    {
+        return Err(format!(
+            "unknown allocator {bad} (known: {})",
+            ALLOCATORS.join(", ")
+        ));
+    }
+    if o.allocators.is_empty() || o.threads.is_empty() {
+        return Err(format!("nothing to run\n{USAGE}"));
+    }
+    // On 2 cores, quick takes about a minute and full about six (builds aside).
+    o.reps = reps.unwrap_or(if o.quick { 3 } else { 5 });
+    o.scale = scale.unwrap_or(if o.quick { 1 } else { 3 });
+    o.timeout = Duration::from_secs(timeout.unwrap_or(if o.quick { 20 } else { 60 }) as u64);
+    Ok(o)
+}
+
+/// An allocator ready to preload, or the reason it cannot be measured.
+pub struct Allocator {
+    pub name: String,
+    pub preload: Option<PathBuf>,
+    pub absent: Option<String>,
+}
+
+fn benches_dir() -> PathBuf {
+    root().join("benches")
+}
+
+/// Where the C programs are compiled to.
+fn c_bin_dir() -> PathBuf {
+    benches_dir().join("target/c")
+}
+
+pub fn report_dir() -> PathBuf {
+    root().join("target/bench-report")
+}
+
+/// Compiles one C program (`cc -O2 -pthread`) unless the binary is newer than its sources.
+pub fn compile_c(src: &Path, out: &Path) -> Result {
+    let dir = src.parent().expect("a source file is in a directory");
+    let newest_src = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .filter(|e| e.path() == src || e.path().extension().is_some_and(|x| x == "h"))
+        .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .max();
+    let built = fs::metadata(out).and_then(|m| m.modified()).ok();
+    if built.is_some() && built >= newest_src {
+        return Ok(());
+    }
+    fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let mut cmd = Command::new(cc);
+    cmd.args(["-O2", "-pthread", "-Wall", "-o"])
+        .arg(out)
+        .arg(src)
+        .arg("-ldl");
+    crate::util::run(&mut cmd)
+}
+
+/// Builds (or finds) every requested allocator and checks with `benches/tools/probe.c` that
+/// it really interposes the malloc family.
+fn prepare_allocators(names: &[String]) -> Result<Vec<Allocator>> {
+    let probe = c_bin_dir().join("probe");
+    compile_c(&benches_dir().join("tools/probe.c"), &probe)?;
+    let mut out = Vec::new();
+    for name in names {
+        eprintln!("bench: preparing {name}");
+        let built: Result<Option<PathBuf>> = match name.as_str() {
+            "glibc" => Ok(None),
+            "hakmem" => crate::build::release_cdylib().map(Some),
+            peer => {
+                let package = format!("{peer}-preload");
+                let manifest = benches_dir().join("Cargo.toml");
+                let target = benches_dir().join("target");
+                let mut cmd = cargo();
+                cmd.args(["build", "--release", "-p", &package, "--manifest-path"])
+                    .arg(&manifest)
+                    .arg("--target-dir")
+                    .arg(&target);
+                crate::util::run(&mut cmd).and_then(|_| {
+                    let so = target.join(format!("release/lib{}.so", package.replace('-', "_")));
+                    so.exists()
+                        .then_some(Some(so.clone()))
+                        .ok_or(format!("{} was not produced", so.display()))
+                })
+            }
+        };
+        let (preload, absent) = match built {
+            Ok(p) => {
+                let absent = probe_allocator(&probe, p.as_deref()).err();
+                (p, absent)
+            }
+            Err(e) => (None, Some(format!("build failed: {e}"))),
+        };
+        if let Some(why) = &absent {
+            eprintln!("bench: {name} cannot be measured: {why}");
+        }
+        out.push(Allocator {
+            name: name.clone(),
+            preload,
+            absent,
+        });
+    }
+    Ok(out)
+}
+
+fn probe_allocator(probe: &Path, preload: Option<&Path>) -> Result {
+    let mut cmd = Command::new(probe);
+    cmd.env_remove("LD_PRELOAD").stdin(Stdio::null());
+    if let Some(p) = preload {
+        cmd.env("LD_PRELOAD", p);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run the probe: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the start-up probe failed: {}",
+            describe_status(out.status)
+        ));
+    }
+    let expected = preload.map(|p| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (func, from) = line.split_once(' ').unwrap_or((line, "?"));
+        let from_path = fs::canonicalize(from).unwrap_or_else(|_| PathBuf::from(from));
+        let ok = match &expected {
+            Some(e) => &from_path == e,
+            None => from.contains("libc.so"),
+        };
+        if !ok {
+            return Err(format!("does not interpose {func} (it resolves to {from})"));
+        }
+    }
+    Ok(())
+}
+
+fn describe_status(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (_, Some(sig)) => format!("CRASH ({})", signal_name(sig)),
+        (Some(c), _) => format!("FAIL (exit {c})"),
+        _ => "FAIL".into(),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        libc::SIGBUS => "SIGBUS".into(),
+        libc::SIGILL => "SIGILL".into(),
+        libc::SIGFPE => "SIGFPE".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// What a row compares: wall time, or for programs that run for a fixed time, the inverse of
+/// the throughput they report, or the seconds they report after a key.
+#[derive(Clone, Copy)]
+pub enum Metric {
+    Wall,
+    Throughput,
+    Seconds(&'static str),
+}
+
+pub struct Job {
+    pub name: String,
+    pub threads: usize,
+    exe: PathBuf,
+    args: Vec<String>,
+    cwd: PathBuf,
+    stdin: Option<PathBuf>,
+    /// The text after which the program prints its throughput (ops/s), if it does.
+    throughput_key: Option<&'static str>,
+    pub metric: Metric,
+}
+
+pub struct Sample {
+    pub wall: f64,
+    pub rss_kib: u64,
+    pub throughput: Option<f64>,
+    pub cost: f64,
+}
+
+fn own_jobs(o: &Opts) -> Result<Vec<Job>> {
+    let chosen: Vec<&str> = match &o.workloads {
+        None => WORKLOADS.to_vec(),
+        Some(w) => {
+            if let Some(bad) = w.iter().find(|x| !WORKLOADS.contains(&x.as_str())) {
+                return Err(format!(
+                    "unknown workload {bad} (known: {})",
+                    WORKLOADS.join(", ")
+                ));
+            }
+            WORKLOADS
+                .iter()
+                .copied()
+                .filter(|x| w.iter().any(|y| y == x))
+                .collect()
+        }
+    };
+    let mut jobs = Vec::new();
+    for name in chosen {
+        let exe = c_bin_dir().join(name);
+        compile_c(&benches_dir().join(format!("workloads/{name}.c")), &exe)?;
+        for &t in &o.threads {
+            jobs.push(Job {
+                name: name.into(),
+                threads: t,
+                exe: exe.clone(),
+                args: vec![t.to_string(), o.scale.to_string()],
+                cwd: root(),
+                stdin: None,
+                throughput_key: Some("throughput:"),
+                metric: Metric::Wall,
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+/// The mimalloc-bench programs and their usual arguments (as its bench.sh runs them):
+/// name, arguments (`{T}` = threads, `{2T}` = twice that, `{input:a|b}` = the first of these
+/// files found relative to DIR), whether it takes a thread count, throughput key, metric.
+const EXTERNAL: [(&str, &str, bool, Option<&str>, Metric); 16] = [
+    (
+        "cfrac",
+        "17545186520507317056371138836327483792789528",
+        false,
+        None,
+        Metric::Wall,
+    ),
+    (
+        "espresso",
+        "{input:largest.espresso|espresso/largest.espresso|../../bench/espresso/largest.espresso}",
+        false,
+        None,
+        Metric::Wall,
+    ),
+    (
+        "barnes",
+        "<{input:barnes/input|../../bench/barnes/input}",
+        false,
+        None,
+        Metric::Wall,
+    ),
+    (
+        "larson",
+        "5 8 1000 5000 100 4141 {T}",
+        true,
+        Some("Throughput ="),
+        Metric::Throughput,
+    ),
+    (
+        "larson-sized",
+        "5 8 1000 5000 100 4141 {T}",
+        true,
+        Some("Throughput ="),
+        Metric::Throughput,
+    ),
+    ("sh6bench", "{2T}", true, None, Metric::Wall),
+    ("sh8bench", "{2T}", true, None, Metric::Wall),
+    (
+        "xmalloc-test",
+        "-w {T} -t 5 -s 64",
+        true,
+        None,
+        Metric::Seconds("rtime:"),
+    ),
+    (
+        "cache-scratch",
+        "{T} 1000 1 2000000 {T}",
+        true,
+        None,
+        Metric::Wall,
+    ),
+    (
+        "cache-thrash",
+        "{T} 1000 1 2000000 {T}",
+        true,
+        None,
+        Metric::Wall,
+    ),
+    ("mstress", "{T} 50 25", true, None, Metric::Wall),
+    (
+        "rptest",
+        "{T} 0 1 2 500 1000 100 8 16000",
+        true,
+        Some("..."),
+        Metric::Throughput,
+    ),
+    ("alloc-test", "{T}", true, None, Metric::Wall),
+    ("glibc-simple", "", false, None, Metric::Wall),
+    ("glibc-thread", "{T}", true, Some(""), Metric::Throughput),
+    ("malloc-large", "", false, None, Metric::Wall),
+];
+
+fn external_jobs(o: &Opts, dir: &Path) -> Result<Vec<Job>> {
+    let dir = fs::canonicalize(dir).map_err(|e| format!("--external {}: {e}", dir.display()))?;
+    let mut jobs = Vec::new();
+    for (name, args, threaded, key, metric) in EXTERNAL {
+        if o.workloads
+            .as_ref()
+            .is_some_and(|w| !w.iter().any(|x| x == name))
+        {
+            continue;
+        }
+        let exe = dir.join(name);
+        if !exe.is_file() {
+            eprintln!("bench: external {name}: not in {}, skipped", dir.display());
+            continue;
+        }
+        let threads = if threaded { o.threads.clone() } else { vec![1] };
+        'threads: for t in threads {
+            let (mut argv, mut stdin) = (Vec::new(), None);
+            for a in args.split_whitespace() {
+                let (redirect, a) = a.strip_prefix('<').map_or((false, a), |r| (true, r));
+                let a = a
+                    .replace("{2T}", &(2 * t).to_string())
+                    .replace("{T}", &t.to_string());
+                let a = match a.strip_prefix("{input:").and_then(|s| s.strip_suffix('}')) {
+                    None => a,
+                    Some(alts) => {
+                        match alts.split('|').map(|f| dir.join(f)).find(|p| p.is_file()) {
+                            Some(p) => p.display().to_string(),
+                            None => {
+                                eprintln!(
+                                    "bench: external {name}: input ({alts}) not found, skipped"
+                                );
+                                break 'threads;
+                            }
+                        }
+                    }
+                };
+                if redirect {
+                    stdin = Some(PathBuf::from(a));
+                } else {
+                    argv.push(a);
+                }
+            }
+            jobs.push(Job {
+                name: format!("ext:{name}"),
+                threads: t,
+                exe: exe.clone(),
+                args: argv,
+                cwd: dir.clone(),
+                stdin,
+                throughput_key: key,
+                metric,
+            });
+        }
+    }
+    if jobs.is_empty() {
+        return Err(format!(
+            "no mimalloc-bench program found in {}",
+            dir.display()
+        ));
+    }
+    Ok(jobs)
+}
+
+/// The first number after `key` in `text` (for an empty key, at the start).
+fn number_after(text: &str, key: &str) -> Option<f64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let rest = rest.trim_start_matches([' ', '\t']);
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Waits for `pid`, returning its wait status, its peak RSS (KiB) and when it ended.
+fn wait_child(pid: libc::pid_t) -> (i32, u64, Instant) {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 writes it and the status.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        let interrupted = std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+        if r == pid || !(r == -1 && interrupted) {
+            break;
+        }
+    }
+    (status, ru.ru_maxrss as u64, Instant::now())
+}
+
+/// Runs a job once under an allocator: a sample, or why there is none (CRASH, FAIL, TIMEOUT).
+fn run_once(
+    job: &Job,
+    preload: Option<&Path>,
+    timeout: Duration,
+    log: &Path,
+) -> std::result::Result<Sample, String> {
+    let out = File::create(log).map_err(|e| format!("FAIL (log {}: {e})", log.display()))?;
+    let stdin = match &job.stdin {
+        Some(p) => File::open(p)
+            .map_err(|e| format!("FAIL ({}: {e})", p.display()))?
+            .into(),
+        None => Stdio::null(),
+    };
+    let mut cmd = Command::new(&job.exe);
+    cmd.args(&job.args)
+        .current_dir(&job.cwd)
+        .stdin(stdin)
+        .stdout(out.try_clone().map_err(|e| format!("FAIL ({e})"))?)
+        .stderr(out)
+        .env_remove("LD_PRELOAD")
+        .process_group(0); // its own group, so that a timeout kills its children too
+    if let Some(p) = preload {
+        cmd.env("LD_PRELOAD", p);
+    }
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("FAIL (cannot start: {e})"))?;
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(wait_child(pid)));
+    let (status, rss_kib, end) = match rx.recv_timeout(timeout) {
+        Ok(r) => r,
+        Err(_) => {
+            // SAFETY: the child (the group leader) is not reaped until the waiting thread returns.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = rx.recv();
+            return Err(format!("TIMEOUT (>{} s)", timeout.as_secs()));
+        }
+    };
+    drop(child);
+    if libc::WIFSIGNALED(status) {
+        return Err(format!("CRASH ({})", signal_name(libc::WTERMSIG(status))));
+    }
+    if libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("FAIL (exit {})", libc::WEXITSTATUS(status)));
+    }
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let wall = (end - start).as_secs_f64();
+    let throughput = job.throughput_key.and_then(|k| number_after(&text, k));
+    let cost = match job.metric {
+        Metric::Wall => Some(wall),
+        Metric::Throughput => throughput.filter(|&x| x > 0.0).map(|x| 1.0 / x),
+        Metric::Seconds(k) => number_after(&text, k),
+    };
+    match cost {
+        Some(cost) if job.throughput_key.is_none() || throughput.is_some() => Ok(Sample {
+            wall,
+            rss_kib,
+            throughput,
+            cost,
+        }),
+        _ => Err("FAIL (no result in its output)".into()),
+    }
+}
+
+fn fmt_duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+pub fn run(args: &[String]) -> Result {
+    let o = parse(args)?;
+    let jobs = match (&o.external, o.instructions) {
+        (_, true) => Vec::new(),
+        (Some(dir), _) => external_jobs(&o, dir)?,
+        (None, _) => own_jobs(&o)?,
+    };
+    let allocs = prepare_allocators(&o.allocators)?;
+    fs::create_dir_all(report_dir().join("logs")).map_err(|e| e.to_string())?;
+    if o.instructions {
+        return crate::bench_instr::run(
+            &allocs,
+            &c_bin_dir(),
+            &benches_dir().join("tools/instr.c"),
+        );
+    }
+
+    // Interleaved: for each job, every allocator once per repetition (A B C D A B C D ...);
+    // hakmem goes last so that its timeout can follow the peers' times.
+    let mut order: Vec<usize> = (0..allocs.len()).collect();
+    order.sort_by_key(|&a| allocs[a].name == "hakmem");
+    let mut samples: Vec<Vec<Vec<Sample>>> = jobs
+        .iter()
+        .map(|_| allocs.iter().map(|_| Vec::new()).collect())
+        .collect();
+    let mut failures: Vec<Vec<Option<(String, PathBuf)>>> =
+        jobs.iter().map(|_| vec![None; allocs.len()]).collect();
+    let total = jobs.len() * o.reps * allocs.len();
+    let (mut done, mut runs, mut running) = (0usize, 0usize, 0f64);
+    let started = Instant::now();
+    for (j, job) in jobs.iter().enumerate() {
+        let mut fastest: Option<f64> = None;
+        for rep in 0..o.reps {
+            for &a in &order {
+                done += 1;
+                let alloc = &allocs[a];
+                if alloc.absent.is_some() || failures[j][a].is_some() {
+                    continue;
+                }
+                // Twenty times the fastest run so far, within [5 s, --timeout].
+                let timeout = fastest.map_or(o.timeout, |f| {
+                    Duration::from_secs_f64((20.0 * f).max(5.0).min(o.timeout.as_secs_f64()))
+                });
+                let log = report_dir().join(format!(
+                    "logs/{}-t{}-{}.log",
+                    job.name.replace(':', "_"),
+                    job.threads,
+                    alloc.name
+                ));
+                let t0 = Instant::now();
+                let result = run_once(job, alloc.preload.as_deref(), timeout, &log);
+                running += t0.elapsed().as_secs_f64();
+                runs += 1;
+                let shown = match &result {
+                    Ok(s) => format!("{:.3} s  {:.1} MiB", s.wall, s.rss_kib as f64 / 1024.0),
+                    Err(e) => e.clone(),
+                };
+                let left = running / runs as f64 * (total - done) as f64;
+                eprintln!(
+                    "[{done:>4}/{total}] {} t={} {:<8} rep {}/{}: {shown}   (about {} left)",
+                    job.name,
+                    job.threads,
+                    alloc.name,
+                    rep + 1,
+                    o.reps,
+                    fmt_duration(left)
+                );
+                match result {
+                    Ok(s) => {
+                        fastest = Some(fastest.map_or(s.wall, |f| f.min(s.wall)));
+                        samples[j][a].push(s);
+                    }
+                    Err(e) => failures[j][a] = Some((e, log)),
+                }
+            }
+        }
+    }
+    eprintln!(
+        "bench: {} runs in {}",
+        runs,
+        fmt_duration(started.elapsed().as_secs_f64())
+    );
+
+    let rows: Vec<Row> = jobs
+        .iter()
+        .enumerate()
+        .map(|(j, job)| Row {
+            workload: job.name.clone(),
+            threads: job.threads,
+            fixed_time: !matches!(job.metric, Metric::Wall),
+            cells: (0..allocs.len())
+                .map(|a| {
+                    if let Some(why) = &allocs[a].absent {
+                        Cell::Absent(why.clone())
+                    } else if let Some((e, log)) = &failures[j][a] {
+                        Cell::Failed(e.clone(), log.clone())
+                    } else {
+                        let s = &samples[j][a];
+                        let tp: Vec<f64> = s.iter().filter_map(|x| x.throughput).collect();
+                        Cell::Ok {
+                            wall: median(s.iter().map(|x| x.wall).collect()),
+                            cost: median(s.iter().map(|x| x.cost).collect()),
+                            rss_kib: median(s.iter().map(|x| x.rss_kib as f64).collect()),
+                            throughput: (!tp.is_empty()).then(|| median(tp)),
+                        }
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let names: Vec<String> = allocs.iter().map(|a| a.name.clone()).collect();
+    let mode = format!(
+        "{} (repetitions {}, scale {}, threads {}{})",
+        if o.quick { "quick" } else { "full" },
+        o.reps,
+        o.scale,
+        o.threads
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        o.external.as_ref().map_or(String::new(), |d| format!(
+            ", external programs of {}",
+            d.display()
+        ))
+    );
+    let md = bench_report::markdown(&names, &rows, &mode, &crate::bench_report::machine());
+    println!("{md}");
+    fs::write(report_dir().join("report.md"), &md).map_err(|e| e.to_string())?;
+    let chart = report_dir().join("chart.svg");
+    match bench_report::svg(&names, &rows) {
+        Some(svg) => fs::write(&chart, svg).map_err(|e| e.to_string())?,
+        None => eprintln!("bench: no chart (it needs mimalloc as the reference)"),
+    }
+    eprintln!(
+        "bench: wrote {} and {}",
+        report_dir().join("report.md").display(),
+        chart.display()
+    );
+    Ok(())
 }

@@ -6,7 +6,11 @@
 //! - `cargo xtask bench [...]`        compare hakmem with glibc, mimalloc and jemalloc
 
 mod bench;
+mod bench_instr;
+mod bench_report;
 mod build;
+mod misuse;
+mod process;
 mod test;
 mod util;
 

@@ -16,7 +16,9 @@ pub fn root() -> PathBuf {
 /// Runs a command, inheriting stdio; an error if it cannot start or exits non-zero.
 pub fn run(cmd: &mut Command) -> Result {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
