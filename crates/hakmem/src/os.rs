@@ -60,6 +60,11 @@ unsafe impl PageSource for Os {
         unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
     }
 
+    fn hint_huge_pages(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: advice only; the range is one of our mappings.
+        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
+    }
+
     unsafe fn remap(
         &self,
         p: NonNull<u8>,

@@ -29,6 +29,11 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 use superslab::{AddressMap, PageSource, SpinLock};
 
+/// Huge-page size assumed for the hint (x86-64 and most aarch64 kernels).
+const HUGE_PAGE: usize = 2 << 20;
+/// Mappings from this size on are huge-page aligned and hinted.
+const HUGE_FROM: usize = 2 << 20;
+
 /// Mappings the cache can hold.
 pub const CACHE_SLOTS: usize = 16;
 const MAGIC: usize = 0x6c61_7267_6568_616b;
@@ -145,10 +150,24 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         };
         let (base, total) = match reused {
             Some(r) => r,
-            None => match self.pages.map(need, P::PAGE) {
-                Some(b) => (b.as_ptr() as usize, need),
-                None => return core::ptr::null_mut(),
-            },
+            None => {
+                // Big mappings start on a huge-page boundary and ask for huge pages: a
+                // large block is usually touched whole, and one fault per 2 MiB beats 512.
+                let align = if need >= HUGE_FROM {
+                    HUGE_PAGE
+                } else {
+                    P::PAGE
+                };
+                match self.pages.map(need, align) {
+                    Some(b) => {
+                        if need >= HUGE_FROM {
+                            self.pages.hint_huge_pages(b, need);
+                        }
+                        (b.as_ptr() as usize, need)
+                    }
+                    None => return core::ptr::null_mut(),
+                }
+            }
         };
         let a = align.max(P::PAGE);
         let user = (base + P::PAGE + a - 1) & !(a - 1);
@@ -298,29 +317,61 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         Some(user as *mut u8)
     }
 
+    /// A cached mapping of exactly `need` bytes (or at most 12.5% more): the best fitting
+    /// one as it is, or the closest one resized with `remap` (its resident pages stay, no
+    /// byte is copied). `None` if the cache is empty or the OS refuses the resize.
     fn take_cached(&self, need: usize, now_ms: u64) -> Option<(usize, usize)> {
         self.lock.lock();
         // SAFETY: under the lock.
         let c = unsafe { &mut *self.cache.get() };
         self.expire(c, now_ms);
+        // Smallest mapping at least `need`, else the largest one.
         let mut best: Option<usize> = None;
         for (i, s) in c.slots.iter().enumerate() {
-            if s.base != 0
-                && s.total >= need
-                && s.total - need <= need / 8
-                && best.is_none_or(|b| c.slots[b].total > s.total)
-            {
+            if s.base == 0 {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    let t = c.slots[b].total;
+                    if t >= need {
+                        s.total >= need && s.total < t
+                    } else {
+                        s.total > t
+                    }
+                }
+            };
+            if better {
                 best = Some(i);
             }
         }
-        let r = best.map(|i| {
+        let taken = best.map(|i| {
             let s = c.slots[i];
             c.slots[i].base = 0;
             c.bytes -= s.total;
             (s.base, s.total)
         });
         self.lock.unlock();
-        r
+        let (base, total) = taken?;
+        if total >= need && total - need <= need / 8 {
+            return Some((base, total));
+        }
+        // SAFETY: a cached mapping is ours and unused; on success the old range is gone.
+        match unsafe {
+            self.pages
+                .remap(NonNull::new_unchecked(base as *mut u8), total, need, true)
+        } {
+            Some(nb) => Some((nb.as_ptr() as usize, need)),
+            None => {
+                // SAFETY: as above; it could not be resized, so it is given back.
+                unsafe {
+                    self.pages
+                        .unmap(NonNull::new_unchecked(base as *mut u8), total)
+                };
+                None
+            }
+        }
     }
 
     fn put_cached(&self, base: usize, total: usize, now_ms: u64) -> bool {

@@ -71,6 +71,10 @@ pub unsafe trait PageSource {
     /// # Safety
     /// The range's contents are lost.
     unsafe fn purge(&self, p: core::ptr::NonNull<u8>, size: usize);
+    /// Asks for transparent huge pages on a range (a hint; the default does nothing).
+    fn hint_huge_pages(&self, p: core::ptr::NonNull<u8>, size: usize) {
+        let _ = (p, size);
+    }
     /// Resizes a mapping, keeping its contents (moving it if `may_move`); `None` if the
     /// OS cannot. The default cannot.
     ///
