@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use large::LargeHeap;
 use ptr_conversion::{BlockBase, SizeClass};
 use refill::{BlockSink, BlockSource};
-use superslab::{AddressMap, PageSource, RemoteQueue, SegmentPool, SlabHeap, SpinLock};
+use superslab::{AddressMap, PageSource, RemoteQueue, Segment, SegmentPool, SlabHeap, SpinLock};
 use tls_sll::{ClassLists, FreeList};
 
 /// Which granules are ours.
@@ -44,6 +44,8 @@ pub struct Heap {
     in_use: bool,
     /// Registered for thread-exit cleanup?
     registered: bool,
+    /// Remote frees waiting to be handed to their owner in one batch.
+    pending: Pending,
     /// Statistics counters (written by the owner thread only).
     pub counters: crate::stats::ClassCounters,
     /// Blocks of our slabs freed by other threads (on its own cache line).
@@ -52,6 +54,17 @@ pub struct Heap {
 
 #[repr(align(64))]
 struct Remote(RemoteQueue<Layout>);
+
+/// Most remote frees batched before they are handed over.
+const REMOTE_BATCH: u32 = 64;
+
+/// A private chain of blocks freed by this thread that belong to heap `owner`.
+struct Pending {
+    owner: usize,
+    head: Option<BlockBase<Layout>>,
+    tail: Option<BlockBase<Layout>>,
+    count: u32,
+}
 
 /// Adapter giving `refill` its source and sink: the heap's slabs and the segment pool.
 struct Slabs<'a>(&'a mut SlabHeap<Layout>);
@@ -118,19 +131,62 @@ impl Heap {
     }
 
     /// Takes back the blocks other threads freed into our slabs.
+    /// Blocks go to this thread's cache where it has room (they are reused first), else
+    /// back to their slabs.
     pub fn collect_remote(&mut self) {
+        self.flush_pending();
         if self.remote.0.is_empty() {
             return;
         }
         let mut got = FreeList::<Layout>::new(u32::MAX);
         self.remote.0.take_all(&mut got);
         while let Some(b) = got.pop() {
-            // SAFETY: only blocks of our slabs are pushed to our queue.
-            unsafe { self.slabs.return_block(&POOL, b) };
+            // SAFETY: only blocks of our live slabs are pushed to our queue.
+            let c = unsafe { Segment::<Layout>::slice_of(b.addr()) }.class();
+            // SAFETY: the block is free and ours.
+            if let Err(b) = unsafe { self.cache.get(c).push_bounded(b) } {
+                // SAFETY: as above.
+                unsafe { self.slabs.return_block(&POOL, b) };
+            }
         }
     }
 
-    /// Hands a block to its owner heap from another thread.
+    /// Frees another heap's block from this thread: batched per owner, handed over with
+    /// one CAS per [`REMOTE_BATCH`] blocks (or when the owner changes, or at this thread's
+    /// next slow path or exit).
+    ///
+    /// # Safety
+    /// `owner` is the owner token of `b`'s slab (not this heap) and `b` is being freed.
+    pub unsafe fn remote_free_batched(&mut self, owner: usize, b: BlockBase<Layout>) {
+        if self.pending.owner != owner || self.pending.count >= REMOTE_BATCH {
+            self.flush_pending();
+            self.pending.owner = owner;
+        }
+        // SAFETY: the caller gives up `b`; it joins our private pending chain.
+        unsafe { b.set_link(self.pending.head) };
+        if self.pending.head.is_none() {
+            self.pending.tail = Some(b);
+        }
+        self.pending.head = Some(b);
+        self.pending.count += 1;
+    }
+
+    /// Hands the pending remote frees to their owner.
+    pub fn flush_pending(&mut self) {
+        if let (Some(head), Some(tail)) = (self.pending.head.take(), self.pending.tail.take()) {
+            // SAFETY: owner tokens are heap addresses (never unmapped); the chain's blocks
+            // pin their slabs, so the owner is still theirs.
+            unsafe {
+                (*(self.pending.owner as *const Heap))
+                    .remote
+                    .0
+                    .push_chain(head, tail)
+            };
+        }
+        self.pending.count = 0;
+    }
+
+    /// Hands a block to its owner heap from a thread without a heap (no batching).
     ///
     /// # Safety
     /// `owner` is the owner token of `b`'s slab (a heap address) and `b` is being freed.
@@ -143,6 +199,7 @@ impl Heap {
     /// Returns every cached block and every empty slab, and purges what is free (thread
     /// exit, trim). Returns the bytes purged.
     fn flush(&mut self) -> usize {
+        self.flush_pending();
         for c in SizeClass::all() {
             refill::flush(self.cache.get(c), c, &mut Slabs(&mut self.slabs));
         }

@@ -159,15 +159,16 @@ unsafe fn free_other(p: *mut u8) {
                 if h.is_null() {
                     stats::HEAPLESS_REMOTE_FREES[c]
                         .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    // SAFETY: the owner token of a live slab is its heap.
+                    unsafe { heap::Heap::remote_free(slab.owner(), b) };
                 } else {
-                    // SAFETY: this thread's heap.
+                    // SAFETY: this thread's heap; the owner token of a live slab is its heap.
                     unsafe {
                         stats::bump(&(*h).counters.frees[c]);
                         stats::bump(&(*h).counters.remote_frees[c]);
+                        (*h).remote_free_batched(slab.owner(), b);
                     }
                 }
-                // SAFETY: the owner token of a live slab is its heap.
-                unsafe { heap::Heap::remote_free(slab.owner(), b) };
             }
         }
         Region::Large => {

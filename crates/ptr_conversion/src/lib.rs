@@ -16,17 +16,46 @@
 //!   [`BlockBase::set_link`] touch it.
 //! - The header ([`Header`], 16 bytes, only in layouts with `HEADER_SIZE == 16`) is only
 //!   encoded and decoded here.
+//!
+//! ## Example
+//! ```
+//! use core::ptr::NonNull;
+//! use ptr_conversion::{BlockBase, UserPtr};
+//! use tiny_layout::{Guarded, Plain};
+//!
+//! #[repr(align(16))]
+//! struct Block([u8; 64]);
+//! let mut block = Block([0; 64]);
+//! let p = NonNull::new(block.0.as_mut_ptr()).unwrap();
+//!
+//! // SAFETY: `block` is a 16-aligned block of 64 bytes, used in one layout at a time.
+//! let plain: BlockBase<Plain> = unsafe { BlockBase::from_raw(p) };
+//! assert_eq!(plain.to_user().addr(), plain.addr()); // no header: USER == BASE
+//! let guarded: BlockBase<Guarded> = unsafe { BlockBase::from_raw(p) };
+//! let user: UserPtr<Guarded> = guarded.to_user();
+//! assert_eq!(user.addr(), guarded.addr() + 16); // USER == BASE + HEADER_SIZE
+//! assert_eq!(user.to_base(), guarded);
+//! // `user.to_user()` or `plain == guarded` do not compile: different types.
+//! ```
 #![no_std]
+#![warn(missing_docs)]
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 pub use tiny_layout::{BlockLayout, SizeClass};
 
 /// The start of a block (header included). Free lists and slabs hold these.
+///
+/// `Copy`, `Eq` and pointer-sized (`Option<BlockBase<L>>` too). Made only by
+/// [`from_raw`](Self::from_raw) (whose caller vouches for the layout) or by
+/// [`UserPtr::to_base`].
 #[repr(transparent)]
 pub struct BlockBase<L: BlockLayout>(NonNull<u8>, PhantomData<L>);
 
 /// The address handed to the program: `BASE + L::HEADER_SIZE`.
+///
+/// Made only by [`BlockBase::to_user`] or [`from_raw`](Self::from_raw) (for a pointer
+/// the program hands back, once the owner lookup has established its layout).
 #[repr(transparent)]
 pub struct UserPtr<L: BlockLayout>(NonNull<u8>, PhantomData<L>);
 
@@ -90,6 +119,24 @@ impl<L: BlockLayout> BlockBase<L> {
     /// encoded twice; a mismatch (a write after free, a stray write into a free block) is
     /// reported through [`report`] instead of followed.
     ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// use ptr_conversion::BlockBase;
+    /// use tiny_layout::Guarded;
+    /// #[repr(align(16))]
+    /// struct Two([[u8; 32]; 2]);
+    /// let mut t = Two([[0; 32]; 2]);
+    /// let [a, b] = t.0.each_mut().map(|b| NonNull::new(b.as_mut_ptr()).unwrap());
+    /// // SAFETY: two free 16-aligned blocks of 32 bytes, owned here.
+    /// let (a, b) = unsafe { (BlockBase::<Guarded>::from_raw(a), BlockBase::from_raw(b)) };
+    /// unsafe {
+    ///     a.set_link(Some(b)); // a -> b
+    ///     b.set_link(None);
+    ///     assert_eq!(a.link(), Some(b));
+    ///     assert_eq!(b.link(), None);
+    /// }
+    /// ```
+    ///
     /// # Safety
     /// The block must be free and owned by the caller's list, its link written by
     /// [`set_link`](Self::set_link) (or the caller must otherwise know it is valid).
@@ -152,6 +199,24 @@ impl<L: BlockLayout> BlockBase<L> {
 
     /// Reads and checks the header of this block. Layouts without a header get `Ok`
     /// with `Header::NONE`.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// use ptr_conversion::{BlockBase, BlockState, Header};
+    /// use tiny_layout::Guarded;
+    /// #[repr(align(16))]
+    /// struct Block([u8; 48]);
+    /// let mut block = Block([0; 48]);
+    /// let p = NonNull::new(block.0.as_mut_ptr()).unwrap();
+    /// // SAFETY: a 16-aligned block of 48 bytes, owned here.
+    /// let b = unsafe { BlockBase::<Guarded>::from_raw(p) };
+    /// let h = Header { state: BlockState::Allocated, class: 1, requested: 20 };
+    /// unsafe { b.write_header(h) };
+    /// assert_eq!(unsafe { b.read_header() }, Ok(h));
+    /// block.0[0] = 0x31; // an overflow from the previous block hits the tag
+    /// let err = unsafe { b.read_header() }.unwrap_err();
+    /// assert_eq!(err.found_tag, 0x31);
+    /// ```
     ///
     /// # Safety
     /// BASE must point into mapped memory of a slab laid out with `L`.
@@ -256,6 +321,21 @@ static REPORTER: core::sync::atomic::AtomicPtr<()> =
 
 /// Installs the function that reports a corruption and never returns (the facade's writes
 /// one line to stderr and aborts). Without one, [`report`] panics.
+///
+/// ```should_panic
+/// use ptr_conversion::{report, set_reporter, Corruption, Report};
+/// fn reporter(r: &Report) -> ! {
+///     panic!("{} at {:#x}{}", r.what.describe(), r.addr, r.what.hint());
+/// }
+/// set_reporter(reporter);
+/// report(&Report {
+///     what: Corruption::DoubleFree,
+///     addr: 0x1000,
+///     class: Some(3),
+///     expected: 0,
+///     found: 0,
+/// });
+/// ```
 pub fn set_reporter(f: fn(&Report) -> !) {
     REPORTER.store(f as *mut (), core::sync::atomic::Ordering::Release);
 }
@@ -287,6 +367,10 @@ pub enum BlockState {
 /// `tag` is [`Header::TAG_ALLOCATED`] or [`Header::TAG_FREE`]; word 1 = word 0 xor the
 /// block's own address xor [`Header::KEY`], so a header copied from elsewhere, shifted by
 /// an overflow or forged by user data does not check.
+///
+/// Headers are written and read only through [`BlockBase::write_header`] and
+/// [`BlockBase::read_header`] (see the example there); both are no-ops for layouts
+/// without a header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Allocated or free.

@@ -55,6 +55,28 @@ impl<L: BlockLayout> RemoteQueue<L> {
         }
     }
 
+    /// Hands a whole chain `head` … `tail` (linked through their links) to the owner with
+    /// one CAS: remote frees batched by the freeing thread.
+    ///
+    /// # Safety
+    /// The caller gives up every block of the chain, as for [`push`](Self::push).
+    pub unsafe fn push_chain(&self, head: BlockBase<L>, tail: BlockBase<L>) {
+        let mut old = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: we own the chain until the CAS publishes it.
+            unsafe { tail.set_link(BlockBase::from_raw_opt(old)) };
+            match self.head.compare_exchange_weak(
+                old,
+                head.as_ptr(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(h) => old = h,
+            }
+        }
+    }
+
     /// True if nothing is queued (a cheap, relaxed hint).
     #[inline]
     pub fn is_empty(&self) -> bool {

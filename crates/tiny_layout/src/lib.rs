@@ -19,7 +19,21 @@
 //! metadata. [`Guarded`] (the checked build) puts a 16-byte header before each block.
 //! Both share the class table; a pointer type is tied to its layout by the type system
 //! (see `ptr_conversion`), so blocks of the two layouts can never be mixed.
+//!
+//! ## Example
+//! ```
+//! use tiny_layout::{class_of, BlockLayout, Guarded, Plain, SizeClass, MAX_CLASS_SIZE};
+//!
+//! let c: SizeClass = class_of(100).unwrap(); // the smallest class holding 100 bytes
+//! assert_eq!(c.block_size(), 112);
+//! assert_eq!(c.slab_bytes(), 64 * 1024);
+//! assert_eq!(Plain::stride(c), 112); // no header
+//! assert_eq!(Guarded::stride(c), 128); // 16-byte header
+//! assert_eq!(Plain::blocks_per_slab(c), 65536 / 112);
+//! assert!(class_of(MAX_CLASS_SIZE + 1).is_none()); // the large tier's
+//! ```
 #![no_std]
+#![warn(missing_docs)]
 
 use static_assertions::const_assert;
 
@@ -37,6 +51,18 @@ pub const MIN_SLAB_BYTES: usize = 64 * 1024;
 pub const MAX_SLAB_BYTES: usize = 1024 * 1024;
 
 /// A size-class index, always `< CLASS_COUNT`.
+///
+/// The only constructors are [`SizeClass::new`] (checked), [`class_of`] and
+/// [`SizeClass::all`], so holding a `SizeClass` proves the index is in range and per-class
+/// arrays of [`CLASS_COUNT`] entries can be indexed without a bounds check.
+///
+/// ```
+/// use tiny_layout::{SizeClass, CLASS_COUNT};
+/// let c = SizeClass::new(8).unwrap();
+/// assert_eq!((c.index(), c.block_size()), (8, 144)); // 128 + 128/8
+/// assert!(SizeClass::new(CLASS_COUNT).is_none());
+/// assert_eq!(SizeClass::all().count(), CLASS_COUNT);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SizeClass(u8);
 
@@ -129,6 +155,18 @@ static CLASS_LOOKUP: [u8; LOOKUP_MAX / 16 + 1] = build_lookup();
 
 /// The smallest class holding `size` bytes (`size` 0 gets the smallest class), or `None`
 /// when `size > MAX_CLASS_SIZE`.
+///
+/// Sizes up to [`LOOKUP_MAX`] take one table load; larger ones a few shifts.
+///
+/// ```
+/// use tiny_layout::{class_of, MAX_CLASS_SIZE};
+/// assert_eq!(class_of(0).unwrap().block_size(), 16);
+/// assert_eq!(class_of(16).unwrap().block_size(), 16);
+/// assert_eq!(class_of(17).unwrap().block_size(), 32);
+/// assert_eq!(class_of(1025).unwrap().block_size(), 1152); // 1 KiB + 1 KiB/8
+/// assert_eq!(class_of(MAX_CLASS_SIZE).unwrap().block_size(), MAX_CLASS_SIZE);
+/// assert_eq!(class_of(MAX_CLASS_SIZE + 1), None);
+/// ```
 #[inline(always)]
 pub fn class_of(size: usize) -> Option<SizeClass> {
     if size <= LOOKUP_MAX {
@@ -159,6 +197,20 @@ const fn slab_bytes_for(block_size: usize) -> usize {
 /// A block occupies `stride(c)` bytes starting at its BASE: `HEADER_SIZE` bytes of
 /// header, then the user area of `block_size` bytes. While a block is free, its
 /// free-list link (one pointer) lives at `BASE + LINK_OFFSET`.
+///
+/// Implemented by [`Plain`] and [`Guarded`]; code generic over `L: BlockLayout` gets
+/// every offset from `L`, so it cannot disagree with the layout it handles.
+///
+/// ```
+/// use tiny_layout::{BlockLayout, Guarded, Plain, SizeClass};
+/// fn user_offset<L: BlockLayout>() -> usize {
+///     L::HEADER_SIZE
+/// }
+/// assert_eq!((user_offset::<Plain>(), user_offset::<Guarded>()), (0, 16));
+/// let c = SizeClass::new(0).unwrap(); // 16-byte blocks
+/// assert_eq!((Plain::stride(c), Guarded::stride(c)), (16, 32));
+/// assert_eq!(Guarded::blocks_per_slab(c), 64 * 1024 / 32);
+/// ```
 pub trait BlockLayout: Copy + 'static {
     /// Bytes of per-block header before the user area (0 = no header).
     const HEADER_SIZE: usize;

@@ -1,0 +1,353 @@
+//! # pool_alloc: a fixed-size object pool built from hakmem's boxes
+//!
+//! A second allocator, with a different front end from hakmem's malloc, assembled from
+//! the same boxes through their public contracts only (never through the `hakmem`
+//! facade):
+//!
+//! | box | used for |
+//! | --- | --- |
+//! | `tiny_layout` | the object size's [`SizeClass`] (`class_of`), block size, stride, slab size |
+//! | `ptr_conversion` | typed [`BlockBase`] / [`UserPtr`]: the only BASE ↔ USER conversion |
+//! | `tls_sll` | the pool's cache of free blocks ([`FreeList`]) |
+//! | `refill` | moving batches between the cache and the slabs (`BlockSource` / `BlockSink`) |
+//! | `superslab` | slabs in 4 MiB segments ([`SlabHeap`], [`SegmentPool`]), ownership lookup ([`AddressMap`], `Segment::slab_of`), cross-thread frees ([`RemoteQueue`]) |
+//!
+//! An [`ObjectPool`] hands out blocks of one size. It is single-owner (`!Send`, one
+//! thread uses it); other threads give blocks back through a [`RemoteQueue`] with
+//! [`free_remote`], and the owner takes them back with [`ObjectPool::collect_remote`].
+//! Memory comes from a [`SegmentPool`] over a [`PageSource`]; this crate provides one
+//! over `mmap` ([`MmapPages`]) and a process-wide pool of segments ([`SEGMENTS`]), and
+//! several object pools may share one segment pool.
+//!
+//! ```
+//! use pool_alloc::{ObjectPool, SEGMENTS};
+//!
+//! let mut pool = ObjectPool::new(&SEGMENTS, 24).unwrap();
+//! let a = pool.alloc().unwrap();
+//! // SAFETY: `a` is a fresh block of at least 24 bytes, 16-byte aligned.
+//! unsafe { a.as_ptr().cast::<[u64; 3]>().write([1, 2, 3]) };
+//! assert!(pool.owns(a.as_ptr()));
+//! // SAFETY: `a` came from this pool and is not used afterwards.
+//! assert!(unsafe { pool.free(a) });
+//! // The cache is LIFO: the next allocation reuses the block just freed.
+//! assert_eq!(pool.alloc(), Some(a));
+//! ```
+//!
+//! ## Invariants owned here
+//! - Every block the pool hands out is a block of a slab whose owner token is the pool's,
+//!   of the pool's class, 16-byte aligned, with at least [`ObjectPool::object_size`]
+//!   usable bytes.
+//! - The pool's cache holds only free blocks of its own slabs, at most the `refill`
+//!   cap of its class after every call.
+//! - `live()` counts blocks handed out and not yet returned (by [`ObjectPool::free`] or
+//!   collected from a remote queue).
+#![cfg_attr(not(test), no_std)]
+#![warn(missing_docs)]
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use ptr_conversion::{BlockBase, UserPtr};
+use refill::{BlockSink, BlockSource};
+pub use superslab::{AddressMap, PageSource, Region, RemoteQueue, SegmentPool};
+use superslab::{Segment, SlabHeap};
+pub use tiny_layout::{Plain, SizeClass};
+use tls_sll::FreeList;
+
+/// Anonymous private `mmap` mappings: the page source of [`SEGMENTS`].
+///
+/// Alignment above the page is obtained by over-mapping and trimming the excess.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MmapPages;
+
+// SAFETY: anonymous private mappings are fresh, zero-filled, readable and writable and
+// used by nothing else; alignment comes from over-mapping and trimming; MADV_DONTNEED on
+// a private anonymous mapping makes the range read as zero again.
+unsafe impl PageSource for MmapPages {
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let extra = if align > Self::PAGE { align } else { 0 };
+        let total = size.checked_add(extra)?;
+        // SAFETY: a new anonymous mapping; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        let start = p as usize;
+        let aligned = if extra == 0 {
+            start
+        } else {
+            (start + align - 1) & !(align - 1)
+        };
+        // SAFETY: trimming the unaligned head and the unused tail of our fresh mapping.
+        unsafe {
+            if aligned > start {
+                libc::munmap(p, aligned - start);
+            }
+            let tail = start + total - (aligned + size);
+            if tail > 0 {
+                libc::munmap((aligned + size) as *mut libc::c_void, tail);
+            }
+        }
+        NonNull::new(aligned as *mut u8)
+    }
+
+    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: the caller gives up the range.
+        unsafe { libc::munmap(p.as_ptr().cast(), size) };
+    }
+
+    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: the caller gives up the contents of the range.
+        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
+    }
+}
+
+/// The address map of the segments of [`SEGMENTS`] (64 MiB of `.bss`, zero until
+/// touched: only the pages of granules in use become resident).
+pub static MAP: AddressMap = AddressMap::new();
+
+/// A process-wide pool of segments over [`MmapPages`], keeping up to 4 empty segments.
+pub static SEGMENTS: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 4);
+
+/// Owner tokens: unique per pool, never 0 (superslab's "closed slab" owner).
+static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(1);
+
+/// The `refill` box's view of the pool's slabs: its source of batches and sink of spills.
+struct Slabs<'a, P: PageSource + 'static> {
+    heap: &'a mut SlabHeap<Plain>,
+    segments: &'static SegmentPool<P>,
+}
+
+impl<P: PageSource + 'static> BlockSource<Plain> for Slabs<'_, P> {
+    fn take_blocks(&mut self, c: SizeClass, max: u32, out: &mut FreeList<Plain>) -> u32 {
+        self.heap.take_blocks(self.segments, c, max, out)
+    }
+}
+
+impl<P: PageSource + 'static> BlockSink<Plain> for Slabs<'_, P> {
+    fn return_block(&mut self, _c: SizeClass, b: BlockBase<Plain>) {
+        // SAFETY: the pool's cache only holds free blocks of its own slabs (crate
+        // invariant), and the pool is used by its owner's thread only.
+        unsafe { self.heap.return_block(self.segments, b) }
+    }
+}
+
+/// A pool of fixed-size blocks; see the [crate docs](crate).
+///
+/// Single-owner: it is neither `Send` nor `Sync`. Dropping the pool returns its cached
+/// blocks and empty slabs to the [`SegmentPool`]; slabs still holding live blocks are
+/// kept (their memory stays valid, and is leaked).
+pub struct ObjectPool<P: PageSource + 'static> {
+    segments: &'static SegmentPool<P>,
+    heap: SlabHeap<Plain>,
+    cache: FreeList<Plain>,
+    class: SizeClass,
+    object_size: usize,
+    live: usize,
+}
+
+impl<P: PageSource + 'static> ObjectPool<P> {
+    /// A pool of objects of `object_size` bytes taking segments from `segments`; `None`
+    /// when `object_size` exceeds [`tiny_layout::MAX_CLASS_SIZE`].
+    ///
+    /// ```
+    /// use pool_alloc::{ObjectPool, SEGMENTS};
+    /// let pool = ObjectPool::new(&SEGMENTS, 100).unwrap();
+    /// assert_eq!(pool.block_size(), 112); // the smallest class holding 100 bytes
+    /// assert!(ObjectPool::new(&SEGMENTS, 1 << 20).is_none());
+    /// ```
+    pub fn new(segments: &'static SegmentPool<P>, object_size: usize) -> Option<Self> {
+        let class = tiny_layout::class_of(object_size)?;
+        let mut heap = SlabHeap::new();
+        heap.set_owner(NEXT_TOKEN.fetch_add(1, Ordering::Relaxed));
+        Some(ObjectPool {
+            segments,
+            heap,
+            cache: FreeList::new(refill::cache_cap(class)),
+            class,
+            object_size,
+            live: 0,
+        })
+    }
+
+    /// The object size asked for.
+    pub fn object_size(&self) -> usize {
+        self.object_size
+    }
+    /// Usable bytes of each block (the class's block size, `>= object_size`).
+    pub fn block_size(&self) -> usize {
+        self.class.block_size()
+    }
+    /// The size class of the pool's blocks.
+    pub fn class(&self) -> SizeClass {
+        self.class
+    }
+    /// Blocks handed out and not yet returned.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+    /// Free blocks in the pool's cache.
+    pub fn cached(&self) -> u32 {
+        self.cache.len()
+    }
+    /// The owner token of the pool's slabs.
+    pub fn owner(&self) -> usize {
+        self.heap.owner()
+    }
+
+    fn slabs(&mut self) -> (&mut FreeList<Plain>, Slabs<'_, P>) {
+        (
+            &mut self.cache,
+            Slabs {
+                heap: &mut self.heap,
+                segments: self.segments,
+            },
+        )
+    }
+
+    /// A block of [`block_size`](Self::block_size) bytes, 16-byte aligned; `None` when
+    /// the page source is exhausted. A block freed to this pool is reused before any new
+    /// one (last freed, first reused).
+    pub fn alloc(&mut self) -> Option<NonNull<u8>> {
+        let b = match self.cache.pop() {
+            Some(b) => b,
+            None => {
+                let class = self.class;
+                let (cache, mut slabs) = self.slabs();
+                refill::refill(cache, class, &mut slabs)?
+            }
+        };
+        let p = NonNull::new(b.to_user().as_ptr())?;
+        self.live += 1;
+        Some(p)
+    }
+
+    /// True if `p` is the start of a block of this pool (live or free): the
+    /// [`AddressMap`] says `p` is in a segment, and the segment's slab record for `p`
+    /// names this pool as owner, this pool's class, and a carved block starting at `p`.
+    /// Interior pointers, other pools' blocks and foreign memory give false.
+    ///
+    /// Other pools sharing the segment pool may be used by other threads; a lookup of a
+    /// pointer into *their* slabs reads slab records they may be updating, so call this
+    /// with such pointers only when those pools are quiescent.
+    pub fn owns(&self, p: *const u8) -> bool {
+        let addr = p as usize;
+        if self.segments.map().region(addr) != Region::Segment {
+            return false;
+        }
+        // SAFETY: the address map says `addr` lies in a published segment; published
+        // segments stay mapped (empty ones are cached with slice 0 intact) until they are
+        // retracted from the map.
+        let slab = unsafe { Segment::<Plain>::slab_of(addr) };
+        slab.owner() == self.heap.owner()
+            && slab.class() == self.class
+            && slab
+                .block_containing(addr)
+                .is_some_and(|b| b.to_user().addr() == addr)
+    }
+
+    /// Returns a block to the pool; false (and nothing done) if `p` is not a block of
+    /// this pool (see [`owns`](Self::owns)).
+    ///
+    /// # Safety
+    /// `p` was returned by [`alloc`](Self::alloc) of this pool, is live (not freed twice),
+    /// and is not used afterwards.
+    pub unsafe fn free(&mut self, p: NonNull<u8>) -> bool {
+        if !self.owns(p.as_ptr()) {
+            return false;
+        }
+        // SAFETY: `owns` established that `p` starts a block of our Plain-layout slabs.
+        let b = unsafe { UserPtr::<Plain>::from_raw(p) }.to_base();
+        // SAFETY: the caller gives the live block back: free and ours, in no list.
+        unsafe { self.put(b) };
+        self.live -= 1;
+        true
+    }
+
+    /// Caches a free block of ours, spilling half the cache to the slabs when full.
+    unsafe fn put(&mut self, b: BlockBase<Plain>) {
+        // SAFETY: forwarded from the caller.
+        if let Err(b) = unsafe { self.cache.push_bounded(b) } {
+            let class = self.class;
+            let (cache, mut slabs) = self.slabs();
+            refill::spill(cache, class, &mut slabs);
+            // SAFETY: as above; the spill left the cache at half its cap.
+            unsafe { self.cache.push(b) };
+        }
+    }
+
+    /// Takes back every block other threads handed over through `queue` (with
+    /// [`free_remote`]); returns how many.
+    ///
+    /// # Safety
+    /// Every block pushed to `queue` was allocated by this pool, and no other pool
+    /// collects from `queue`.
+    pub unsafe fn collect_remote(&mut self, queue: &RemoteQueue<Plain>) -> u32 {
+        let mut got = FreeList::<Plain>::new(u32::MAX);
+        let n = queue.take_all(&mut got);
+        while let Some(b) = got.pop() {
+            debug_assert!(self.owns(b.to_user().as_ptr()));
+            // SAFETY: the caller vouches the block is ours; the queue handed it over.
+            unsafe { self.put(b) };
+        }
+        self.live -= n as usize;
+        n
+    }
+
+    /// Returns the cache and every empty slab to the segment pool, and gives the pages of
+    /// free slices back to the OS.
+    pub fn trim(&mut self) {
+        let class = self.class;
+        let (cache, mut slabs) = self.slabs();
+        refill::flush(cache, class, &mut slabs);
+        self.heap.release_empty(self.segments);
+        self.heap.purge(self.segments, 0, 0);
+    }
+}
+
+impl<P: PageSource + 'static> Drop for ObjectPool<P> {
+    fn drop(&mut self) {
+        self.trim();
+    }
+}
+
+/// Hands a block of another thread's pool back to it: pushes it on the queue that pool
+/// collects with [`ObjectPool::collect_remote`]. One atomic operation.
+///
+/// # Safety
+/// `p` was returned by `alloc` of the pool that collects `queue`, is live, and is not used
+/// afterwards.
+///
+/// ```
+/// use pool_alloc::{free_remote, ObjectPool, RemoteQueue, SEGMENTS};
+///
+/// let queue = RemoteQueue::new();
+/// let mut pool = ObjectPool::new(&SEGMENTS, 64).unwrap();
+/// let p = pool.alloc().unwrap().as_ptr() as usize; // raw pointers are not Send
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         let p = std::ptr::NonNull::new(p as *mut u8).unwrap();
+///         // SAFETY: a live block of `pool`, which collects `queue`.
+///         unsafe { free_remote(&queue, p) };
+///     });
+/// });
+/// // SAFETY: only `pool`'s blocks are pushed to `queue`.
+/// assert_eq!(unsafe { pool.collect_remote(&queue) }, 1);
+/// assert_eq!(pool.live(), 0);
+/// ```
+pub unsafe fn free_remote(queue: &RemoteQueue<Plain>, p: NonNull<u8>) {
+    // SAFETY: the caller vouches `p` is a live block of a Plain-layout pool; the queue
+    // takes ownership of it.
+    unsafe { queue.push(UserPtr::<Plain>::from_raw(p).to_base()) }
+}
+
+#[cfg(test)]
+mod tests;
