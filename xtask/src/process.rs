@@ -26,16 +26,27 @@ pub fn run(out_dir: &Path, so: &Path) -> Vec<(String, Result<(), String>)> {
         .map(|&(name, preload)| {
             let src = root().join("tests/process").join(format!("{name}.c"));
             let exe = out_dir.join(name);
-            (format!("process/{name}"), compile(&src, &exe).and_then(|()| execute(&exe, so, preload)))
+            (
+                format!("process/{name}"),
+                compile(&src, &exe).and_then(|()| execute(&exe, so, preload)),
+            )
         })
         .collect()
 }
 
 fn compile(src: &Path, exe: &Path) -> Result<(), String> {
-    let out = Command::new("cc").args(["-O2", "-pthread", "-o"]).arg(exe).arg(src).arg("-ldl").output();
+    let out = Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(exe)
+        .arg(src)
+        .arg("-ldl")
+        .output();
     match out {
         Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(format!("does not compile: {}", String::from_utf8_lossy(&o.stderr))),
+        Ok(o) => Err(format!(
+            "does not compile: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )),
         Err(e) => Err(format!("cannot run cc: {e}")),
     }
 }
@@ -63,11 +74,21 @@ fn execute(exe: &Path, so: &Path, preload: bool) -> Result<(), String> {
     }
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.lines().filter(|l| !l.starts_with("spawned")).last().unwrap_or("").to_string();
+    let last = text
+        .lines()
+        .filter(|l| !l.starts_with("spawned"))
+        .last()
+        .unwrap_or("")
+        .to_string();
     if out.status.success() {
         println!("   {last} ({:.1}s)", start.elapsed().as_secs_f64());
         Ok(())
     } else {
-        Err(format!("{} — {} {}", out.status, last, String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{} — {} {}",
+            out.status,
+            last,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }

@@ -7,7 +7,11 @@ pub fn run(_args: &[String]) -> Result {
     crate::util::run(cargo().args(["test", "--workspace"]))?;
     let checked = crate::build::checked_cdylib()?;
     let mut results = crate::process::run(&target_dir().join("process-tests"), &release);
-    results.extend(crate::misuse::run(&target_dir().join("misuse"), &release, &checked));
+    results.extend(crate::misuse::run(
+        &target_dir().join("misuse"),
+        &release,
+        &checked,
+    ));
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     for (name, r) in &results {
         match r {
