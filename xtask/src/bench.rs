@@ -16,6 +16,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const ALLOCATORS: [&str; 4] = ["hakmem", "glibc", "mimalloc", "jemalloc"];
+/// Also accepted by `--allocators`: the checked build, to measure what the checks cost.
+const KNOWN: [&str; 5] = ["hakmem", "glibc", "mimalloc", "jemalloc", "hakmem-checked"];
 
 /// Our workloads, in report order: `benches/workloads/<name>.c`, run as `<name> THREADS SCALE`.
 const WORKLOADS: [&str; 13] = [
@@ -35,7 +37,7 @@ const WORKLOADS: [&str; 13] = [
 ];
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2] \
-[--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc] [--timeout SECS] [--external DIR] \
+[--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,hakmem-checked] [--timeout SECS] [--external DIR] \
 [--instructions]";
 
 struct Opts {
@@ -104,14 +106,10 @@ fn parse(args: &[String]) -> Result<Opts> {
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
         }
     }
-    if let Some(bad) = o
-        .allocators
-        .iter()
-        .find(|a| !ALLOCATORS.contains(&a.as_str()))
-    {
+    if let Some(bad) = o.allocators.iter().find(|a| !KNOWN.contains(&a.as_str())) {
         return Err(format!(
             "unknown allocator {bad} (known: {})",
-            ALLOCATORS.join(", ")
+            KNOWN.join(", ")
         ));
     }
     if o.allocators.is_empty() || o.threads.is_empty() {
@@ -178,6 +176,7 @@ fn prepare_allocators(names: &[String]) -> Result<Vec<Allocator>> {
         let built: Result<Option<PathBuf>> = match name.as_str() {
             "glibc" => Ok(None),
             "hakmem" => crate::build::release_cdylib().map(Some),
+            "hakmem-checked" => crate::build::checked_cdylib().map(Some),
             peer => {
                 let package = format!("{peer}-preload");
                 let manifest = benches_dir().join("Cargo.toml");

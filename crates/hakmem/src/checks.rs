@@ -23,11 +23,55 @@
 
 use crate::os::Line;
 use crate::{heap, Layout};
-use ptr_conversion::{BlockBase, BlockLayout, BlockState, Corruption, Header, Report, SizeClass};
+use core::ptr::NonNull;
+use ptr_conversion::{
+    BlockBase, BlockLayout, BlockState, Corruption, Header, Report, SizeClass, UserPtr,
+};
 use superslab::{Region, Segment};
 
 const CANARY: u8 = 0xCA;
 const CANARY_BYTES: usize = 16;
+const CANARY_WORD: u64 = u64::from_ne_bytes([CANARY; 8]);
+
+/// Writes the canary at `at` (up to 16 bytes, `room` bytes available in the block).
+///
+/// # Safety
+/// `[at, at + min(room, 16))` is inside a block the caller owns.
+unsafe fn write_canary(at: usize, room: usize) {
+    let n = room.min(CANARY_BYTES);
+    // SAFETY: forwarded; unaligned stores stay inside the range.
+    unsafe {
+        if n == CANARY_BYTES {
+            (at as *mut u64).write_unaligned(CANARY_WORD);
+            ((at + 8) as *mut u64).write_unaligned(CANARY_WORD);
+        } else {
+            core::ptr::write_bytes(at as *mut u8, CANARY, n);
+        }
+    }
+}
+
+/// The first damaged canary byte at `at`, if any.
+///
+/// # Safety
+/// As for [`write_canary`].
+unsafe fn canary_damage(at: usize, room: usize) -> Option<u8> {
+    let n = room.min(CANARY_BYTES);
+    // SAFETY: forwarded.
+    let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, n) };
+    if n == CANARY_BYTES {
+        // SAFETY: 16 readable bytes.
+        let (a, b) = unsafe {
+            (
+                (at as *const u64).read_unaligned(),
+                ((at + 8) as *const u64).read_unaligned(),
+            )
+        };
+        if a == CANARY_WORD && b == CANARY_WORD {
+            return None;
+        }
+    }
+    bytes.iter().copied().find(|&x| x != CANARY)
+}
 
 /// Writes the report line and aborts.
 pub fn reporter(r: &Report) -> ! {
@@ -94,8 +138,7 @@ pub fn on_alloc(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
             class: c.index() as u8,
             requested: requested as u32,
         });
-        let end = c.block_size().min(requested + CANARY_BYTES);
-        core::ptr::write_bytes((user + requested) as *mut u8, CANARY, end - requested);
+        write_canary(user + requested, c.block_size() - requested);
     }
 }
 
@@ -127,30 +170,37 @@ pub unsafe fn on_free(p: *mut u8) {
     }
     // SAFETY: the map says `addr` is in a live segment.
     let slab = unsafe { Segment::<Layout>::slab_of(addr) };
-    let Some(b) = slab.block_containing(addr.wrapping_sub(Layout::HEADER_SIZE)) else {
-        fail(Corruption::InvalidFree, addr, None, 0, 0)
-    };
     let c = slab.class();
     let class = Some(c.index() as u8);
-    if b.to_user().addr() != addr {
-        fail(
-            Corruption::InvalidFree,
-            addr,
-            class,
-            b.to_user().addr() as u64,
-            addr as u64,
-        );
+    let base = addr.wrapping_sub(Layout::HEADER_SIZE);
+    if !slab.is_live() || base < slab.start() || base >= slab.carved_end() {
+        fail(Corruption::InvalidFree, addr, None, 0, 0)
     }
-    // SAFETY: `b` is a carved block of a live slab.
+    // SAFETY: `addr` is non-null (it lies in a segment); converting is the checked path's
+    // whole point: the header read below decides whether it really is a block start.
+    let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+    // A header that checks proves `base` is a block start (its check word mixes in its own
+    // address), so the division by the stride is only needed to name a failure.
+    // SAFETY: `base` lies in the carved part of a live slab: mapped and readable.
     let h = match unsafe { b.read_header() } {
         Ok(h) => h,
-        Err(e) => fail(
-            Corruption::HeaderOverwritten,
-            addr,
-            class,
-            Header::TAG_ALLOCATED as u64,
-            e.found_tag as u64,
-        ),
+        Err(e) => match slab.block_containing(base) {
+            Some(real) if real.addr() == base => fail(
+                Corruption::HeaderOverwritten,
+                addr,
+                class,
+                Header::TAG_ALLOCATED as u64,
+                e.found_tag as u64,
+            ),
+            Some(real) => fail(
+                Corruption::InvalidFree,
+                addr,
+                class,
+                real.to_user().addr() as u64,
+                addr as u64,
+            ),
+            None => fail(Corruption::InvalidFree, addr, None, 0, 0),
+        },
     };
     if h.state == BlockState::Free {
         fail(
@@ -171,11 +221,8 @@ pub unsafe fn on_free(p: *mut u8) {
         );
     }
     let requested = h.requested as usize;
-    let end = c.block_size().min(requested + CANARY_BYTES);
-    // SAFETY: the canary bytes lie inside the block.
-    let tail =
-        unsafe { core::slice::from_raw_parts((addr + requested) as *const u8, end - requested) };
-    if let Some(&bad) = tail.iter().find(|&&x| x != CANARY) {
+    // SAFETY: the canary lies inside the block, after the requested bytes.
+    if let Some(bad) = unsafe { canary_damage(addr + requested, c.block_size() - requested) } {
         fail(
             Corruption::CanaryOverwritten,
             addr,
@@ -202,9 +249,9 @@ pub unsafe fn requested_size(p: *mut u8) -> Option<usize> {
     if heap::MAP.region(p as usize) != Region::Segment {
         return None;
     }
-    // SAFETY: a live block of a live slab (caller).
-    let slab = unsafe { Segment::<Layout>::slab_of(p as usize) };
-    let b = slab.block_containing(p as usize - Layout::HEADER_SIZE)?;
+    // SAFETY: a live block of a live slab (caller): its header is at p - 16, and a header
+    // that checks is this block's own (the check word mixes in its address).
+    let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
     // SAFETY: as above.
     unsafe { b.read_header() }
         .ok()
@@ -230,8 +277,7 @@ pub unsafe fn on_resize(p: *mut u8, new_size: usize) {
                 class: c.index() as u8,
                 requested: new_size as u32,
             });
-            let end = c.block_size().min(new_size + CANARY_BYTES);
-            core::ptr::write_bytes(p.add(new_size), CANARY, end - new_size);
+            write_canary(p as usize + new_size, c.block_size() - new_size);
         }
     }
 }
