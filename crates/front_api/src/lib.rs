@@ -13,7 +13,72 @@
 //!   `reallocarray` products are overflow-checked.
 //! - A failed `realloc` leaves the old block untouched and allocated.
 //! - `realloc(p, n)` keeps the first `min(n, usable_size(p))` bytes.
+//!
+//! ## Example
+//! A toy backend over the global allocator (each block remembers its size and alignment
+//! in the 16 bytes before it); hakmem's backend is its slabs and large tier.
+//! ```
+//! use front_api::{Api, Backend, Error};
+//! use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
+//! use std::ptr::null_mut;
+//!
+//! struct Std;
+//! fn raw(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+//!     let pre = align.max(16);
+//!     let Some(total) = size.checked_add(pre) else { return null_mut() };
+//!     let Ok(layout) = Layout::from_size_align(total, pre) else { return null_mut() };
+//!     // SAFETY: `layout` has a non-zero size.
+//!     let base = unsafe { if zeroed { alloc_zeroed(layout) } else { alloc(layout) } };
+//!     if base.is_null() {
+//!         return base;
+//!     }
+//!     // SAFETY: `pre >= 16` bytes before the block are ours.
+//!     unsafe {
+//!         let p = base.add(pre);
+//!         p.cast::<usize>().sub(2).write(size);
+//!         p.cast::<usize>().sub(1).write(pre);
+//!         p
+//!     }
+//! }
+//! // SAFETY: blocks are at least `size` bytes, aligned to max(16, align), exclusively
+//! // the caller's; `usable_size` is the size asked for.
+//! unsafe impl Backend for Std {
+//!     const PAGE: usize = 4096;
+//!     fn alloc(&self, size: usize) -> *mut u8 { raw(size, 16, false) }
+//!     fn alloc_zeroed(&self, size: usize) -> *mut u8 { raw(size, 16, true) }
+//!     fn alloc_aligned(&self, size: usize, align: usize) -> *mut u8 { raw(size, align, false) }
+//!     unsafe fn free(&self, p: *mut u8) {
+//!         unsafe {
+//!             let (size, pre) = (p.cast::<usize>().sub(2).read(), p.cast::<usize>().sub(1).read());
+//!             dealloc(p.sub(pre), Layout::from_size_align_unchecked(size + pre, pre));
+//!         }
+//!     }
+//!     unsafe fn usable_size(&self, p: *mut u8) -> usize {
+//!         unsafe { p.cast::<usize>().sub(2).read() }
+//!     }
+//!     unsafe fn resize_in_place(&self, p: *mut u8, new_size: usize) -> bool {
+//!         new_size <= unsafe { self.usable_size(p) }
+//!     }
+//! }
+//!
+//! let api = Api(Std);
+//! let p = api.malloc(0).unwrap(); // a unique, freeable pointer
+//! unsafe { api.free(p) };
+//! assert_eq!(api.malloc(usize::MAX), Err(Error::NoMemory)); // above isize::MAX
+//! assert_eq!(api.calloc(usize::MAX, 2), Err(Error::NoMemory)); // overflow checked
+//! assert_eq!(api.posix_memalign(24, 8), Err(Error::Invalid)); // not a power of two
+//! let a = api.aligned_alloc(256, 100).unwrap();
+//! assert_eq!(a as usize % 256, 0);
+//!
+//! let p = api.malloc(10).unwrap();
+//! unsafe { p.write_bytes(7, 10) };
+//! let q = unsafe { api.realloc(p, 1000) }.unwrap(); // moved, contents kept
+//! assert_eq!(unsafe { *q.add(9) }, 7);
+//! assert_eq!(unsafe { api.realloc(q, 0) }, Ok(null_mut())); // glibc: frees, gives null
+//! unsafe { api.free(a) };
+//! ```
 #![no_std]
+#![warn(missing_docs)]
 
 /// Alignment every block has without asking for it.
 pub const MIN_ALIGN: usize = 16;
@@ -28,6 +93,9 @@ pub enum Error {
 }
 
 /// Where memory comes from: the contract the facade implements over the boxes.
+///
+/// Only `alloc`, `alloc_zeroed`, `alloc_aligned`, `free`, `usable_size` and
+/// `resize_in_place` are required; see the [crate example](crate) for a whole backend.
 ///
 /// # Safety
 /// `alloc` must return null or a block of at least `size` usable bytes aligned to
@@ -70,7 +138,8 @@ pub unsafe trait Backend {
     }
 }
 
-/// The malloc family over a backend.
+/// The malloc family over a backend: each method is one C function's semantics, with
+/// errors as [`Error`] instead of `errno` (see the [crate example](crate)).
 pub struct Api<B: Backend>(pub B);
 
 #[inline(always)]
@@ -211,7 +280,7 @@ impl<B: Backend> Api<B> {
         if align <= MIN_ALIGN {
             return self.malloc(size);
         }
-        if size > isize::MAX as usize - align {
+        if align > isize::MAX as usize - size {
             return Err(Error::NoMemory);
         }
         non_null(self.0.alloc_aligned(size, align))
