@@ -1,1 +1,743 @@
+//! Unit tests of the superslab box: carving, recycling, owner lookup, the address map,
+//! the remote-free queue (with real threads), exhaustion and the guarded layout.
+extern crate std;
 
+use crate::{
+    AddressMap, PageSource, Region, RemoteQueue, Segment, SegmentPool, SlabHeap, ADDRESS_BITS,
+    SEGMENT_SIZE, SLICE_SIZE,
+};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use ptr_conversion::{BlockBase, BlockLayout, BlockState, SizeClass};
+use std::boxed::Box;
+use std::collections::{HashMap, HashSet};
+use std::vec::Vec;
+use tiny_layout::{class_of, Guarded, Plain};
+use tls_sll::FreeList;
+
+// ---- helpers ----
+
+/// `mmap`-backed pages that count what the pool does with them; maps fail (return
+/// `None`) once `limit` maps have been made.
+struct TestPages {
+    maps: AtomicUsize,
+    unmaps: AtomicUsize,
+    purges: AtomicUsize,
+    refused: AtomicUsize,
+    limit: usize,
+}
+
+// SAFETY: anonymous private mmap memory is fresh, zeroed and ours until munmap; the
+// over-mapping is trimmed so the result has the asked alignment; MADV_DONTNEED on private
+// anonymous memory makes it read as zero.
+unsafe impl PageSource for TestPages {
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        if self.maps.load(Relaxed) >= self.limit {
+            self.refused.fetch_add(1, Relaxed);
+            return None;
+        }
+        let total = size + align;
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let raw = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(raw, libc::MAP_FAILED, "mmap failed");
+        let raw = raw as usize;
+        let p = (raw + align - 1) & !(align - 1);
+        // SAFETY: trimming the unused head and tail of our own mapping.
+        unsafe {
+            if p > raw {
+                assert_eq!(libc::munmap(raw as *mut _, p - raw), 0);
+            }
+            let tail = raw + total - (p + size);
+            if tail > 0 {
+                assert_eq!(libc::munmap((p + size) as *mut _, tail), 0);
+            }
+        }
+        self.maps.fetch_add(1, Relaxed);
+        NonNull::new(p as *mut u8)
+    }
+    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: the caller gives the range back.
+        assert_eq!(unsafe { libc::munmap(p.as_ptr().cast(), size) }, 0);
+        self.unmaps.fetch_add(1, Relaxed);
+    }
+    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: the caller gives the contents up.
+        assert_eq!(
+            unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) },
+            0
+        );
+        self.purges.fetch_add(1, Relaxed);
+    }
+}
+
+type Pool = SegmentPool<TestPages>;
+
+/// A private, leaked, zeroed address map: each test has its own, so an address range
+/// unmapped by one test and reused by another's mmap cannot confuse either.
+fn new_map() -> &'static AddressMap {
+    let layout = std::alloc::Layout::new::<AddressMap>();
+    // SAFETY: an all-zero AddressMap is the empty map (`AddressMap::new` is `zeroed`).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<AddressMap>();
+    assert!(!p.is_null());
+    // SAFETY: as above; leaked, so 'static.
+    unsafe { &*p }
+}
+
+/// A leaked pool over a private map, keeping `max_cached` segments, mapping at most
+/// `limit` segments in all.
+fn pool_with(max_cached: usize, limit: usize) -> &'static Pool {
+    let pages = TestPages {
+        maps: AtomicUsize::new(0),
+        unmaps: AtomicUsize::new(0),
+        purges: AtomicUsize::new(0),
+        refused: AtomicUsize::new(0),
+        limit,
+    };
+    Box::leak(Box::new(SegmentPool::new(pages, new_map(), max_cached)))
+}
+
+fn pool(max_cached: usize) -> &'static Pool {
+    pool_with(max_cached, usize::MAX)
+}
+
+fn maps(p: &Pool) -> usize {
+    p.pages().maps.load(Relaxed)
+}
+fn unmaps(p: &Pool) -> usize {
+    p.pages().unmaps.load(Relaxed)
+}
+fn open_slabs(p: &Pool) -> u64 {
+    p.stats().slabs_opened.load(Relaxed) - p.stats().slabs_closed.load(Relaxed)
+}
+
+fn heap<L: BlockLayout>(owner: usize) -> SlabHeap<L> {
+    let mut h = SlabHeap::new();
+    h.set_owner(owner);
+    h
+}
+
+/// Takes up to `n` blocks of class `c` through `take_blocks` (as many calls as needed),
+/// checking each call's count against the list; returns them popped into a Vec.
+fn take<L: BlockLayout>(
+    heap: &mut SlabHeap<L>,
+    pool: &Pool,
+    c: SizeClass,
+    n: usize,
+) -> Vec<BlockBase<L>> {
+    let mut list = FreeList::<L>::new(u32::MAX);
+    while (list.len() as usize) < n {
+        let want = (n - list.len() as usize) as u32;
+        let before = list.len();
+        let k = heap.take_blocks(pool, c, want, &mut list);
+        assert!(k <= want);
+        assert_eq!(list.len() - before, k);
+        if k == 0 {
+            break;
+        }
+    }
+    let mut v = Vec::with_capacity(n);
+    while let Some(b) = list.pop() {
+        v.push(b);
+    }
+    assert!(v.len() <= n);
+    v
+}
+
+/// Returns every block (owner thread).
+fn give_back<L: BlockLayout>(heap: &mut SlabHeap<L>, pool: &Pool, blocks: &[BlockBase<L>]) {
+    for &b in blocks {
+        // SAFETY: blocks of this heap, taken by `take` and not in use.
+        unsafe { heap.return_block(pool, b) };
+    }
+}
+
+fn seg_of(a: usize) -> usize {
+    a & !(SEGMENT_SIZE - 1)
+}
+
+fn fill(a: usize, len: usize, f: impl Fn(usize) -> u8) {
+    for i in 0..len {
+        // SAFETY: callers pass a block (or part of one) they own.
+        unsafe { ((a + i) as *mut u8).write(f(i)) };
+    }
+}
+
+fn check(a: usize, from: usize, len: usize, f: impl Fn(usize) -> u8) {
+    for i in from..len {
+        // SAFETY: as in `fill`.
+        let got = unsafe { ((a + i) as *const u8).read() };
+        assert_eq!(got, f(i), "byte {i} of block {a:#x}");
+    }
+}
+
+fn pattern(a: usize) -> impl Fn(usize) -> u8 {
+    move |i| ((a >> 4) as u8) ^ (i as u8).wrapping_mul(31) ^ 0x5a
+}
+
+const KIB: usize = 1024;
+/// 16 B, 1 KiB, 8 KiB, 64 KiB, 256 KiB.
+const SIZES: [usize; 5] = [16, KIB, 8 * KIB, 64 * KIB, 256 * KIB];
+
+// ---- 1. carving ----
+
+/// Checks every block of `blocks` (class `c`, heap `owner`) against its segment, slab and
+/// neighbours; returns (addr, stride) pairs for the caller's overlap check.
+fn check_blocks<L: BlockLayout>(
+    pool: &Pool,
+    c: SizeClass,
+    owner: usize,
+    blocks: &[BlockBase<L>],
+) -> Vec<(usize, usize)> {
+    let stride = L::stride(c);
+    assert_eq!(stride, L::HEADER_SIZE + c.block_size());
+    blocks
+        .iter()
+        .map(|b| {
+            let a = b.addr();
+            assert_eq!(a % 16, 0, "block {a:#x} not 16-aligned");
+            assert_eq!(pool.map().region(a), Region::Segment);
+            // The whole block is in the same segment, past its metadata slice.
+            assert_eq!(seg_of(a), seg_of(a + stride - 1));
+            assert!(
+                a - seg_of(a) >= SLICE_SIZE,
+                "block {a:#x} in the metadata slice"
+            );
+            // SAFETY: the map says `a` is in a live segment.
+            let s = unsafe { Segment::<L>::slab_of(a) };
+            assert!(s.is_live());
+            assert_eq!((s.class(), s.owner()), (c, owner));
+            assert_eq!(s.capacity() as usize, L::blocks_per_slab(c));
+            assert!(a >= s.start() && a + stride <= s.start() + s.capacity() as usize * stride);
+            assert_eq!((a - s.start()) % stride, 0);
+            // Slabs are aligned to their size (runs of slices aligned to their length).
+            assert_eq!(s.start() % c.slab_bytes(), 0);
+            assert!(s.used() >= 1);
+            for k in [0, 1, 15, stride / 2, stride - 1] {
+                assert_eq!(
+                    s.block_containing(a + k),
+                    Some(*b),
+                    "interior {k} of {a:#x}"
+                );
+                // The slice record (free fast path) agrees, whatever slice `a + k` is in.
+                // SAFETY: as above.
+                let sl = unsafe { Segment::<L>::slice_of(a + k) };
+                assert_eq!((sl.owner(), sl.class()), (owner, c));
+            }
+            (a, stride)
+        })
+        .collect()
+}
+
+/// No two blocks overlap, whatever their classes.
+fn assert_disjoint(mut spans: Vec<(usize, usize)>) {
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        assert!(
+            w[1].0 >= w[0].0 + w[0].1,
+            "blocks {:#x} and {:#x} overlap",
+            w[0].0,
+            w[1].0
+        );
+    }
+}
+
+#[test]
+fn carve_blocks_of_several_classes() {
+    let pool = pool(4);
+    let owner = 0xA11CE;
+    let mut h = heap::<Plain>(owner);
+    let mut all = Vec::new();
+    let mut spans = Vec::new();
+    for size in SIZES {
+        let c = class_of(size).unwrap();
+        assert_eq!(c.block_size(), size);
+        // Two slabs and a bit: every class crosses slab boundaries.
+        let n = 2 * Plain::blocks_per_slab(c) + 3;
+        let v = take(&mut h, pool, c, n);
+        assert_eq!(v.len(), n);
+        spans.extend(check_blocks(pool, c, owner, &v));
+        all.push((c, v));
+    }
+    assert_disjoint(spans.clone());
+    // Fresh slabs (nothing returned yet) are carved up to start + used * stride: the
+    // uncarved rest, and the slice before the slab, belong to no block.
+    for (c, v) in &all {
+        for b in v {
+            // SAFETY: in a live segment.
+            let s = unsafe { Segment::<Plain>::slab_of(b.addr()) };
+            assert_eq!(
+                s.block_containing(s.start() + s.used() as usize * Plain::stride(*c)),
+                None
+            );
+            assert_eq!(s.block_containing(s.start() - 1), None);
+        }
+    }
+    // Write every byte of every block, then check the metadata is intact.
+    for (c, v) in &all {
+        for b in v {
+            fill(b.addr(), c.block_size(), pattern(b.addr()));
+        }
+    }
+    let mut used: HashMap<usize, u32> = HashMap::new();
+    for (c, v) in &all {
+        check_blocks(pool, *c, owner, v);
+        for b in v {
+            // SAFETY: in a live segment.
+            *used
+                .entry(unsafe { Segment::<Plain>::slab_of(b.addr()) }.start())
+                .or_default() += 1;
+        }
+    }
+    for (&start, &n) in &used {
+        // SAFETY: a slab start of ours.
+        assert_eq!(unsafe { Segment::<Plain>::slab_of(start) }.used(), n);
+    }
+    // The heap still works: more blocks, distinct from the others, and no old block was
+    // touched by carving or linking them.
+    for size in SIZES {
+        let c = class_of(size).unwrap();
+        let v = take(&mut h, pool, c, Plain::blocks_per_slab(c) + 1);
+        spans.extend(check_blocks(pool, c, owner, &v));
+        all.push((c, v));
+    }
+    assert_disjoint(spans);
+    for (c, v) in &all[..SIZES.len()] {
+        for b in v {
+            check(b.addr(), 0, c.block_size(), pattern(b.addr()));
+        }
+    }
+}
+
+// ---- 2. free and recycle ----
+
+#[test]
+fn returned_blocks_are_reused_lifo_without_new_segments() {
+    let pool = pool(4);
+    let mut h = heap::<Plain>(7);
+    let c = class_of(64).unwrap();
+    let v = take(&mut h, pool, c, 100);
+    let slab_start = unsafe { Segment::<Plain>::slab_of(v[0].addr()) }.start();
+    let slab = || unsafe { Segment::<Plain>::slab_of(slab_start) };
+    assert_eq!(slab().used(), 100);
+    give_back(&mut h, pool, &v);
+    assert_eq!(slab().used(), 0);
+    assert!(slab().is_live(), "a class's last slab stays open");
+    assert_eq!((maps(pool), unmaps(pool), pool.cached()), (1, 0, 0));
+
+    let again = take(&mut h, pool, c, 100);
+    let set = |v: &[BlockBase<Plain>]| v.iter().map(|b| b.addr()).collect::<HashSet<_>>();
+    assert_eq!(set(&again), set(&v), "the same blocks come back");
+    assert_eq!(slab().used(), 100);
+    // LIFO: the block returned last is the next one out.
+    let x = again[37];
+    unsafe { h.return_block(pool, x) };
+    assert_eq!(take(&mut h, pool, c, 1), [x]);
+    give_back(&mut h, pool, &again);
+    assert_eq!(slab().used(), 0);
+    assert_eq!(maps(pool), 1, "no segment was mapped for recycled blocks");
+
+    // A fully carved slab with free blocks keeps giving them before a new slab opens.
+    let d = class_of(32 * KIB).unwrap();
+    let full = take(&mut h, pool, d, Plain::blocks_per_slab(d));
+    let opened = pool.stats().slabs_opened.load(Relaxed);
+    give_back(&mut h, pool, &full[..3]);
+    for _ in 0..3 {
+        let one = take(&mut h, pool, d, 1);
+        assert!(full[..3].contains(&one[0]));
+    }
+    assert_eq!(
+        pool.stats().slabs_opened.load(Relaxed),
+        opened,
+        "no slab opened"
+    );
+    give_back(&mut h, pool, &full);
+
+    h.release_empty(pool);
+    assert!(h.is_empty());
+    assert_eq!(pool.cached(), 1);
+    assert_eq!(pool.trim(), SEGMENT_SIZE);
+    assert_eq!((maps(pool), unmaps(pool)), (1, 1));
+}
+
+#[test]
+fn empty_slabs_close_and_empty_segments_go_back() {
+    // One cached segment at most: the second segment released is unmapped.
+    let pool = pool(1);
+    let mut h = heap::<Plain>(9);
+    let c = class_of(8 * KIB).unwrap(); // 64 KiB slabs of 8 blocks, 63 slabs a segment
+    let per_slab = Plain::blocks_per_slab(c);
+    assert_eq!((c.slab_bytes(), per_slab), (SLICE_SIZE, 8));
+    let per_seg = 63 * per_slab;
+    let v = take(&mut h, pool, c, 2 * per_seg + 10);
+    assert_eq!(v.len(), 2 * per_seg + 10);
+    let segs: HashSet<usize> = v.iter().map(|b| seg_of(b.addr())).collect();
+    assert_eq!((segs.len(), maps(pool)), (3, 3));
+    assert_eq!(open_slabs(pool), 128);
+
+    give_back(&mut h, pool, &v);
+    // All but one slab closed; the two segments left without a slab went back: one
+    // cached (its data pages purged), one unmapped and retracted from the map.
+    assert_eq!(open_slabs(pool), 1);
+    assert!(!h.is_empty());
+    assert_eq!((pool.cached(), unmaps(pool)), (1, 1));
+    assert_eq!(pool.pages().purges.load(Relaxed), 1);
+    let regions: Vec<Region> = segs.iter().map(|&s| pool.map().region(s)).collect();
+    assert_eq!(regions.iter().filter(|&&r| r == Region::Foreign).count(), 1);
+    assert_eq!(regions.iter().filter(|&&r| r == Region::Segment).count(), 2);
+    // In the segments still mapped, closed slabs are owned by nobody (owner 0, so a stale
+    // free cannot take an owner's fast path) and hold no block; one live slab is empty.
+    let mut live = HashSet::new();
+    for b in v
+        .iter()
+        .filter(|b| pool.map().region(b.addr()) == Region::Segment)
+    {
+        // SAFETY: in a mapped segment (live or cached; slice 0 is never purged).
+        let s = unsafe { Segment::<Plain>::slab_of(b.addr()) };
+        if s.is_live() {
+            assert_eq!((s.used(), s.owner()), (0, 9));
+            live.insert(s.start());
+        } else {
+            assert_eq!(s.owner(), 0);
+            assert_eq!(unsafe { Segment::<Plain>::slice_of(b.addr()) }.owner(), 0);
+            assert_eq!(s.block_containing(b.addr()), None);
+        }
+    }
+    assert_eq!(live.len(), 1);
+
+    // The cached segment is reused before anything is mapped: the live segment's 62
+    // free slabs, then one more slab from the cache.
+    let w = take(&mut h, pool, c, per_seg + 8);
+    assert_eq!(w.len(), per_seg + 8);
+    assert_eq!((maps(pool), pool.cached()), (3, 0));
+    check_blocks(pool, c, 9, &w);
+    give_back(&mut h, pool, &w);
+    assert_eq!(open_slabs(pool), 1);
+
+    // The last slab closes on release_empty; its segment is unmapped (pool full).
+    h.release_empty(pool);
+    assert!(h.is_empty());
+    assert_eq!(open_slabs(pool), 0);
+    pool.trim();
+    assert_eq!(pool.cached(), 0);
+    assert_eq!(maps(pool), unmaps(pool));
+    for b in v.iter().chain(&w) {
+        assert_eq!(pool.map().region(b.addr()), Region::Foreign);
+    }
+}
+
+// ---- 3. owner lookup ----
+
+#[test]
+fn owner_lookup_for_two_heaps_and_foreign_addresses() {
+    let pool = pool(1);
+    let (ta, tb) = (0x1111_0000, 0x2222_0000);
+    let mut a = heap::<Plain>(ta);
+    let mut b = heap::<Plain>(tb);
+    let mut mine = Vec::new();
+    for size in [16, 100, 2000, 70_000] {
+        let c = class_of(size).unwrap();
+        for _ in 0..3 {
+            // Interleaved, so neither heap's segments come in one run.
+            let va = take(&mut a, pool, c, 50);
+            let vb = take(&mut b, pool, c, 50);
+            mine.extend(va.iter().map(|x| (x.addr(), ta, c)));
+            mine.extend(vb.iter().map(|x| (x.addr(), tb, c)));
+        }
+    }
+    for &(addr, owner, c) in &mine {
+        assert_eq!(pool.map().region(addr), Region::Segment);
+        let s = unsafe { Segment::<Plain>::slab_of(addr) };
+        assert_eq!((s.owner(), s.class()), (owner, c));
+    }
+    // The two heaps never share a segment.
+    let seg_owner: HashMap<usize, usize> = mine.iter().map(|&(a, o, _)| (seg_of(a), o)).collect();
+    for &(addr, owner, _) in &mine {
+        assert_eq!(seg_owner[&seg_of(addr)], owner);
+    }
+
+    let local = 0u64;
+    let boxed = Box::new([0u8; 64]);
+    for addr in [
+        &local as *const u64 as usize,
+        boxed.as_ptr() as usize,
+        0,
+        16,
+        1 << ADDRESS_BITS,
+        (1 << ADDRESS_BITS) + seg_of(mine[0].0),
+        usize::MAX & !15,
+    ] {
+        assert_eq!(pool.map().region(addr), Region::Foreign, "{addr:#x}");
+    }
+
+    // A segment released by `a` and recycled by `b` is `b`'s.
+    let c = class_of(48).unwrap();
+    let mut x = heap::<Plain>(0x3333_0000);
+    let xa = take(&mut x, pool, c, 1);
+    give_back(&mut x, pool, &xa);
+    x.release_empty(pool);
+    assert_eq!(pool.cached(), 1);
+    let before = maps(pool);
+    let mut y = heap::<Plain>(0x4444_0000);
+    let ya = take(&mut y, pool, c, 1);
+    assert_eq!((maps(pool), pool.cached()), (before, 0));
+    assert_eq!(seg_of(ya[0].addr()), seg_of(xa[0].addr()));
+    assert_eq!(
+        unsafe { Segment::<Plain>::slab_of(ya[0].addr()) }.owner(),
+        0x4444_0000
+    );
+}
+
+// ---- 4. address map: large blocks ----
+
+#[test]
+fn address_map_counts_large_blocks() {
+    let map = new_map();
+    let g = 0x5000_0000_0000usize; // a granule (segment-aligned) below 2^47
+    assert_eq!(map.region(g), Region::Foreign);
+    assert!(map.add_large(g + 4096));
+    assert!(map.add_large(g + SEGMENT_SIZE - 16)); // same granule
+    assert!(map.add_large(g + 4096));
+    for a in [g, g + 4096, g + SEGMENT_SIZE - 1] {
+        assert_eq!(map.region(a), Region::Large);
+    }
+    assert_eq!(map.region(g - 1), Region::Foreign);
+    assert_eq!(map.region(g + SEGMENT_SIZE), Region::Foreign);
+    map.remove_large(g + 4096);
+    map.remove_large(g + 4096);
+    assert_eq!(map.region(g), Region::Large);
+    map.remove_large(g + SEGMENT_SIZE - 16);
+    assert_eq!(map.region(g), Region::Foreign);
+    // No underflow: a stray remove leaves it foreign, and one add counts one again.
+    map.remove_large(g);
+    assert_eq!(map.region(g), Region::Foreign);
+    assert!(map.add_large(g));
+    map.remove_large(g);
+    assert_eq!(map.region(g), Region::Foreign);
+
+    // Saturation: the count never reaches the segment marker.
+    let mut n = 0;
+    while map.add_large(g) {
+        n += 1;
+        assert!(n <= u16::MAX as usize);
+    }
+    assert_eq!(n, u16::MAX as usize - 1);
+    assert_eq!(map.region(g), Region::Large);
+    for _ in 0..n {
+        map.remove_large(g);
+    }
+    assert_eq!(map.region(g), Region::Foreign);
+
+    // A segment granule counts no large blocks and is not changed by a remove.
+    let s = g + 8 * SEGMENT_SIZE;
+    map.publish_segment(s);
+    assert!(!map.add_large(s + 64));
+    map.remove_large(s + 64);
+    assert_eq!(map.region(s), Region::Segment);
+    map.retract_segment(s);
+    assert_eq!(map.region(s), Region::Foreign);
+    // Outside the map.
+    assert!(!map.add_large(1 << ADDRESS_BITS));
+    assert_eq!(map.region(1 << ADDRESS_BITS), Region::Foreign);
+}
+
+// ---- 5. remote frees ----
+
+#[test]
+fn take_all_on_an_empty_queue_is_zero() {
+    let q = RemoteQueue::<Plain>::new();
+    let mut out = FreeList::<Plain>::new(u32::MAX);
+    assert!(q.is_empty());
+    assert_eq!(q.take_all(&mut out), 0);
+    assert!(out.is_empty());
+}
+
+/// 4 producers write a pattern into each of `N` blocks and push them (2 one by one, 2 in
+/// chains) while the owner drains the queue and returns the blocks to its heap.
+fn remote_frees<L: BlockLayout>() {
+    const N: usize = 100_000;
+    const PRODUCERS: usize = 4;
+    let pool = pool(16); // big enough that no segment is unmapped during the test
+    let mut h = heap::<L>(0xBEEF);
+    let c = class_of(48).unwrap();
+    let blocks = take(&mut h, pool, c, N);
+    assert_eq!(blocks.len(), N);
+    let addrs: Vec<usize> = blocks.iter().map(|b| b.addr()).collect();
+    let handed: HashSet<usize> = addrs.iter().copied().collect();
+    assert_eq!(handed.len(), N);
+    let stride = L::stride(c);
+    // The bytes a free block's link may overwrite.
+    let link_end = L::LINK_OFFSET + if L::CHECKED { 16 } else { 8 };
+
+    let queue = RemoteQueue::<L>::new();
+    let mut seen = HashSet::with_capacity(N);
+    std::thread::scope(|s| {
+        for (t, part) in addrs.chunks(N.div_ceil(PRODUCERS)).enumerate() {
+            let queue = &queue;
+            s.spawn(move || {
+                let base = |a: usize| unsafe {
+                    BlockBase::<L>::from_raw(NonNull::new(a as *mut u8).unwrap())
+                };
+                for batch in part.chunks(if t % 2 == 0 { 1 } else { 7 }) {
+                    for &a in batch {
+                        fill(a + L::HEADER_SIZE, stride - L::HEADER_SIZE, |i| {
+                            pattern(a)(i + L::HEADER_SIZE)
+                        });
+                    }
+                    let (head, tail) = (base(batch[0]), base(batch[batch.len() - 1]));
+                    // SAFETY: each block is handed over exactly once, then not touched.
+                    unsafe {
+                        if batch.len() == 1 {
+                            queue.push(head);
+                        } else {
+                            for w in batch.windows(2) {
+                                base(w[0]).set_link(Some(base(w[1])));
+                            }
+                            queue.push_chain(head, tail);
+                        }
+                    }
+                }
+            });
+        }
+        // The owner: drain and return until every block is back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut got = FreeList::<L>::new(u32::MAX);
+        while seen.len() < N {
+            let n = queue.take_all(&mut got);
+            assert_eq!(got.len(), n);
+            if n == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "lost blocks: {}",
+                    seen.len()
+                );
+                std::thread::yield_now();
+            }
+            while let Some(b) = got.pop() {
+                let a = b.addr();
+                assert!(handed.contains(&a), "{a:#x} was never handed out");
+                assert!(seen.insert(a), "{a:#x} came back twice");
+                // Everything the producer wrote is visible (bar the link it overwrote).
+                check(a, link_end, stride, pattern(a));
+                unsafe { h.return_block(pool, b) };
+            }
+        }
+    });
+    assert_eq!(seen.len(), N);
+    assert_eq!(queue.take_all(&mut FreeList::new(u32::MAX)), 0);
+    assert!(queue.is_empty());
+    // Every block is back: one slab of the class remains, empty.
+    assert_eq!(open_slabs(pool), 1);
+    let mut live = 0;
+    for start in addrs
+        .iter()
+        .map(|&a| unsafe { Segment::<L>::slab_of(a) }.start())
+        .collect::<HashSet<_>>()
+    {
+        let s = unsafe { Segment::<L>::slab_of(start) };
+        if s.is_live() {
+            live += 1;
+            assert_eq!(s.used(), 0);
+        }
+    }
+    assert_eq!(live, 1);
+    h.release_empty(pool);
+    pool.trim();
+    assert!(h.is_empty());
+    assert_eq!(maps(pool), unmaps(pool));
+}
+
+#[test]
+fn remote_frees_from_four_threads_plain() {
+    remote_frees::<Plain>();
+}
+
+#[test]
+fn remote_frees_from_four_threads_guarded() {
+    remote_frees::<Guarded>();
+}
+
+// ---- 6. exhaustion ----
+
+#[test]
+fn take_blocks_is_zero_when_the_os_refuses() {
+    let pool = pool_with(0, 0);
+    let mut h = heap::<Plain>(1);
+    let mut out = FreeList::<Plain>::new(u32::MAX);
+    for size in SIZES {
+        assert_eq!(
+            h.take_blocks(pool, class_of(size).unwrap(), 10, &mut out),
+            0
+        );
+    }
+    assert!(h.take_block_zeroed(pool, class_of(32).unwrap()).is_none());
+    assert!(out.is_empty() && h.is_empty());
+    assert_eq!(pool.pages().refused.load(Relaxed), SIZES.len() + 1);
+    assert_eq!(pool.stats().segments_mapped.load(Relaxed), 0);
+
+    // One segment only: 3 slabs of 256 KiB blocks fit (slices 16, 32, 48), then nothing.
+    let pool = pool_with(0, 1);
+    let c = class_of(256 * KIB).unwrap();
+    let v = take(&mut h, pool, c, 100);
+    assert_eq!(v.len(), 3 * Plain::blocks_per_slab(c));
+    assert_eq!(h.take_blocks(pool, c, 1, &mut out), 0);
+    // Smaller classes still fit in the slices the big slabs left.
+    let small = take(&mut h, pool, class_of(64).unwrap(), 10);
+    assert_eq!(small.len(), 10);
+    // A returned block can be taken again.
+    unsafe { h.return_block(pool, v[5]) };
+    assert_eq!(take(&mut h, pool, c, 5), [v[5]]);
+    assert_eq!(maps(pool), 1);
+}
+
+// ---- 7. guarded layout ----
+
+#[test]
+fn guarded_blocks_have_a_header_and_a_16_byte_longer_stride() {
+    let pool = pool(2);
+    let owner = 0x6A;
+    let mut h = heap::<Guarded>(owner);
+    let mut spans = Vec::new();
+    for size in SIZES {
+        let c = class_of(size).unwrap();
+        let stride = c.block_size() + 16;
+        assert_eq!(Guarded::stride(c), stride);
+        let v = take(&mut h, pool, c, Guarded::blocks_per_slab(c) + 2);
+        spans.extend(check_blocks(pool, c, owner, &v));
+        let mut by_slab: HashMap<usize, Vec<usize>> = HashMap::new();
+        for b in &v {
+            assert_eq!(b.addr() % 16, 0);
+            assert_eq!(b.to_user().addr(), b.addr() + 16);
+            // Carved blocks carry a Free header of their class.
+            let hd = unsafe { b.read_header() }.unwrap();
+            assert_eq!((hd.state, hd.class as usize), (BlockState::Free, c.index()));
+            let s = unsafe { Segment::<Guarded>::slab_of(b.addr()) };
+            assert_eq!(s.block_containing(b.to_user().addr()), Some(*b));
+            by_slab.entry(s.start()).or_default().push(b.addr());
+        }
+        // Within a slab, consecutive blocks are exactly one stride apart.
+        for mut a in by_slab.into_values() {
+            a.sort_unstable();
+            for w in a.windows(2) {
+                assert_eq!(w[1] - w[0], stride);
+            }
+        }
+        // Returned and retaken blocks keep their headers.
+        give_back(&mut h, pool, &v);
+        for b in take(&mut h, pool, c, v.len()) {
+            assert_eq!(
+                unsafe { b.read_header() }.unwrap().class as usize,
+                c.index()
+            );
+        }
+    }
+    assert_disjoint(spans);
+}
