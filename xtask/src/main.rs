@@ -2,7 +2,7 @@
 //!
 //! Commands:
 //! - `cargo xtask build [--checked]`  release cdylib (`target/release/libhakmem.so`)
-//! - `cargo xtask test`               every test: cargo tests, C programs and real programs under LD_PRELOAD
+//! - `cargo xtask test [--only S] [--keep-going]`  every test: cargo tests, C programs and real programs under LD_PRELOAD
 //! - `cargo xtask bench [...]`        compare hakmem with glibc, mimalloc and jemalloc
 
 mod bench;
@@ -25,7 +25,7 @@ fn main() {
         "test" => test::run(&rest),
         "bench" => bench::run(&rest),
         _ => {
-            eprintln!("usage: cargo xtask <build [--checked] | test | bench [--quick] [...]>");
+            eprintln!("usage: cargo xtask <build [--checked] | test [--only S] [--keep-going] | bench [--quick] [...]>");
             std::process::exit(if cmd == "help" { 0 } else { 2 });
         }
     };
