@@ -22,7 +22,52 @@
 //! - Cached mappings are not counted in the address map and are never handed out twice.
 //! - The cache holds at most [`CACHE_SLOTS`] mappings and `max_bytes` bytes; entries
 //!   older than `max_age_ms` are unmapped at the next cache operation.
+//!
+//! ## Example
+//! Over a toy page source (the global allocator; hakmem's uses `mmap` and `mremap`):
+//! ```
+//! use core::ptr::NonNull;
+//! use large::LargeHeap;
+//! use std::alloc::{alloc_zeroed, dealloc, Layout};
+//! use superslab::{AddressMap, PageSource, Region};
+//!
+//! struct StdPages;
+//! // SAFETY: alloc_zeroed gives fresh zeroed memory; the large tier maps with page
+//! // alignment and only unmaps whole mappings.
+//! unsafe impl PageSource for StdPages {
+//!     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+//!         NonNull::new(unsafe { alloc_zeroed(Layout::from_size_align(size, align).ok()?) })
+//!     }
+//!     unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+//!         unsafe { dealloc(p.as_ptr(), Layout::from_size_align(size, Self::PAGE).unwrap()) }
+//!     }
+//!     unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+//!         unsafe { p.as_ptr().write_bytes(0, size) }
+//!     }
+//! }
+//!
+//! static MAP: AddressMap = AddressMap::new();
+//! // Caches up to 8 MiB of freed mappings for up to one second.
+//! static LARGE: LargeHeap<StdPages> = LargeHeap::new(StdPages, &MAP, 8 << 20, 1000);
+//!
+//! let p = LARGE.alloc(300_000, 16, false, 0);
+//! assert!(!p.is_null() && p as usize % 4096 == 0);
+//! assert_eq!(MAP.region(p as usize), Region::Large); // `free` can tell with one load
+//! unsafe {
+//!     assert!(LARGE.usable_size(p) >= 300_000);
+//!     p.write_bytes(7, 300_000);
+//!     assert!(LARGE.free(p, 0));
+//! }
+//! assert!(LARGE.in_cache(p) && LARGE.cached_bytes() > 0); // kept for reuse
+//! let q = LARGE.alloc(300_000, 16, true, 10); // same size class: the cached mapping
+//! assert_eq!(q, p);
+//! assert_eq!(unsafe { *q }, 0); // `zeroed` clears a reused mapping
+//! unsafe { LARGE.free(q, 20) };
+//! assert!(LARGE.trim() > 0);
+//! assert_eq!(LARGE.cached_bytes(), 0);
+//! ```
 #![no_std]
+#![warn(missing_docs)]
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
@@ -59,7 +104,7 @@ struct Cache {
     bytes: usize,
 }
 
-/// Counters of the large tier (relaxed atomics).
+/// Counters of the large tier (relaxed atomics), read with [`LargeHeap::stats`].
 pub struct LargeStats {
     /// Large blocks allocated.
     pub allocs: AtomicU64,
@@ -74,6 +119,9 @@ pub struct LargeStats {
 }
 
 /// The large tier over a page source.
+///
+/// `Sync` when the page source is; usually a `static` (it needs a `&'static
+/// AddressMap`). See the [crate example](crate).
 pub struct LargeHeap<P: PageSource + 'static> {
     stats: LargeStats,
     pages: P,

@@ -349,5 +349,10 @@ pub unsafe fn free_remote(queue: &RemoteQueue<Plain>, p: NonNull<u8>) {
     unsafe { queue.push(UserPtr::<Plain>::from_raw(p).to_base()) }
 }
 
+/// `docs/reuse.md`, compiled and run as doc tests so its snippets keep matching the APIs.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/reuse.md")]
+pub struct ReuseGuide;
+
 #[cfg(test)]
 mod tests;

@@ -59,8 +59,7 @@ fn many_objects_keep_their_contents_and_are_aligned() {
     assert!(pool.cached() <= refill::cache_cap(pool.class()));
 }
 
-static REUSE_MAP: AddressMap = AddressMap::new();
-static REUSE: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &REUSE_MAP, 8);
+static REUSE: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 8);
 
 #[test]
 fn freed_blocks_are_reused() {
@@ -150,8 +149,9 @@ fn every_class_gives_aligned_distinct_blocks_of_enough_bytes() {
     assert!(ObjectPool::new(&SEGMENTS, tiny_layout::MAX_CLASS_SIZE + 1).is_none());
 }
 
-static QUIET_MAP: AddressMap = AddressMap::new();
-static QUIET: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &QUIET_MAP, 8);
+// Segment pools of their own (for exact counts), sharing the crate's address map: each
+// static AddressMap costs seconds of compile-time evaluation (64 MiB).
+static QUIET: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 8);
 
 #[test]
 fn dropping_an_empty_pool_returns_its_segments() {
@@ -178,8 +178,7 @@ fn dropping_an_empty_pool_returns_its_segments() {
     assert_eq!(QUIET.cached(), 0);
 }
 
-static REMOTE_MAP: AddressMap = AddressMap::new();
-static REMOTE: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &REMOTE_MAP, 8);
+static REMOTE: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 8);
 
 #[test]
 fn other_threads_free_through_the_remote_queue() {
@@ -226,8 +225,16 @@ fn other_threads_free_through_the_remote_queue() {
     }
 }
 
+/// Cases per run: 256, or `PROPTEST_CASES` for a longer run.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// Random alloc/free sequences against a model: contents, counts and ownership.
     #[test]

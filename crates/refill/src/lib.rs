@@ -11,7 +11,51 @@
 //!   at half its cap, so a list oscillating around its cap does not spill every push.
 //! - Caps bound a thread cache's bytes per class by about [`CACHE_BYTES_PER_CLASS`]
 //!   (at least one block), so an idle thread holds a bounded amount of memory.
+//!
+//! ## Example
+//! A toy source and sink over a static buffer of blocks; a real one is a slab heap
+//! (`superslab::SlabHeap`, adapted by hakmem's facade or `pool_alloc`).
+//! ```
+//! use core::ptr::NonNull;
+//! use ptr_conversion::BlockBase;
+//! use refill::{BlockSink, BlockSource};
+//! use tiny_layout::{class_of, Plain, SizeClass};
+//! use tls_sll::FreeList;
+//!
+//! #[repr(align(16))]
+//! struct Mem([[u8; 16]; 256]);
+//! struct Toy { mem: Box<Mem>, next: usize, returned: usize }
+//! impl BlockSource<Plain> for Toy {
+//!     fn take_blocks(&mut self, _c: SizeClass, max: u32, out: &mut FreeList<Plain>) -> u32 {
+//!         let mut n = 0;
+//!         while n < max && self.next < self.mem.0.len() {
+//!             let p = NonNull::new(self.mem.0[self.next].as_mut_ptr()).unwrap();
+//!             // SAFETY: an unused 16-aligned block of the toy's buffer.
+//!             unsafe { out.push(BlockBase::from_raw(p)) };
+//!             self.next += 1;
+//!             n += 1;
+//!         }
+//!         n
+//!     }
+//! }
+//! impl BlockSink<Plain> for Toy {
+//!     fn return_block(&mut self, _c: SizeClass, _b: BlockBase<Plain>) {
+//!         self.returned += 1;
+//!     }
+//! }
+//!
+//! let c = class_of(16).unwrap();
+//! let mut toy = Toy { mem: Box::new(Mem([[0; 16]; 256])), next: 0, returned: 0 };
+//! let mut cache = FreeList::<Plain>::new(refill::cache_cap(c));
+//! let b = refill::refill(&mut cache, c, &mut toy).unwrap(); // a miss: one batch
+//! assert_eq!(toy.next as u32, refill::refill_batch(c));
+//! assert_eq!(cache.len(), refill::refill_batch(c) - 1);
+//! unsafe { cache.push(b) };
+//! refill::flush(&mut cache, c, &mut toy); // thread exit: everything back
+//! assert_eq!((cache.len(), toy.returned), (0, toy.next));
+//! ```
 #![no_std]
+#![warn(missing_docs)]
 
 use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
 use tls_sll::FreeList;
@@ -24,6 +68,10 @@ pub const MAX_CACHED: u32 = 128;
 pub const CACHE_BYTES_PER_CLASS: usize = 32 * 1024;
 
 /// Where refills take blocks from (a slab heap).
+///
+/// The contract between a cache and whatever holds the slabs: implementors push the
+/// blocks they hand over onto `out` (with `FreeList::push`, ignoring its cap), and the
+/// blocks become the cache's. See the [crate example](crate).
 pub trait BlockSource<L: BlockLayout> {
     /// Moves between 1 and `max` blocks of class `c` into `out`; returns how many (0 only
     /// when memory is exhausted).
@@ -31,12 +79,23 @@ pub trait BlockSource<L: BlockLayout> {
 }
 
 /// Where spills return blocks to.
+///
+/// The block handed to [`return_block`](Self::return_block) was obtained from the
+/// matching [`BlockSource`] and is free; the sink owns it from then on.
 pub trait BlockSink<L: BlockLayout> {
     /// Takes back one block of class `c` that the cache owned.
     fn return_block(&mut self, c: SizeClass, b: BlockBase<L>);
 }
 
 /// The cache cap of class `c`.
+///
+/// ```
+/// use refill::{cache_cap, MAX_CACHED};
+/// use tiny_layout::{class_of, MAX_CLASS_SIZE};
+/// assert_eq!(cache_cap(class_of(16).unwrap()), MAX_CACHED); // small: by count
+/// assert_eq!(cache_cap(class_of(1024).unwrap()), 32); // 32 KiB / 1 KiB
+/// assert_eq!(cache_cap(class_of(MAX_CLASS_SIZE).unwrap()), 1); // at least one block
+/// ```
 pub const fn cache_cap(c: SizeClass) -> u32 {
     let by_bytes = CACHE_BYTES_PER_CLASS / c.block_size();
     if by_bytes == 0 {
@@ -48,7 +107,14 @@ pub const fn cache_cap(c: SizeClass) -> u32 {
     }
 }
 
-/// Blocks moved by one refill of class `c`.
+/// Blocks moved by one refill of class `c`: half the cap, at most [`MAX_BATCH`].
+///
+/// ```
+/// use refill::{refill_batch, MAX_BATCH};
+/// use tiny_layout::class_of;
+/// assert_eq!(refill_batch(class_of(16).unwrap()), MAX_BATCH);
+/// assert_eq!(refill_batch(class_of(1024).unwrap()), 16);
+/// ```
 pub const fn refill_batch(c: SizeClass) -> u32 {
     let half = cache_cap(c).div_ceil(2);
     if half > MAX_BATCH {
@@ -71,6 +137,9 @@ pub fn refill<L: BlockLayout, S: BlockSource<L>>(
 }
 
 /// Spills blocks from `list` (class `c`) to `sink` until it holds half its cap.
+///
+/// The most recently pushed blocks go back to the sink; a list already at or below half
+/// its cap is left alone.
 pub fn spill<L: BlockLayout, S: BlockSink<L>>(list: &mut FreeList<L>, c: SizeClass, sink: &mut S) {
     let keep = list.cap() / 2;
     while list.len() > keep {

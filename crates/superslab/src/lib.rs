@@ -26,7 +26,63 @@
 //!   (`Release`); remote pushes are `Release` CASes and the owner's drain is an `Acquire`
 //!   swap, so the block links (and everything the freeing thread wrote before) are
 //!   visible to the owner. These are the only atomics on block paths.
+//!
+//! ## Example
+//! A slab heap taking blocks from segments of a toy [`PageSource`] (the global allocator;
+//! hakmem's and `pool_alloc`'s use `mmap`), an owner lookup from a block's address, and
+//! the segment going back when its last slab closes.
+//! ```
+//! use core::ptr::NonNull;
+//! use std::alloc::{alloc_zeroed, dealloc, Layout};
+//! use superslab::{AddressMap, PageSource, Region, Segment, SegmentPool, SlabHeap, SEGMENT_SIZE};
+//! use tiny_layout::{class_of, Plain};
+//! use tls_sll::FreeList;
+//!
+//! /// Zeroed, segment-aligned memory from the global allocator.
+//! struct StdPages;
+//! // SAFETY: alloc_zeroed gives fresh zeroed memory of the asked size and alignment;
+//! // `purge` zeroes; this pool only maps and unmaps whole segments.
+//! unsafe impl PageSource for StdPages {
+//!     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+//!         let layout = Layout::from_size_align(size, align.max(Self::PAGE)).ok()?;
+//!         NonNull::new(unsafe { alloc_zeroed(layout) })
+//!     }
+//!     unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+//!         let layout = Layout::from_size_align(size, SEGMENT_SIZE).unwrap();
+//!         unsafe { dealloc(p.as_ptr(), layout) }
+//!     }
+//!     unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+//!         unsafe { p.as_ptr().write_bytes(0, size) }
+//!     }
+//! }
+//!
+//! static MAP: AddressMap = AddressMap::new();
+//! // Keeps no empty segment: a segment whose slabs all close is unmapped at once.
+//! static POOL: SegmentPool<StdPages> = SegmentPool::new(StdPages, &MAP, 0);
+//!
+//! let mut heap = SlabHeap::<Plain>::new();
+//! heap.set_owner(1); // any token unique among live owners
+//! let c = class_of(64).unwrap();
+//! let mut cache = FreeList::<Plain>::new(u32::MAX);
+//! assert_eq!(heap.take_blocks(&POOL, c, 10, &mut cache), 10);
+//!
+//! let b = cache.pop().unwrap();
+//! assert_eq!(MAP.region(b.addr()), Region::Segment); // one load: ours
+//! // SAFETY: the map says `b` lies in a live segment.
+//! let slab = unsafe { Segment::<Plain>::slab_of(b.addr()) };
+//! assert_eq!((slab.owner(), slab.class(), slab.used()), (1, c, 10));
+//!
+//! // SAFETY: blocks taken from this heap, free again, returned by the owner.
+//! unsafe { heap.return_block(&POOL, b) };
+//! while let Some(b) = cache.pop() {
+//!     unsafe { heap.return_block(&POOL, b) };
+//! }
+//! heap.release_empty(&POOL); // closes the empty slab: its segment goes back
+//! assert!(heap.is_empty());
+//! assert_eq!(MAP.region(b.addr()), Region::Foreign);
+//! ```
 #![no_std]
+#![warn(missing_docs)]
 
 mod map;
 mod remote;
@@ -52,6 +108,9 @@ static_assertions::const_assert!(tiny_layout::MIN_SLAB_BYTES % SLICE_SIZE == 0);
 static_assertions::const_assert!(tiny_layout::MAX_SLAB_BYTES <= SEGMENT_SIZE / 4);
 
 /// The operating system's pages, as superslab (and the large tier) need them.
+///
+/// The crate example implements one over the global allocator; hakmem's and
+/// `pool_alloc`'s implement it over `mmap`, `munmap` and `madvise(MADV_DONTNEED)`.
 ///
 /// # Safety
 /// Implementations must return fresh, zero-filled, readable and writable memory of the

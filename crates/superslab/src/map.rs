@@ -28,6 +28,25 @@ pub enum Region {
 /// lookup may be `Relaxed` because the pointer being looked up reached the caller
 /// through whatever synchronisation handed over the block, which happens after the
 /// publication.
+///
+/// ```
+/// use superslab::{AddressMap, Region, ADDRESS_BITS, SEGMENT_SIZE};
+/// static MAP: AddressMap = AddressMap::new();
+///
+/// let seg = 64 * SEGMENT_SIZE; // a segment-aligned address
+/// MAP.publish_segment(seg);
+/// assert_eq!(MAP.region(seg + 12345), Region::Segment);
+/// assert_eq!(MAP.region(seg + SEGMENT_SIZE), Region::Foreign);
+/// MAP.retract_segment(seg);
+/// assert_eq!(MAP.region(seg), Region::Foreign);
+///
+/// let large = seg + 4096; // a large block's user pointer
+/// assert!(MAP.add_large(large));
+/// assert_eq!(MAP.region(seg), Region::Large); // the whole granule may hold large blocks
+/// MAP.remove_large(large);
+/// assert_eq!(MAP.region(seg), Region::Foreign);
+/// assert_eq!(MAP.region(1 << ADDRESS_BITS), Region::Foreign); // outside the map
+/// ```
 pub struct AddressMap {
     entries: [AtomicU16; ENTRIES],
 }

@@ -14,6 +14,36 @@ use tls_sll::FreeList;
 /// the freeing threads made to their blocks. One atomic operation per push (a CAS,
 /// retried only under contention); no ABA hazard because the consumer never pops one
 /// element, it takes the whole stack.
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use ptr_conversion::BlockBase;
+/// use superslab::RemoteQueue;
+/// use tiny_layout::Plain;
+/// use tls_sll::FreeList;
+///
+/// #[repr(align(16))]
+/// struct Blocks([[u8; 16]; 8]);
+/// let mut mem = Box::new(Blocks([[0; 16]; 8]));
+/// let addrs: Vec<usize> = mem.0.iter_mut().map(|b| b.as_mut_ptr() as usize).collect();
+/// let queue = RemoteQueue::<Plain>::new();
+/// std::thread::scope(|s| {
+///     for half in addrs.chunks(4) {
+///         let queue = &queue;
+///         s.spawn(move || {
+///             for &a in half {
+///                 let b = NonNull::new(a as *mut u8).unwrap();
+///                 // SAFETY: each free block is handed over exactly once.
+///                 unsafe { queue.push(BlockBase::from_raw(b)) };
+///             }
+///         });
+///     }
+/// });
+/// // The owner takes everything with one swap.
+/// let mut got = FreeList::<Plain>::new(u32::MAX);
+/// assert_eq!(queue.take_all(&mut got), 8);
+/// assert!(queue.is_empty());
+/// ```
 pub struct RemoteQueue<L: BlockLayout> {
     head: AtomicPtr<u8>,
     _layout: core::marker::PhantomData<L>,

@@ -13,7 +13,8 @@ const USABLE_SLICES: u64 = !1;
 
 /// Metadata of one slab (or of a slice that is a slab's tail, or free).
 ///
-/// Only the owner's thread touches these fields (see the crate invariants).
+/// Only the owner's thread touches these fields (see the crate invariants). Found from a
+/// block's address with [`Segment::slab_of`] (see the [crate example](crate)).
 #[repr(C)]
 pub struct Slab<L: BlockLayout> {
     free: Option<BlockBase<L>>,
@@ -95,6 +96,12 @@ impl<L: BlockLayout> Slab<L> {
     /// No free block and nothing left to carve.
     fn is_exhausted(&self) -> bool {
         self.free.is_none() && self.bump >= self.end
+    }
+
+    /// End of the carved part of the slab: every block below it has been handed out at
+    /// least once.
+    pub fn carved_end(&self) -> usize {
+        self.bump
     }
 
     /// Blocks currently outside the slab.
@@ -216,6 +223,17 @@ fn find_run(free: u64, n: usize) -> Option<usize> {
 }
 
 /// A minimal spin lock for cold, short critical sections (segment pool, heap registry).
+///
+/// No guard and no poisoning: `lock` and `unlock` must pair up on the same thread, and
+/// nothing between them may panic or allocate through the lock's owner.
+///
+/// ```
+/// use superslab::SpinLock;
+/// static LOCK: SpinLock = SpinLock::new();
+/// LOCK.lock();
+/// // ... a short critical section ...
+/// LOCK.unlock();
+/// ```
 pub struct SpinLock {
     locked: AtomicBool,
 }
@@ -290,6 +308,9 @@ impl PoolStats {
 
 /// The process-wide pool of empty segments, and the only place segments are mapped and
 /// unmapped (and published in or retracted from the [`AddressMap`]).
+///
+/// Shared by every [`SlabHeap`] (it is `Sync` when its page source is); usually a
+/// `static`, since it needs a `&'static AddressMap`. See the [crate example](crate).
 pub struct SegmentPool<P: PageSource + 'static> {
     pages: P,
     map: &'static AddressMap,
@@ -424,6 +445,8 @@ impl<P: PageSource + 'static> SegmentPool<P> {
 ///
 /// The owner token is any `usize` unique among live owners (the facade uses the address
 /// of the heap that embeds this). All methods must be called by the owner's thread only.
+///
+/// See the [crate example](crate) for taking and returning blocks.
 pub struct SlabHeap<L: BlockLayout> {
     owner: usize,
     segments: *mut Segment<L>,

@@ -11,12 +11,40 @@
 //! - A list never grows past its cap through [`FreeList::push_bounded`]; callers that must
 //!   exceed it (a refill batch) use [`FreeList::push`] and the cap is restored by a spill.
 //! - Every block in a list is owned by the list's owner: no other thread touches it.
+//!
+//! ## Example
+//! ```
+//! use core::ptr::NonNull;
+//! use ptr_conversion::BlockBase;
+//! use tiny_layout::Plain;
+//! use tls_sll::FreeList;
+//!
+//! #[repr(align(16))]
+//! struct Blocks([[u8; 32]; 4]);
+//! let mut mem = Blocks([[0; 32]; 4]);
+//! // SAFETY: four free, 16-aligned blocks of 32 bytes, owned here.
+//! let blocks = mem.0.each_mut().map(|b| unsafe {
+//!     BlockBase::<Plain>::from_raw(NonNull::new(b.as_mut_ptr()).unwrap())
+//! });
+//!
+//! let mut list = FreeList::<Plain>::new(3); // cap 3
+//! for b in &blocks[..3] {
+//!     unsafe { list.push_bounded(*b) }.unwrap();
+//! }
+//! assert_eq!(unsafe { list.push_bounded(blocks[3]) }, Err(blocks[3])); // full
+//! assert_eq!(list.len(), 3);
+//! assert_eq!(list.pop(), Some(blocks[2])); // LIFO
+//! ```
 #![no_std]
+#![warn(missing_docs)]
 
 use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
 use tiny_layout::CLASS_COUNT;
 
 /// One LIFO free list with its length and cap (16 bytes).
+///
+/// The links are threaded through the blocks themselves (`ptr_conversion` says where),
+/// so a list needs no memory of its own. See the [crate example](crate) for push and pop.
 pub struct FreeList<L: BlockLayout> {
     head: Option<BlockBase<L>>,
     count: u32,
@@ -24,6 +52,35 @@ pub struct FreeList<L: BlockLayout> {
 }
 
 /// A detached run of blocks (`head` … `tail`, `count` long) moving between lists.
+///
+/// Splicing a chain into a list is O(1) whatever its length, which is what makes batch
+/// moves (refills, spills, remote frees) cheap.
+///
+/// ```
+/// # use core::ptr::NonNull;
+/// # use ptr_conversion::BlockBase;
+/// # use tiny_layout::Plain;
+/// use tls_sll::FreeList;
+/// # #[repr(align(16))]
+/// # struct Blocks([[u8; 32]; 5]);
+/// # let mut mem = Blocks([[0; 32]; 5]);
+/// # let blocks = mem.0.each_mut().map(|b| unsafe {
+/// #     BlockBase::<Plain>::from_raw(NonNull::new(b.as_mut_ptr()).unwrap())
+/// # });
+/// let mut a = FreeList::<Plain>::new(8);
+/// for b in blocks {
+///     // SAFETY: free blocks owned here (see the crate example).
+///     unsafe { a.push(b) };
+/// }
+/// let chain = a.take(3).unwrap(); // the three most recently pushed
+/// assert_eq!((chain.len(), a.len()), (3, 2));
+/// let (first, rest) = chain.split_first();
+/// assert_eq!(first, blocks[4]);
+/// let mut b = FreeList::<Plain>::new(8);
+/// b.push_chain(rest.unwrap()); // O(1) splice
+/// assert_eq!(b.len(), 2);
+/// assert_eq!(b.pop(), Some(blocks[3]));
+/// ```
 pub struct Chain<L: BlockLayout> {
     head: BlockBase<L>,
     tail: BlockBase<L>,
@@ -174,6 +231,18 @@ impl<L: BlockLayout> Chain<L> {
 }
 
 /// One free list per size class: a thread cache's lists, indexed by [`SizeClass`].
+///
+/// ```
+/// use tiny_layout::{class_of, Plain, SizeClass};
+/// use tls_sll::ClassLists;
+/// let mut cache = ClassLists::<Plain>::new();
+/// for c in SizeClass::all() {
+///     cache.get(c).set_cap(64);
+/// }
+/// let c = class_of(48).unwrap();
+/// assert!(cache.get(c).is_empty());
+/// assert_eq!(cache.get(c).cap(), 64);
+/// ```
 pub struct ClassLists<L: BlockLayout> {
     lists: [FreeList<L>; CLASS_COUNT],
 }
