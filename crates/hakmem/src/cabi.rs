@@ -34,11 +34,14 @@ macro_rules! export {
     };
 }
 
-export!(malloc, __libc_malloc => fn(size: usize) -> *mut c_void { ret(API.malloc(size)) });
+// malloc and free are the facade's fused fast paths (`Alloc::malloc`, `Alloc::free_ptr`),
+// which keep `Api::malloc`'s and `Api::free`'s semantics (errno set in the slow path, null
+// freed as a no-op) without a frame or a test after the fast path.
+export!(malloc, __libc_malloc => fn(size: usize) -> *mut c_void { crate::Alloc::malloc(size).cast() });
 export!(calloc, __libc_calloc => fn(n: usize, size: usize) -> *mut c_void { ret(API.calloc(n, size)) });
 export!(free, __libc_free, cfree => fn(p: *mut c_void) -> () {
-    // SAFETY: the C contract: `p` is null or ours.
-    unsafe { API.free(p.cast()) }
+    // SAFETY: the C contract: `p` is null or ours (others are refused with a message).
+    unsafe { crate::Alloc::free_ptr(p.cast()) }
 });
 export!(realloc, __libc_realloc => fn(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: the C contract.

@@ -29,6 +29,23 @@ pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 8);
 /// The large tier: at most 64 MiB of freed mappings cached for at most 1 s.
 pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 64 << 20, 1000);
 
+/// The heap of threads that have none yet (and of exiting ones): its lists are empty
+/// with cap 0 and no slab has it as owner, so every fast path on it falls through to the
+/// slow path, which gives the thread a real heap. Never written (see [`current`]).
+struct EmptyHeap(core::cell::UnsafeCell<Heap>);
+// SAFETY: nothing ever writes the empty heap: pops from its empty lists return before
+// writing, pushes fail its cap-0 check or its owner check first, and every slow path
+// replaces it with a real heap (`current_or_init`) or tests for it (`current_real`).
+unsafe impl Sync for EmptyHeap {}
+// SAFETY: an all-zero `Heap` is valid: null pointers, empty lists, zero counts and caps.
+static EMPTY: EmptyHeap = EmptyHeap(core::cell::UnsafeCell::new(unsafe { core::mem::zeroed() }));
+
+/// The shared empty heap's address.
+#[inline(always)]
+fn empty() -> *mut Heap {
+    EMPTY.0.get()
+}
+
 /// One thread's allocator state.
 #[repr(C, align(64))]
 pub struct Heap {
@@ -297,7 +314,7 @@ pub fn for_each_heap(mut f: impl FnMut(&stats::ClassCounters, bool)) {
 
 /// See [`crate::trim`].
 pub fn trim() -> usize {
-    let h = current();
+    let h = current_real();
     // SAFETY: this thread's heap (if any).
     let own = if h.is_null() {
         0
@@ -309,28 +326,31 @@ pub fn trim() -> usize {
 
 // ---- thread-local state and process-wide set-up ----
 
-/// This thread's heap pointer: one initial-exec TLS slot.
+/// This thread's heap pointer: one initial-exec TLS slot, initially the empty heap.
 ///
 /// A malloc replacement must use static (initial-exec) TLS: glibc's manual asks it of
 /// preloaded allocators, and the default model for a cdylib calls `__tls_get_addr` on
 /// every access (and may allocate). Stable Rust has no TLS-model switch, so on x86-64 the
 /// slot is declared in `.tbss` with `global_asm!` and reached through a GOTTPOFF load plus
 /// an `%fs`-relative access, which the linker turns into a static TLS reservation
-/// (`DT_FLAGS STATIC_TLS`). Other targets use `thread_local!`.
+/// (`DT_FLAGS STATIC_TLS`). The slot is in `.tdata`, initialised to the empty heap's
+/// address (the dynamic loader relocates the TLS image before copying it for any thread),
+/// so the fast paths never test for null. Other targets use `thread_local!`.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod slot {
-    use super::Heap;
+    use super::{Heap, EMPTY};
 
     core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
+        ".pushsection .tdata,\"awT\",@progbits",
         ".p2align 3",
         ".globl hakmem_thread_heap",
         ".hidden hakmem_thread_heap",
         ".type hakmem_thread_heap,@object",
         ".size hakmem_thread_heap,8",
         "hakmem_thread_heap:",
-        ".zero 8",
+        ".quad {empty}",
         ".popsection",
+        empty = sym EMPTY,
     );
 
     #[inline(always)]
@@ -367,10 +387,10 @@ mod slot {
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 mod slot {
-    use super::Heap;
+    use super::{Heap, EMPTY};
     use core::cell::Cell;
     std::thread_local! {
-        static HEAP: Cell<*mut Heap> = const { Cell::new(core::ptr::null_mut()) };
+        static HEAP: Cell<*mut Heap> = const { Cell::new(EMPTY.0.get()) };
     }
     #[inline(always)]
     pub fn get() -> *mut Heap {
@@ -393,19 +413,32 @@ const DONE: u8 = 2;
 static INIT: AtomicU8 = AtomicU8::new(UNINIT);
 static mut EXIT_KEY: libc::pthread_key_t = 0;
 
-/// This thread's heap, or null before its first allocation.
+/// This thread's heap for the fast paths: never null, the empty heap before the thread's
+/// first allocation (its lists are empty and it owns no slab, so both fast paths fall
+/// through to their slow paths).
 #[inline(always)]
 pub fn current() -> *mut Heap {
     slot::get()
 }
 
+/// This thread's heap, or null if it has none yet (slow paths).
+#[inline]
+pub fn current_real() -> *mut Heap {
+    let h = current();
+    if h == empty() {
+        null_mut()
+    } else {
+        h
+    }
+}
+
 /// This thread's heap, creating or adopting one on first use (null if out of memory).
 #[cold]
 pub fn current_or_init() -> *mut Heap {
-    let mut h = current();
+    let mut h = current_real();
     if h.is_null() {
         process_init();
-        h = current(); // set-up may have allocated on this thread
+        h = current_real(); // set-up may have allocated on this thread
         if h.is_null() {
             h = acquire_heap();
             if h.is_null() {
@@ -468,7 +501,7 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
         (*h).flush();
         (*h).registered = false;
     }
-    slot::set(null_mut());
+    slot::set(empty());
     abandon_heap(h);
 }
 
@@ -489,7 +522,7 @@ extern "C" fn fork_child() {
     LARGE.lock().reset();
     POOL.lock().reset();
     REGISTRY.lock.reset();
-    let me = current();
+    let me = current_real();
     let mut h = REGISTRY.all.get();
     while !h.is_null() {
         // SAFETY: heaps are never unmapped; in the child no other thread runs.

@@ -63,20 +63,49 @@ const SLAB_ALIGN: usize = tiny_layout::MIN_SLAB_BYTES;
 pub struct Alloc;
 
 impl Alloc {
+    /// `malloc(size)` with C semantics, `errno` included: the fast path (a small size
+    /// whose cache list is not empty) has no call, no stack frame and no atomic; anything
+    /// else is one tail call to [`malloc_slow`].
+    #[inline(always)]
+    pub fn malloc(size: usize) -> *mut u8 {
+        if size <= LOOKUP_MAX {
+            if let Some(p) = Self::pop_cached(size) {
+                return p;
+            }
+        }
+        malloc_slow(size)
+    }
+
+    /// A cached block for a size of at most [`LOOKUP_MAX`], if this thread's list of its
+    /// class has one (on the empty heap of a thread without one, it never has).
+    #[inline(always)]
+    fn pop_cached(size: usize) -> Option<*mut u8> {
+        // `class_of` cannot fail at or below LOOKUP_MAX: one table load.
+        let c = class_of(size)?;
+        let h = heap::current();
+        // SAFETY: `h` is this thread's heap (or the empty heap, whose lists are empty);
+        // only this thread touches its cache.
+        let b = unsafe { (*h).cache.get(c).pop() }?;
+        // SAFETY: as above; a successful pop means a real heap.
+        stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
+        #[cfg(feature = "checked")]
+        checks::on_alloc(b, c, size);
+        Some(b.to_user().as_ptr())
+    }
+
     /// A block of class `c` for `size` bytes: cache pop, else the slow path.
     #[inline(always)]
     fn alloc_class(c: SizeClass, size: usize) -> *mut u8 {
         let h = heap::current();
-        if !h.is_null() {
-            // SAFETY: `h` is this thread's heap; only this thread touches its cache.
-            if let Some(b) = unsafe { (*h).cache.get(c).pop() } {
-                // SAFETY: as above.
-                stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
-                #[cfg(feature = "checked")]
-                checks::on_alloc(b, c, size);
-                let _ = size;
-                return b.to_user().as_ptr();
-            }
+        // SAFETY: `h` is this thread's heap or the empty heap; only this thread touches
+        // its cache.
+        if let Some(b) = unsafe { (*h).cache.get(c).pop() } {
+            // SAFETY: as above; a successful pop means a real heap.
+            stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
+            #[cfg(feature = "checked")]
+            checks::on_alloc(b, c, size);
+            let _ = size;
+            return b.to_user().as_ptr();
         }
         Self::alloc_class_slow(c, size)
     }
@@ -102,30 +131,33 @@ impl Alloc {
         }
     }
 
-    /// Frees any pointer of ours; refuses others with a message. The fast path (a block
-    /// of this thread's heap whose cache has room) has no call; everything else is in
-    /// [`free_other`].
+    /// `free(p)` for any pointer, null included (it does nothing); refuses pointers that
+    /// are not ours with a message. The fast path (a block of this thread's heap whose
+    /// cache has room) has no call; everything else is one tail call to [`free_other`].
+    /// Null needs no test here: the address map never marks the first granule.
     #[inline(always)]
-    unsafe fn free_ptr(p: *mut u8) {
+    pub unsafe fn free_ptr(p: *mut u8) {
         // SAFETY: any pointer value is accepted; a bad one is reported and aborts.
         #[cfg(feature = "checked")]
-        unsafe {
-            checks::on_free(p)
-        };
+        if !p.is_null() {
+            unsafe { checks::on_free(p) };
+        }
         let addr = p as usize;
         if heap::MAP.region(addr) == Region::Segment {
             // SAFETY: the map says `addr` is in a live segment.
             let slab = unsafe { Segment::<Layout>::slice_of(addr) };
+            // Read both before any store below (which the compiler cannot tell apart).
+            let (owner, c) = (slab.owner(), slab.class());
             let h = heap::current();
             // Owner tokens are heap addresses and closed slabs have owner 0, so equality
             // means: a live slab of this thread's heap (every slice carries owner and class).
-            if slab.owner() == h as usize {
+            if owner == h as usize {
                 // SAFETY: `p` is a block start of our slab (the checked build verifies it).
                 let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
                 // SAFETY: our own heap; the block is free now and ours.
-                if unsafe { (*h).cache.get(slab.class()).push_bounded(b) }.is_ok() {
+                if unsafe { (*h).cache.get(c).push_bounded(b) }.is_ok() {
                     // SAFETY: as above.
-                    stats::bump(unsafe { &(*h).counters.frees[slab.class().index()] });
+                    stats::bump(unsafe { &(*h).counters.frees[c.index()] });
                     return;
                 }
             }
@@ -141,6 +173,9 @@ impl Alloc {
 #[inline(never)]
 unsafe fn free_other(p: *mut u8) {
     let addr = p as usize;
+    if p.is_null() {
+        return;
+    }
     match heap::MAP.region(addr) {
         Region::Segment => {
             // SAFETY: the map says `addr` is in a live segment.
@@ -150,7 +185,7 @@ unsafe fn free_other(p: *mut u8) {
             }
             // SAFETY: `p` is a block start of this live slab.
             let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-            let h = heap::current();
+            let h = heap::current_real();
             if slab.owner() == h as usize {
                 // SAFETY: this thread's heap and block; its cache list was full.
                 unsafe { (*h).free_slow(slab.class(), b) };
@@ -203,13 +238,7 @@ unsafe impl Backend for Alloc {
 
     #[inline(always)]
     fn alloc(&self, size: usize) -> *mut u8 {
-        if size <= LOOKUP_MAX {
-            // `class_of` cannot fail below MAX_CLASS_SIZE.
-            if let Some(c) = class_of(size) {
-                return Self::alloc_class(c, size);
-            }
-        }
-        alloc_medium_or_large(size)
+        Self::malloc(size)
     }
 
     fn alloc_zeroed(&self, size: usize) -> *mut u8 {
@@ -336,12 +365,22 @@ fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
     p
 }
 
+/// Every `malloc` but the fast path: an empty cache list, a thread without a heap, a
+/// medium or large size, a size no one can serve (null with `ENOMEM`).
 #[cold]
-fn alloc_medium_or_large(size: usize) -> *mut u8 {
-    match class_of(size) {
+#[inline(never)]
+fn malloc_slow(size: usize) -> *mut u8 {
+    let p = match class_of(size) {
         Some(c) => Alloc::alloc_class(c, size),
-        None => heap::LARGE.alloc(size, MIN_ALIGN, false, os::now_ms()),
+        None if size <= isize::MAX as usize => {
+            heap::LARGE.alloc(size, MIN_ALIGN, false, os::now_ms())
+        }
+        None => null_mut(),
+    };
+    if p.is_null() {
+        os::set_errno(libc::ENOMEM);
     }
+    p
 }
 
 /// The malloc family over hakmem.

@@ -6,7 +6,8 @@
 //! the facade's job; this crate is plain single-owner data.
 //!
 //! ## Invariants owned here
-//! - `count` is exactly the number of blocks reachable from `head`.
+//! - `cap - room` ([`FreeList::len`]) is exactly the number of blocks reachable from
+//!   `head`.
 //! - Lists hold [`BlockBase`]s only (never user pointers): the type admits nothing else.
 //! - A list never grows past its cap through [`FreeList::push_bounded`]; callers that must
 //!   exceed it (a refill batch) use [`FreeList::push`] and the cap is restored by a spill.
@@ -45,9 +46,13 @@ use tiny_layout::CLASS_COUNT;
 ///
 /// The links are threaded through the blocks themselves (`ptr_conversion` says where),
 /// so a list needs no memory of its own. See the [crate example](crate) for push and pop.
+///
+/// The length is kept as the room left below the cap (`room = cap - len`, negative while
+/// a refill batch overfills the list), so a bounded push tests and updates one field and
+/// a pop updates one.
 pub struct FreeList<L: BlockLayout> {
     head: Option<BlockBase<L>>,
-    count: u32,
+    room: i32,
     cap: u32,
 }
 
@@ -99,18 +104,26 @@ impl<L: BlockLayout> Chain<L> {
 }
 
 impl<L: BlockLayout> FreeList<L> {
-    /// An empty list with cap `cap`.
+    /// The largest cap (caps above it are lowered to it).
+    pub const MAX_CAP: u32 = i32::MAX as u32;
+
+    /// An empty list with cap `cap` (at most [`MAX_CAP`](Self::MAX_CAP)).
     pub const fn new(cap: u32) -> Self {
+        let cap = if cap > Self::MAX_CAP {
+            Self::MAX_CAP
+        } else {
+            cap
+        };
         FreeList {
             head: None,
-            count: 0,
+            room: cap as i32,
             cap,
         }
     }
     /// Blocks in the list.
     #[inline(always)]
     pub fn len(&self) -> u32 {
-        self.count
+        (self.cap as i64 - self.room as i64) as u32
     }
     /// No blocks?
     #[inline(always)]
@@ -122,9 +135,13 @@ impl<L: BlockLayout> FreeList<L> {
     pub fn cap(&self) -> u32 {
         self.cap
     }
-    /// Changes the cap (blocks above it stay until the next spill).
+    /// Changes the cap (at most [`MAX_CAP`](Self::MAX_CAP); blocks above it stay until
+    /// the next spill).
     pub fn set_cap(&mut self, cap: u32) {
+        let cap = cap.min(Self::MAX_CAP);
+        let len = self.len();
         self.cap = cap;
+        self.room = (cap as i64 - len as i64) as i32;
     }
 
     /// Pops the most recently pushed block.
@@ -134,7 +151,7 @@ impl<L: BlockLayout> FreeList<L> {
         // SAFETY: `b` is in this list, so it is free, owned by us, and its link was
         // written by `push`/`push_chain`.
         self.head = unsafe { b.link() };
-        self.count -= 1;
+        self.room += 1;
         Some(b)
     }
 
@@ -144,7 +161,7 @@ impl<L: BlockLayout> FreeList<L> {
     /// As for [`push`](Self::push).
     #[inline(always)]
     pub unsafe fn push_bounded(&mut self, b: BlockBase<L>) -> Result<(), BlockBase<L>> {
-        if self.count < self.cap {
+        if self.room > 0 {
             // SAFETY: forwarded from the caller.
             unsafe { self.push(b) };
             Ok(())
@@ -162,7 +179,7 @@ impl<L: BlockLayout> FreeList<L> {
         // SAFETY: the caller owns the free block `b`.
         unsafe { b.set_link(self.head) };
         self.head = Some(b);
-        self.count += 1;
+        self.room -= 1;
     }
 
     /// Detaches up to `n` blocks from the head as a chain.
@@ -182,13 +199,13 @@ impl<L: BlockLayout> FreeList<L> {
         }
         // SAFETY: as above.
         self.head = unsafe { tail.link() };
-        self.count -= count;
+        self.room += count as i32;
         Some(Chain { head, tail, count })
     }
 
     /// Detaches the whole list as a chain.
     pub fn take_all(&mut self) -> Option<Chain<L>> {
-        let n = self.count;
+        let n = self.len();
         self.take(n)
     }
 
@@ -198,7 +215,7 @@ impl<L: BlockLayout> FreeList<L> {
         // or `Chain::from_raw_parts`, whose caller vouches for them).
         unsafe { c.tail.set_link(self.head) };
         self.head = Some(c.head);
-        self.count += c.count;
+        self.room -= c.count as i32;
     }
 }
 

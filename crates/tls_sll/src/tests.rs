@@ -35,6 +35,35 @@ fn push_pop_is_lifo_and_counts() {
 }
 
 #[test]
+fn caps_can_change_under_a_full_list() {
+    let mut a = Arena([0; 64 * 32]);
+    let mut l = FreeList::<Plain>::new(4);
+    for i in 0..6 {
+        // Unbounded pushes overfill the list (a refill batch does).
+        unsafe { l.push(block(&mut a, i)) };
+    }
+    assert_eq!((l.len(), l.cap()), (6, 4));
+    assert!(unsafe { l.push_bounded(block(&mut a, 6)) }.is_err());
+    l.set_cap(2);
+    assert_eq!((l.len(), l.cap()), (6, 2));
+    let chain = l.take(5).unwrap();
+    assert_eq!((chain.len(), l.len()), (5, 1));
+    unsafe { l.push_bounded(block(&mut a, 7)).unwrap() };
+    assert!(unsafe { l.push_bounded(block(&mut a, 8)) }.is_err());
+    l.set_cap(10);
+    l.push_chain(chain);
+    assert_eq!(l.len(), 7);
+    for _ in 0..3 {
+        unsafe { l.push_bounded(block(&mut a, 9)).unwrap() };
+        l.pop();
+    }
+    assert_eq!(l.len(), 7);
+    // Caps above MAX_CAP are lowered to it.
+    let huge = FreeList::<Plain>::new(u32::MAX);
+    assert_eq!((huge.cap(), huge.len()), (FreeList::<Plain>::MAX_CAP, 0));
+}
+
+#[test]
 fn take_and_splice_move_runs() {
     let mut a = Arena([0; 64 * 32]);
     let mut l = FreeList::<Guarded>::new(100);
