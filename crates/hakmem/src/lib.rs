@@ -8,10 +8,11 @@
 //!   how `target/release/libhakmem.so` replaces malloc under `LD_PRELOAD`.
 //!
 //! ## How one malloc flows
-//! `malloc(n)` → `front_api` (size checks) → [`Alloc::alloc`] → `tiny_layout::class_of`
-//! → the thread's `tls_sll` list for that class → pop (fast path). On a miss,
-//! `refill` takes a batch from the heap's `superslab` slabs; above the largest class the
-//! large tier maps memory directly.
+//! `malloc(n)` → [`Alloc::malloc`] (`front_api::Api::malloc`'s semantics, fused) →
+//! `tiny_layout::class_of` → the thread's `tls_sll` list for that class → pop (fast path).
+//! Anything else is one tail call to the cold `malloc_slow`: on a miss, `refill` takes a
+//! batch from the heap's `superslab` slabs; above the largest class the large tier maps
+//! memory directly; failures set `errno`.
 //!
 //! ## How one free flows
 //! `free(p)` → the `superslab` address map classifies `p` with one load → the slab's
@@ -22,8 +23,9 @@
 //! ## Invariants owned here
 //! - Nothing on the malloc/free paths allocates, formats or panics; fatal conditions
 //!   write one line with `write(2)` and abort.
-//! - Thread-local state is a const-initialised pointer without destructor; thread exit is
-//!   handled by a pthread key registered without allocating.
+//! - Thread-local state is a const-initialised pointer without destructor, never null (a
+//!   static empty heap until the thread's first slow path); thread exit is handled by a
+//!   pthread key registered without allocating.
 #![cfg_attr(not(test), no_std)]
 
 extern crate std;
