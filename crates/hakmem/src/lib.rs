@@ -67,7 +67,7 @@ pub struct Alloc;
 impl Alloc {
     /// `malloc(size)` with C semantics, `errno` included: the fast path (a small size
     /// whose cache list is not empty) has no call, no stack frame and no atomic; anything
-    /// else is one tail call to [`malloc_slow`].
+    /// else is one tail call to the cold `malloc_slow`.
     #[inline(always)]
     pub fn malloc(size: usize) -> *mut u8 {
         if size <= LOOKUP_MAX {
@@ -135,7 +135,7 @@ impl Alloc {
 
     /// `free(p)` for any pointer, null included (it does nothing); refuses pointers that
     /// are not ours with a message. The fast path (a block of this thread's heap whose
-    /// cache has room) has no call; everything else is one tail call to [`free_other`].
+    /// cache has room) has no call; everything else is one tail call to the cold `free_other`.
     /// Null needs no test here: the address map never marks the first granule.
     #[inline(always)]
     pub unsafe fn free_ptr(p: *mut u8) {
