@@ -138,17 +138,17 @@ impl Heap {
         if self.remote.0.is_empty() {
             return;
         }
-        let mut got = FreeList::<Layout>::new(u32::MAX);
-        self.remote.0.take_all(&mut got);
-        while let Some(b) = got.pop() {
+        let (cache, slabs) = (&mut self.cache, &mut self.slabs);
+        // One pass over the queue's links (see `RemoteQueue::drain`).
+        self.remote.0.drain(|b| {
             // SAFETY: only blocks of our live slabs are pushed to our queue.
             let c = unsafe { Segment::<Layout>::slice_of(b.addr()) }.class();
             // SAFETY: the block is free and ours.
-            if let Err(b) = unsafe { self.cache.get(c).push_bounded(b) } {
+            if let Err(b) = unsafe { cache.get(c).push_bounded(b) } {
                 // SAFETY: as above.
-                unsafe { self.slabs.return_block(&POOL, b) };
+                unsafe { slabs.return_block(&POOL, b) };
             }
-        }
+        });
     }
 
     /// Frees another heap's block from this thread: batched per owner, handed over with

@@ -610,9 +610,23 @@ fn remote_frees<L: BlockLayout>() {
         // The owner: drain and return until every block is back.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let mut got = FreeList::<L>::new(u32::MAX);
+        let mut round = 0;
         while seen.len() < N {
-            let n = queue.take_all(&mut got);
-            assert_eq!(got.len(), n);
+            round += 1;
+            // Odd rounds: `drain`, returning each block (which overwrites its link) before
+            // the next is read; even rounds: `take_all`, then return them.
+            let n = if round % 2 == 1 {
+                queue.drain(|b| {
+                    let a = b.addr();
+                    assert!(handed.contains(&a), "{a:#x} was never handed out");
+                    assert!(seen.insert(a), "{a:#x} came back twice");
+                    check(a, link_end, stride, pattern(a));
+                    unsafe { h.return_block(pool, b) };
+                })
+            } else {
+                queue.take_all(&mut got)
+            };
+            assert_eq!(got.len(), if round % 2 == 1 { 0 } else { n });
             if n == 0 {
                 assert!(
                     std::time::Instant::now() < deadline,
