@@ -196,16 +196,17 @@ impl Heap {
         unsafe { (*(owner as *const Heap)).remote.0.push(b) }
     }
 
-    /// Returns every cached block and every empty slab, and purges what is free (thread
-    /// exit, trim). Returns the bytes purged.
-    fn flush(&mut self) -> usize {
+    /// Returns every cached block and every empty slab (thread exit, trim), and purges
+    /// the free slices that have stayed free for `purge_delay_ms` (0: all of them).
+    /// Returns the bytes purged.
+    fn flush(&mut self, purge_delay_ms: u64) -> usize {
         self.flush_pending();
         for c in SizeClass::all() {
             refill::flush(self.cache.get(c), c, &mut Slabs(&mut self.slabs));
         }
         self.collect_remote();
         self.slabs.release_empty(&POOL);
-        self.slabs.purge(&POOL, 0, 0)
+        self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms)
     }
 }
 
@@ -302,7 +303,7 @@ pub fn trim() -> usize {
     let own = if h.is_null() {
         0
     } else {
-        unsafe { (*h).flush() }
+        unsafe { (*h).flush(0) }
     };
     own + POOL.trim() + LARGE.trim()
 }
@@ -465,7 +466,9 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
     }
     // SAFETY: the key's value is this thread's heap; the thread is exiting.
     unsafe {
-        (*h).flush();
+        // The delayed policy, as on any slow path: a thread that adopts this heap soon
+        // (thread pools, rounds of short-lived threads) reuses its resident slices.
+        (*h).flush(config::PURGE_DELAY_MS.get());
         (*h).registered = false;
     }
     slot::set(null_mut());
