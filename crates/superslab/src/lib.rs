@@ -28,8 +28,8 @@
 //!   and reopening slabs does not fault pages in again. Only whole free slices are purged.
 //! - Memory orderings: a segment is fully initialised before its map entry is published
 //!   (`Release`); remote pushes are `Release` CASes and the owner's drain is an `Acquire`
-//!   swap, so the block links (and everything the freeing thread wrote before) are
-//!   visible to the owner. These are the only atomics on block paths.
+//!   swap, so the block links and chain heads' next-chain words (and everything the
+//!   freeing thread wrote before) are visible to the owner. These are the only atomics on block paths.
 //!
 //! ## Example
 //! A slab heap taking blocks from segments of a toy [`PageSource`] (the global allocator;

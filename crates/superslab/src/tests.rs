@@ -627,8 +627,9 @@ fn remote_frees<L: BlockLayout>() {
     let handed: HashSet<usize> = addrs.iter().copied().collect();
     assert_eq!(handed.len(), N);
     let stride = L::stride(c);
-    // The bytes a free block's link may overwrite.
-    let link_end = L::LINK_OFFSET + if L::CHECKED { 16 } else { 8 };
+    // The bytes a free block's link (and, unchecked, a chain head's next-chain word after
+    // it) may overwrite.
+    let link_end = L::LINK_OFFSET + 16;
 
     let queue = RemoteQueue::<L>::new();
     let mut seen = HashSet::with_capacity(N);
