@@ -155,17 +155,17 @@ impl Heap {
         if self.remote.0.is_empty() {
             return;
         }
-        let mut got = FreeList::<Layout>::new(u32::MAX);
-        self.remote.0.take_all(&mut got);
-        while let Some(b) = got.pop() {
+        let (cache, slabs) = (&mut self.cache, &mut self.slabs);
+        // One pass over the queue's links (see `RemoteQueue::drain`).
+        self.remote.0.drain(|b| {
             // SAFETY: only blocks of our live slabs are pushed to our queue.
             let c = unsafe { Segment::<Layout>::slice_of(b.addr()) }.class();
             // SAFETY: the block is free and ours.
-            if let Err(b) = unsafe { self.cache.get(c).push_bounded(b) } {
+            if let Err(b) = unsafe { cache.get(c).push_bounded(b) } {
                 // SAFETY: as above.
-                unsafe { self.slabs.return_block(&POOL, b) };
+                unsafe { slabs.return_block(&POOL, b) };
             }
-        }
+        });
     }
 
     /// Frees another heap's block from this thread: batched per owner, handed over with
@@ -213,16 +213,17 @@ impl Heap {
         unsafe { (*(owner as *const Heap)).remote.0.push(b) }
     }
 
-    /// Returns every cached block and every empty slab, and purges what is free (thread
-    /// exit, trim). Returns the bytes purged.
-    fn flush(&mut self) -> usize {
+    /// Returns every cached block and every empty slab (thread exit, trim), and purges
+    /// the free slices that have stayed free for `purge_delay_ms` (0: all of them).
+    /// Returns the bytes purged.
+    fn flush(&mut self, purge_delay_ms: u64) -> usize {
         self.flush_pending();
         for c in SizeClass::all() {
             refill::flush(self.cache.get(c), c, &mut Slabs(&mut self.slabs));
         }
         self.collect_remote();
         self.slabs.release_empty(&POOL);
-        self.slabs.purge(&POOL, 0, 0)
+        self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms)
     }
 }
 
@@ -319,7 +320,7 @@ pub fn trim() -> usize {
     let own = if h.is_null() {
         0
     } else {
-        unsafe { (*h).flush() }
+        unsafe { (*h).flush(0) }
     };
     own + POOL.trim() + LARGE.trim()
 }
@@ -498,7 +499,9 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
     }
     // SAFETY: the key's value is this thread's heap; the thread is exiting.
     unsafe {
-        (*h).flush();
+        // The delayed policy, as on any slow path: a thread that adopts this heap soon
+        // (thread pools, rounds of short-lived threads) reuses its resident slices.
+        (*h).flush(config::PURGE_DELAY_MS.get());
         (*h).registered = false;
     }
     slot::set(empty());

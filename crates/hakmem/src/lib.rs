@@ -17,7 +17,8 @@
 //! ## How one free flows
 //! `free(p)` → the `superslab` address map classifies `p` with one load → the slab's
 //! metadata (found by masking) gives class and owner → same thread: push to the cache
-//! list (spill a batch when full); other thread: one CAS onto the owner's remote queue;
+//! list (spill a batch when full); other thread's block: batched per owner in this thread's
+//! heap (created for a thread that only frees) and handed over with one CAS per chain;
 //! large: unmap; not ours: refused with a message.
 //!
 //! ## Invariants owned here
@@ -193,6 +194,18 @@ unsafe fn free_other(p: *mut u8) {
                 unsafe { (*h).free_slow(slab.class(), b) };
             } else {
                 let c = slab.class().index();
+                // A thread that only frees (a consumer) gets a heap too, so that its remote
+                // frees are batched: one CAS per chain, and chains the owner drains side by
+                // side (see `superslab::RemoteQueue`), instead of one push per block.
+                let h = if h.is_null() {
+                    // free preserves errno; creating a heap may touch it.
+                    let saved = os::errno();
+                    let h = heap::current_or_init();
+                    os::set_errno(saved);
+                    h
+                } else {
+                    h
+                };
                 if h.is_null() {
                     stats::HEAPLESS_REMOTE_FREES[c]
                         .fetch_add(1, core::sync::atomic::Ordering::Relaxed);

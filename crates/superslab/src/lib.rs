@@ -22,10 +22,14 @@
 //! - `slab.used` counts the slab's blocks outside it (in a thread cache or the program's);
 //!   a slab is released only at `used == 0`, so a block being freed pins its slab (and
 //!   its slab's owner) until the owner has taken the block back.
+//! - Purging ([`SlabHeap::purge`]): a closed slab's slices stay resident ("dirty") until
+//!   they have been free for at least the caller's delay (two purge ticks at least a delay
+//!   apart), and opening a slab takes resident free slices before purged ones, so closing
+//!   and reopening slabs does not fault pages in again. Only whole free slices are purged.
 //! - Memory orderings: a segment is fully initialised before its map entry is published
 //!   (`Release`); remote pushes are `Release` CASes and the owner's drain is an `Acquire`
-//!   swap, so the block links (and everything the freeing thread wrote before) are
-//!   visible to the owner. These are the only atomics on block paths.
+//!   swap, so the block links and chain heads' next-chain words (and everything the
+//!   freeing thread wrote before) are visible to the owner. These are the only atomics on block paths.
 //!
 //! ## Example
 //! A slab heap taking blocks from segments of a toy [`PageSource`] (the global allocator;

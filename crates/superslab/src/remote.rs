@@ -4,13 +4,25 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use ptr_conversion::{BlockBase, BlockLayout};
 use tls_sll::FreeList;
 
+/// Chains [`RemoteQueue::drain`] walks side by side.
+pub const LANES: usize = 8;
+
 /// A lock-free multi-producer, single-consumer stack of free blocks, linked through the
 /// blocks' own links.
 ///
+/// The stack is made of **chains**: a [`push`](Self::push) adds a chain of one block, a
+/// [`push_chain`](Self::push_chain) one of many; a chain's tail links to the head of the
+/// chain pushed before it. In layouts whose link is one word (unchecked), a chain's head
+/// also keeps, in the word after its link, the head of the chain below it: the consumer
+/// finds every chain with one cache miss per chain, then walks up to [`LANES`] chains side
+/// by side, so that their blocks' cache misses overlap instead of forming one dependent
+/// chain of misses per block.
+///
 /// Ordering contract: [`push`](Self::push) writes the block's link, then publishes the
-/// block with a `Release` CAS; [`take_all`](Self::take_all) swaps the head out with
-/// `Acquire`. All pushes are read-modify-writes of one atomic, so the consumer's
-/// acquire synchronises with every push before it: it sees every link and every write
+/// block with a `Release` CAS; [`drain`](Self::drain) (and [`take_all`](Self::take_all),
+/// built on it) swaps the head out with `Acquire`. Both words a push writes (the tail's
+/// link, the head's next-chain word) are written before its CAS. All pushes are
+/// read-modify-writes of one atomic, so the consumer's acquire synchronises with every push before it: it sees every link and every write
 /// the freeing threads made to their blocks. One atomic operation per push (a CAS,
 /// retried only under contention); no ABA hazard because the consumer never pops one
 /// element, it takes the whole stack.
@@ -63,7 +75,8 @@ impl<L: BlockLayout> RemoteQueue<L> {
         }
     }
 
-    /// Hands a block to the owner.
+    /// Hands a block to the owner. Overwrites the block's link and, in unchecked layouts,
+    /// the word after it (16 bytes from `LINK_OFFSET` either way).
     ///
     /// # Safety
     /// The caller gives up `b` (a free block whose owner consumes this queue); nobody
@@ -72,7 +85,10 @@ impl<L: BlockLayout> RemoteQueue<L> {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: we own `b` until the CAS publishes it.
-            unsafe { b.set_link(BlockBase::from_raw_opt(head)) };
+            unsafe {
+                b.set_link(BlockBase::from_raw_opt(head));
+                set_next_chain(b, head);
+            }
             match self.head.compare_exchange_weak(
                 head,
                 b.as_ptr(),
@@ -86,7 +102,8 @@ impl<L: BlockLayout> RemoteQueue<L> {
     }
 
     /// Hands a whole chain `head` … `tail` (linked through their links) to the owner with
-    /// one CAS: remote frees batched by the freeing thread.
+    /// one CAS: remote frees batched by the freeing thread. Overwrites the tail's link and,
+    /// in unchecked layouts, the word after the head's link.
     ///
     /// # Safety
     /// The caller gives up every block of the chain, as for [`push`](Self::push).
@@ -94,7 +111,10 @@ impl<L: BlockLayout> RemoteQueue<L> {
         let mut old = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: we own the chain until the CAS publishes it.
-            unsafe { tail.set_link(BlockBase::from_raw_opt(old)) };
+            unsafe {
+                tail.set_link(BlockBase::from_raw_opt(old));
+                set_next_chain(head, old);
+            }
             match self.head.compare_exchange_weak(
                 old,
                 head.as_ptr(),
@@ -115,27 +135,163 @@ impl<L: BlockLayout> RemoteQueue<L> {
 
     /// Takes every queued block into `out` (consumer only); returns how many.
     pub fn take_all(&self, out: &mut FreeList<L>) -> u32 {
+        self.drain(|b| {
+            // SAFETY: the block is now exclusively ours.
+            unsafe { out.push(b) }
+        })
+    }
+
+    /// Takes every queued block and hands each to `f`, in one pass over the links
+    /// (consumer only); returns how many. `f` owns the block it gets and may overwrite its
+    /// link: the next block's address is read before `f` runs, and the block after it is
+    /// prefetched meanwhile (the links form a dependent chain of cache lines the freeing
+    /// threads wrote last, so each step is usually a cache miss).
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use ptr_conversion::BlockBase;
+    /// use superslab::RemoteQueue;
+    /// use tiny_layout::Plain;
+    ///
+    /// #[repr(align(16))]
+    /// struct Blocks([[u8; 16]; 4]);
+    /// let mut mem = Blocks([[0; 16]; 4]);
+    /// let queue = RemoteQueue::<Plain>::new();
+    /// for b in mem.0.iter_mut() {
+    ///     let b = NonNull::new(b.as_mut_ptr()).unwrap();
+    ///     // SAFETY: each free block is handed over exactly once.
+    ///     unsafe { queue.push(BlockBase::from_raw(b)) };
+    /// }
+    /// let mut seen = Vec::new();
+    /// assert_eq!(queue.drain(|b| seen.push(b.addr())), 4);
+    /// seen.reverse(); // a stack: the last pushed comes first
+    /// assert_eq!(seen, mem.0.iter().map(|b| b.as_ptr() as usize).collect::<Vec<_>>());
+    /// assert!(queue.is_empty());
+    /// ```
+    pub fn drain(&self, mut f: impl FnMut(BlockBase<L>)) -> u32 {
         if self.is_empty() {
             return 0;
         }
-        let mut p = self.head.swap(core::ptr::null_mut(), Ordering::Acquire);
+        let mut top = self.head.swap(core::ptr::null_mut(), Ordering::Acquire);
+        if !chain_index::<L>() {
+            return walk(top, core::ptr::null_mut(), &mut f);
+        }
         let mut n = 0;
-        // SAFETY: every pointer in the stack is a block pushed by `push`, published with
-        // Release and acquired by the swap above; its link is the next element.
-        while let Some(b) = unsafe { BlockBase::<L>::from_raw_opt(p) } {
-            p = unsafe { b.link() }.map_or(core::ptr::null_mut(), |n| n.as_ptr());
-            // SAFETY: the block is now exclusively ours.
-            unsafe { out.push(b) };
-            n += 1;
+        while !top.is_null() {
+            // Up to LANES chains: their heads, found through the heads' next-chain words
+            // (one miss per chain); chain j ends where chain j + 1 begins.
+            let mut cur = [core::ptr::null_mut::<u8>(); LANES];
+            let mut lanes = 0;
+            while lanes < LANES && !top.is_null() {
+                cur[lanes] = top;
+                // SAFETY: `top` is a chain head published by a push (see above), whose
+                // next-chain word was written before that push's CAS.
+                top = unsafe { next_chain::<L>(top) };
+                lanes += 1;
+            }
+            let mut end = [core::ptr::null_mut::<u8>(); LANES];
+            end[..lanes - 1].copy_from_slice(&cur[1..lanes]);
+            end[lanes - 1] = top;
+            // One block of each unfinished chain per round: independent loads.
+            let mut busy = true;
+            while busy {
+                busy = false;
+                for j in 0..lanes {
+                    let p = cur[j];
+                    if p == end[j] || p.is_null() {
+                        continue;
+                    }
+                    // SAFETY: `p` is a published block of this chain; its link is read
+                    // before `f` takes the block.
+                    let b =
+                        unsafe { BlockBase::<L>::from_raw(core::ptr::NonNull::new_unchecked(p)) };
+                    let next = unsafe { b.link() }.map_or(core::ptr::null_mut(), |b| b.as_ptr());
+                    prefetch(next);
+                    cur[j] = next;
+                    busy |= next != end[j] && !next.is_null();
+                    f(b);
+                    n += 1;
+                }
+            }
         }
         n
     }
+}
+
+/// Walks the blocks from `p` up to (not including) `end`, reading each link before `f`
+/// takes the block; returns how many.
+fn walk<L: BlockLayout>(mut p: *mut u8, end: *mut u8, f: &mut impl FnMut(BlockBase<L>)) -> u32 {
+    let mut n = 0;
+    while p != end {
+        // SAFETY: (caller) every block up to `end` was published by a push and acquired;
+        // its link is the next element. Non-null: the walk stops at `end` or null.
+        let Some(b) = (unsafe { BlockBase::<L>::from_raw_opt(p) }) else {
+            break;
+        };
+        p = unsafe { b.link() }.map_or(core::ptr::null_mut(), |n| n.as_ptr());
+        prefetch(p);
+        f(b);
+        n += 1;
+    }
+    n
+}
+
+/// True if a block of layout `L` has a spare word after its link even in the smallest
+/// class (a one-word link: unchecked layouts), where a chain head keeps the next chain.
+const fn chain_index<L: BlockLayout>() -> bool {
+    !L::CHECKED && L::LINK_OFFSET + 16 <= L::HEADER_SIZE + SMALLEST_BLOCK
+}
+
+/// User bytes of the smallest class.
+const SMALLEST_BLOCK: usize = match tiny_layout::SizeClass::new(0) {
+    Some(c) => c.block_size(),
+    None => 0,
+};
+
+/// Writes a chain head's next-chain word (nothing in layouts without one).
+///
+/// # Safety
+/// The caller owns the free block `b`.
+#[inline(always)]
+unsafe fn set_next_chain<L: BlockLayout>(b: BlockBase<L>, next: *mut u8) {
+    if chain_index::<L>() {
+        // SAFETY: the word after the link lies in the block (`chain_index`), 8-aligned.
+        unsafe {
+            b.as_ptr()
+                .add(L::LINK_OFFSET + 8)
+                .cast::<*mut u8>()
+                .write(next)
+        }
+    }
+}
+
+/// Reads a chain head's next-chain word.
+///
+/// # Safety
+/// `p` is a published chain head and `chain_index::<L>()` holds.
+#[inline(always)]
+unsafe fn next_chain<L: BlockLayout>(p: *mut u8) -> *mut u8 {
+    // SAFETY: as in `set_next_chain`.
+    unsafe { p.add(L::LINK_OFFSET + 8).cast::<*mut u8>().read() }
 }
 
 impl<L: BlockLayout> Default for RemoteQueue<L> {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A hint to start loading the cache line at `p` (null or a block); no effect on
+/// targets without one.
+#[inline(always)]
+fn prefetch(p: *mut u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Small helper on BlockBase for nullable raw pointers.

@@ -136,6 +136,9 @@ pub struct Segment<L: BlockLayout> {
     free_slices: u64,
     /// Bit i set: slice i is free but its pages were not yet given back (purged).
     dirty_slices: u64,
+    /// Bit i set: slice i was already dirty at the owner's previous purge tick (and has
+    /// stayed free since), so it has been free for at least the purge delay.
+    aged_slices: u64,
     slabs: [Slab<L>; SLICES],
 }
 
@@ -458,8 +461,8 @@ pub struct SlabHeap<L: BlockLayout> {
     partial: [*mut Slab<L>; CLASS_COUNT],
     /// Some segment has dirty free slices.
     dirty: bool,
-    /// When `dirty` was first seen by `purge` (0: not yet).
-    dirty_since: u64,
+    /// The last purge tick (0: none since the heap last had nothing dirty).
+    last_tick: u64,
 }
 
 impl<L: BlockLayout> SlabHeap<L> {
@@ -470,7 +473,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             segments: null_mut(),
             partial: [null_mut(); CLASS_COUNT],
             dirty: false,
-            dirty_since: 0,
+            last_tick: 0,
         }
     }
 
@@ -600,9 +603,15 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
     }
 
-    /// Gives the pages of closed slabs back to the OS once they have stayed free for
-    /// `delay_ms` (0: at the first call after closing). Cheap when nothing is pending.
+    /// Gives the pages of closed slabs back to the OS once they have stayed free for at
+    /// least `delay_ms` (0: every dirty slice at once). Cheap when nothing is pending.
     /// Returns the bytes purged.
+    ///
+    /// With a delay, purging goes by ticks at least `delay_ms` apart: a tick purges the
+    /// slices that were already dirty at the previous tick and have stayed free since
+    /// (so each was free for at least one whole delay), and marks the other dirty ones
+    /// aged. A slice that is reopened loses both marks, so a heap that keeps closing and
+    /// reopening slabs reuses resident pages instead of purging and faulting them in again.
     pub fn purge<P: PageSource>(
         &mut self,
         pool: &SegmentPool<P>,
@@ -613,20 +622,27 @@ impl<L: BlockLayout> SlabHeap<L> {
             return 0;
         }
         if delay_ms > 0 {
-            if self.dirty_since == 0 {
-                self.dirty_since = now_ms.max(1);
+            if self.last_tick == 0 {
+                self.last_tick = now_ms.max(1);
                 return 0;
             }
-            if now_ms.saturating_sub(self.dirty_since) < delay_ms {
+            if now_ms.saturating_sub(self.last_tick) < delay_ms {
                 return 0;
             }
+            self.last_tick = now_ms.max(1);
         }
         let mut purged = 0;
+        let mut still_dirty = false;
         let mut seg = self.segments;
         while !seg.is_null() {
             // SAFETY: segments in our list are live and ours.
             let sg = unsafe { &mut *seg };
-            let mut d = sg.dirty_slices;
+            let ripe = if delay_ms == 0 {
+                sg.dirty_slices
+            } else {
+                sg.dirty_slices & sg.aged_slices
+            };
+            let mut d = ripe;
             while d != 0 {
                 let first = d.trailing_zeros() as usize;
                 let len = (!(d >> first)).trailing_zeros() as usize;
@@ -643,11 +659,15 @@ impl<L: BlockLayout> SlabHeap<L> {
                     ((1u64 << len) - 1) << first
                 });
             }
-            sg.dirty_slices = 0;
+            sg.dirty_slices &= !ripe;
+            sg.aged_slices = sg.dirty_slices;
+            still_dirty |= sg.dirty_slices != 0;
             seg = sg.next;
         }
-        self.dirty = false;
-        self.dirty_since = 0;
+        self.dirty = still_dirty;
+        if !still_dirty {
+            self.last_tick = 0;
+        }
         purged
     }
 
@@ -689,16 +709,13 @@ impl<L: BlockLayout> SlabHeap<L> {
         c: SizeClass,
     ) -> Option<*mut Slab<L>> {
         let n = c.slab_bytes() / SLICE_SIZE;
-        let mut seg = self.segments;
+        // Resident (dirty) free slices first: reusing them costs no page faults.
         let mut found = None;
-        while !seg.is_null() {
-            // SAFETY: segments in our list are live and ours.
-            let sg = unsafe { &mut *seg };
-            if let Some(i) = find_run(sg.free_slices, n) {
-                found = Some((seg, i));
-                break;
-            }
-            seg = sg.next;
+        if self.dirty {
+            found = self.find_slices(n, |sg| sg.free_slices & sg.dirty_slices);
+        }
+        if found.is_none() {
+            found = self.find_slices(n, |sg| sg.free_slices);
         }
         let (seg, first) = match found {
             Some(f) => f,
@@ -723,6 +740,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         // A free slice without its dirty bit was never used, or was purged since: zero.
         let fresh = sg.dirty_slices & (run << first) == 0;
         sg.dirty_slices &= !(run << first);
+        sg.aged_slices &= !(run << first);
         for e in sg.slabs.iter_mut().skip(first + 1).take(n - 1) {
             e.head = first as u8;
             e.slices = 0;
@@ -749,6 +767,25 @@ impl<L: BlockLayout> SlabHeap<L> {
         PoolStats::add(&pool.stats.slabs_opened, 1);
         self.link_partial(s);
         Some(s)
+    }
+
+    /// The first segment (and slice index) with a run of `n` slices among those `pick`
+    /// selects.
+    fn find_slices(
+        &self,
+        n: usize,
+        pick: impl Fn(&Segment<L>) -> u64,
+    ) -> Option<(*mut Segment<L>, usize)> {
+        let mut seg = self.segments;
+        while !seg.is_null() {
+            // SAFETY: segments in our list are live and ours.
+            let sg = unsafe { &*seg };
+            if let Some(i) = find_run(pick(sg), n) {
+                return Some((seg, i));
+            }
+            seg = sg.next;
+        }
+        None
     }
 
     /// Marks a slab's slices free; returns the segment to the pool when all are free.

@@ -434,6 +434,59 @@ fn empty_slabs_close_and_empty_segments_go_back() {
     }
 }
 
+/// Delayed purging: a closed slab's slices are purged only after a whole delay free (two
+/// ticks), reopening prefers resident (dirty) slices to purged ones, and a reopened slice
+/// starts its wait again.
+#[test]
+fn delayed_purge_waits_a_whole_delay_and_reopening_prefers_resident_slices() {
+    let pool = pool(4);
+    let mut h = heap::<Plain>(11);
+    let c = class_of(8 * KIB).unwrap(); // one-slice slabs of 8 blocks
+    let per_slab = Plain::blocks_per_slab(c);
+    let purges = || pool.pages().purges.load(Relaxed);
+    let start = |b: &BlockBase<Plain>| unsafe { Segment::<Plain>::slab_of(b.addr()) }.start();
+    let v1 = take(&mut h, pool, c, per_slab);
+    let v2 = take(&mut h, pool, c, per_slab);
+    // Another class's block keeps the segment from going back to the pool.
+    let keep = take(&mut h, pool, class_of(16).unwrap(), 1);
+    let (s1, s2) = (start(&v1[0]), start(&v2[0]));
+    assert_eq!(s2, s1 + SLICE_SIZE);
+
+    // Slab 1 closes and is purged at once (no delay): its slice is clean again.
+    give_back(&mut h, pool, &v1);
+    h.release_empty(pool);
+    assert_eq!(h.purge(pool, 0, 0), SLICE_SIZE);
+    assert_eq!(purges(), 1);
+    // Slab 2 closes: dirty. The first call only starts the clock; a tick before the delay
+    // does nothing; the first tick after it only marks the slice aged.
+    give_back(&mut h, pool, &v2);
+    h.release_empty(pool);
+    assert_eq!(h.purge(pool, 1000, 100), 0);
+    assert_eq!(h.purge(pool, 1099, 100), 0);
+    assert_eq!(h.purge(pool, 1100, 100), 0);
+    assert_eq!(purges(), 1);
+
+    // A new slab takes the resident slice 2, not the lower, purged slice 1.
+    let (b, zero) = h.take_block_zeroed(pool, c).unwrap();
+    assert_eq!((start(&b), zero), (s2, false));
+    give_back(&mut h, pool, &[b]);
+    h.release_empty(pool);
+    // Reopened, so its wait starts again: not purged at the next tick, purged at the one
+    // after (a whole delay later).
+    assert_eq!(h.purge(pool, 1200, 100), 0);
+    assert_eq!(h.purge(pool, 1299, 100), 0);
+    assert_eq!(h.purge(pool, 1300, 100), SLICE_SIZE);
+    assert_eq!(purges(), 2);
+    // Nothing dirty is left: purging is a no-op, and both slices read as fresh.
+    assert_eq!(h.purge(pool, 5000, 100), 0);
+    let (b, zero) = h.take_block_zeroed(pool, c).unwrap();
+    assert_eq!((start(&b), zero), (s1, true));
+    give_back(&mut h, pool, &[b]);
+    give_back(&mut h, pool, &keep);
+    h.release_empty(pool);
+    assert!(h.is_empty());
+}
+
 // ---- 3. owner lookup ----
 
 #[test]
@@ -574,8 +627,9 @@ fn remote_frees<L: BlockLayout>() {
     let handed: HashSet<usize> = addrs.iter().copied().collect();
     assert_eq!(handed.len(), N);
     let stride = L::stride(c);
-    // The bytes a free block's link may overwrite.
-    let link_end = L::LINK_OFFSET + if L::CHECKED { 16 } else { 8 };
+    // The bytes a free block's link (and, unchecked, a chain head's next-chain word after
+    // it) may overwrite.
+    let link_end = L::LINK_OFFSET + 16;
 
     let queue = RemoteQueue::<L>::new();
     let mut seen = HashSet::with_capacity(N);
@@ -610,9 +664,23 @@ fn remote_frees<L: BlockLayout>() {
         // The owner: drain and return until every block is back.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let mut got = FreeList::<L>::new(u32::MAX);
+        let mut round = 0;
         while seen.len() < N {
-            let n = queue.take_all(&mut got);
-            assert_eq!(got.len(), n);
+            round += 1;
+            // Odd rounds: `drain`, returning each block (which overwrites its link) before
+            // the next is read; even rounds: `take_all`, then return them.
+            let n = if round % 2 == 1 {
+                queue.drain(|b| {
+                    let a = b.addr();
+                    assert!(handed.contains(&a), "{a:#x} was never handed out");
+                    assert!(seen.insert(a), "{a:#x} came back twice");
+                    check(a, link_end, stride, pattern(a));
+                    unsafe { h.return_block(pool, b) };
+                })
+            } else {
+                queue.take_all(&mut got)
+            };
+            assert_eq!(got.len(), if round % 2 == 1 { 0 } else { n });
             if n == 0 {
                 assert!(
                     std::time::Instant::now() < deadline,
