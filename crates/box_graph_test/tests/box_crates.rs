@@ -7,6 +7,7 @@ use std::process::Command;
 
 /// The reusable boxes (not the facade, not the tools).
 const BOXES: &[&str] = &[
+    "os_pages",
     "tiny_layout",
     "ptr_conversion",
     "tls_sll",
