@@ -41,13 +41,17 @@ pub const ALLOWED: &[(&str, &[&str])] = &[
     ("ptr_conversion", &["tiny_layout"]),
     ("tls_sll", &["tiny_layout", "ptr_conversion"]),
     ("refill", &["tiny_layout", "ptr_conversion", "tls_sll"]),
-    ("superslab", &["tiny_layout", "ptr_conversion", "tls_sll"]),
-    ("large", &["superslab"]),
+    (
+        "superslab",
+        &["os_pages", "tiny_layout", "ptr_conversion", "tls_sll"],
+    ),
+    ("large", &["os_pages", "superslab"]),
     ("front_api", &[]),
     // The facade composes every box.
     (
         "hakmem",
         &[
+            "os_pages",
             "tiny_layout",
             "ptr_conversion",
             "tls_sll",
@@ -61,6 +65,7 @@ pub const ALLOWED: &[(&str, &[&str])] = &[
     (
         "pool_alloc",
         &[
+            "os_pages",
             "tiny_layout",
             "ptr_conversion",
             "tls_sll",
