@@ -32,6 +32,19 @@ use std::path::{Path, PathBuf};
 use std::string::{String, ToString};
 use std::vec::Vec;
 
+/// The reusable boxes: every workspace crate but the facade and the tools. Each must stand
+/// alone as a publishable, documented `no_std` crate (checked by `tests/box_crates.rs`).
+pub const BOXES: &[&str] = &[
+    "os_pages",
+    "tiny_layout",
+    "ptr_conversion",
+    "tls_sll",
+    "refill",
+    "superslab",
+    "large",
+    "front_api",
+];
+
 /// Every workspace crate and the workspace crates it may depend on (an edge means "uses
 /// the contract of"). Mirrors the drawing in `docs/architecture.md`.
 pub const ALLOWED: &[(&str, &[&str])] = &[
@@ -48,19 +61,7 @@ pub const ALLOWED: &[(&str, &[&str])] = &[
     ("large", &["os_pages", "superslab"]),
     ("front_api", &[]),
     // The facade composes every box.
-    (
-        "hakmem",
-        &[
-            "os_pages",
-            "tiny_layout",
-            "ptr_conversion",
-            "tls_sll",
-            "refill",
-            "superslab",
-            "large",
-            "front_api",
-        ],
-    ),
+    ("hakmem", BOXES),
     // The second allocator built from the boxes (never from the facade).
     (
         "pool_alloc",
@@ -99,6 +100,24 @@ impl Edge {
             kind: "normal".to_string(),
         }
     }
+}
+
+/// The output of `cargo metadata --format-version 1 --no-deps` for this workspace, run
+/// with the cargo that builds this crate (for the tests, which read the real graph).
+pub fn workspace_metadata() -> Result<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(&root)
+        .output()
+        .map_err(|e| std::format!("running cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(std::format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|_| "cargo metadata output is not UTF-8".to_string())
 }
 
 /// The workspace's crates (package names) and its path-dependency edges, read from the
@@ -286,6 +305,17 @@ mod tests {
         assert!(errors[0].contains("`newbox`"));
         assert!(errors[1].contains("refill -> superslab"));
         assert!(errors[2].contains("tiny_layout -> hakmem"));
+    }
+
+    #[test]
+    fn boxes_are_the_allowed_crates_but_the_facade_pool_and_tools() {
+        let not_boxes = ["hakmem", "pool_alloc", "box_graph_test", "xtask"];
+        let boxes: Vec<&str> = ALLOWED
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !not_boxes.contains(n))
+            .collect();
+        assert_eq!(boxes, BOXES);
     }
 
     #[test]

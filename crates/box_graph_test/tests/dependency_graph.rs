@@ -1,27 +1,11 @@
 //! The real crate graph (from `cargo metadata`) against the allowed one.
 
-use box_graph_test::{check, cycles, graph_from_metadata, unused_allowances};
-use std::path::Path;
-use std::process::Command;
-
-fn metadata() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .current_dir(&root)
-        .output()
-        .expect("running cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("cargo metadata output is UTF-8")
-}
+use box_graph_test::{check, cycles, graph_from_metadata, unused_allowances, workspace_metadata};
 
 #[test]
 fn workspace_dependency_graph_is_the_allowed_one() {
-    let (crates, edges) = graph_from_metadata(&metadata()).expect("parsing cargo metadata");
+    let (crates, edges) =
+        graph_from_metadata(&workspace_metadata().unwrap()).expect("parsing cargo metadata");
     // Sanity: we did read the workspace (a parse that found nothing would pass vacuously).
     for known in ["tiny_layout", "superslab", "hakmem"] {
         assert!(
