@@ -6,7 +6,9 @@
 //! `cargo metadata --format-version 1 --no-deps`, extracts every path dependency between
 //! workspace crates (normal, dev and build dependencies alike) and fails on any edge not
 //! in [`ALLOWED`], on a workspace crate [`ALLOWED`] does not know, and on a path
-//! dependency that leaves the workspace.
+//! dependency that leaves the workspace. A second test reads the drawing in
+//! `docs/architecture.md` ([`drawn_graph`]) and fails unless it has exactly the real edges.
+//! Both tests get the metadata from [`workspace_metadata`]; the box crates are [`BOXES`].
 //!
 //! Adding an edge is a design change: update the drawing in `docs/architecture.md` and
 //! [`ALLOWED`] together, in the same commit.
@@ -32,34 +34,41 @@ use std::path::{Path, PathBuf};
 use std::string::{String, ToString};
 use std::vec::Vec;
 
+/// The reusable boxes: every workspace crate but the facade and the tools. Each must stand
+/// alone as a publishable, documented `no_std` crate (checked by `tests/box_crates.rs`).
+pub const BOXES: &[&str] = &[
+    "os_pages",
+    "tiny_layout",
+    "ptr_conversion",
+    "tls_sll",
+    "refill",
+    "superslab",
+    "large",
+    "front_api",
+];
+
 /// Every workspace crate and the workspace crates it may depend on (an edge means "uses
 /// the contract of"). Mirrors the drawing in `docs/architecture.md`.
 pub const ALLOWED: &[(&str, &[&str])] = &[
-    // Boxes: each reaches only boxes below it in this list.
+    // Boxes: each reaches only boxes above it in this list.
+    ("os_pages", &[]),
     ("tiny_layout", &[]),
     ("ptr_conversion", &["tiny_layout"]),
     ("tls_sll", &["tiny_layout", "ptr_conversion"]),
     ("refill", &["tiny_layout", "ptr_conversion", "tls_sll"]),
-    ("superslab", &["tiny_layout", "ptr_conversion", "tls_sll"]),
-    ("large", &["superslab"]),
+    (
+        "superslab",
+        &["os_pages", "tiny_layout", "ptr_conversion", "tls_sll"],
+    ),
+    ("large", &["os_pages", "superslab"]),
     ("front_api", &[]),
     // The facade composes every box.
-    (
-        "hakmem",
-        &[
-            "tiny_layout",
-            "ptr_conversion",
-            "tls_sll",
-            "refill",
-            "superslab",
-            "large",
-            "front_api",
-        ],
-    ),
+    ("hakmem", BOXES),
     // The second allocator built from the boxes (never from the facade).
     (
         "pool_alloc",
         &[
+            "os_pages",
             "tiny_layout",
             "ptr_conversion",
             "tls_sll",
@@ -93,6 +102,24 @@ impl Edge {
             kind: "normal".to_string(),
         }
     }
+}
+
+/// The output of `cargo metadata --format-version 1 --no-deps` for this workspace, run
+/// with the cargo that builds this crate (for the tests, which read the real graph).
+pub fn workspace_metadata() -> Result<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(&root)
+        .output()
+        .map_err(|e| std::format!("running cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(std::format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|_| "cargo metadata output is not UTF-8".to_string())
 }
 
 /// The workspace's crates (package names) and its path-dependency edges, read from the
@@ -197,6 +224,35 @@ pub fn check(crates: &[&str], edges: &[Edge]) -> Vec<String> {
     errors
 }
 
+/// The graph drawn in `docs/architecture.md`: the lines `from ──► to, to, …` of the first
+/// ```` ```text ```` block after the line starting `Dependency graph`, as crate names and
+/// sorted `(from, to)` pairs (a target in parentheses, like `(none)`, is no edge).
+pub fn drawn_graph(md: &str) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    let mut lines = md
+        .lines()
+        .skip_while(|l| !l.starts_with("Dependency graph"))
+        .skip_while(|l| l.trim_end() != "```text");
+    if lines.next().is_none() {
+        return Err("no ```text block after `Dependency graph`".to_string());
+    }
+    let mut crates = Vec::new();
+    let mut edges = Vec::new();
+    for line in lines.take_while(|l| l.trim_end() != "```") {
+        let (from, tos) = line
+            .split_once("──►")
+            .ok_or_else(|| std::format!("not `from ──► to, …`: {line:?}"))?;
+        let from = from.trim().to_string();
+        for to in tos.split(',').map(str::trim) {
+            if !to.is_empty() && !to.starts_with('(') {
+                edges.push((from.clone(), to.to_string()));
+            }
+        }
+        crates.push(from);
+    }
+    edges.sort();
+    Ok((crates, edges))
+}
+
 /// Allowed edges that the real graph does not have (a drawing that claims more than is
 /// true). Informational: removing a dependency is always fine.
 pub fn unused_allowances(edges: &[Edge]) -> Vec<String> {
@@ -280,6 +336,32 @@ mod tests {
         assert!(errors[0].contains("`newbox`"));
         assert!(errors[1].contains("refill -> superslab"));
         assert!(errors[2].contains("tiny_layout -> hakmem"));
+    }
+
+    #[test]
+    fn reads_the_drawn_graph() {
+        let md = "# x\n```text\nnot this\n```\nDependency graph (…):\n\n```text\n\
+                  a ──► (none)\nb  ──► a\nc ──► b, a\n```\nafter ──► z\n";
+        let (crates, edges) = drawn_graph(md).unwrap();
+        assert_eq!(crates, ["a", "b", "c"]);
+        let pairs: Vec<(&str, &str)> = edges
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
+            .collect();
+        assert_eq!(pairs, [("b", "a"), ("c", "a"), ("c", "b")]);
+        assert!(drawn_graph("Dependency graph\n```text\nb -> a\n```\n").is_err());
+        assert!(drawn_graph("no graph here").is_err());
+    }
+
+    #[test]
+    fn boxes_are_the_allowed_crates_but_the_facade_pool_and_tools() {
+        let not_boxes = ["hakmem", "pool_alloc", "box_graph_test", "xtask"];
+        let boxes: Vec<&str> = ALLOWED
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !not_boxes.contains(n))
+            .collect();
+        assert_eq!(boxes, BOXES);
     }
 
     #[test]

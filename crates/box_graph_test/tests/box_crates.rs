@@ -2,33 +2,11 @@
 //! crate's (doc-tested) example, `no_std`, and `missing_docs` warned.
 
 use box_graph_test::json::{self, Value};
+use box_graph_test::{workspace_metadata, BOXES};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// The reusable boxes (not the facade, not the tools).
-const BOXES: &[&str] = &[
-    "tiny_layout",
-    "ptr_conversion",
-    "tls_sll",
-    "refill",
-    "superslab",
-    "large",
-    "front_api",
-];
 
 fn packages() -> Vec<Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .current_dir(&root)
-        .output()
-        .expect("running cargo metadata");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json::parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let v = json::parse(&workspace_metadata().unwrap()).unwrap();
     v.get("packages")
         .and_then(Value::as_array)
         .unwrap()

@@ -1,87 +1,11 @@
-//! The operating system, through `libc` only: pages, errno, fatal messages.
+//! The operating system, through `libc` only: errno, fatal messages, the clock, resident
+//! bytes. Pages come from the `os_pages` box.
 
-use core::ptr::NonNull;
-use superslab::PageSource;
-
-/// Anonymous private mappings.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Os;
-
+/// The page source of every segment, large block and metadata arena: anonymous `mmap`
+/// (`os_pages::MmapPages`, under the name the heap has always used).
+pub use os_pages::MmapPages as Os;
 /// Page size assumed everywhere (x86-64 and aarch64 Linux with 4 KiB pages).
-pub const PAGE: usize = 4096;
-
-// SAFETY: anonymous mmap returns fresh zero-filled memory; alignment is produced by
-// over-mapping and trimming.
-unsafe impl PageSource for Os {
-    const PAGE: usize = PAGE;
-
-    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        let extra = if align > PAGE { align } else { 0 };
-        let total = size.checked_add(extra)?;
-        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                total,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return None;
-        }
-        let start = p as usize;
-        if extra == 0 {
-            return NonNull::new(p.cast());
-        }
-        let aligned = (start + align - 1) & !(align - 1);
-        // SAFETY: trimming the unaligned head and the tail of our own fresh mapping.
-        unsafe {
-            if aligned > start {
-                libc::munmap(p, aligned - start);
-            }
-            let tail = start + total - (aligned + size);
-            if tail > 0 {
-                libc::munmap((aligned + size) as *mut libc::c_void, tail);
-            }
-        }
-        NonNull::new(aligned as *mut u8)
-    }
-
-    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
-        // SAFETY: the caller gives up the range.
-        unsafe { libc::munmap(p.as_ptr().cast(), size) };
-    }
-
-    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
-        // SAFETY: the caller gives up the range's contents.
-        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
-    }
-
-    fn hint_huge_pages(&self, p: NonNull<u8>, size: usize) {
-        // SAFETY: advice only; the range is one of our mappings.
-        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
-    }
-
-    unsafe fn remap(
-        &self,
-        p: NonNull<u8>,
-        old: usize,
-        new: usize,
-        may_move: bool,
-    ) -> Option<NonNull<u8>> {
-        let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
-        // SAFETY: `p`/`old` is one of our mappings (caller); the kernel keeps the contents.
-        let q = unsafe { libc::mremap(p.as_ptr().cast(), old, new, flags) };
-        if q == libc::MAP_FAILED {
-            None
-        } else {
-            NonNull::new(q.cast())
-        }
-    }
-}
+pub use os_pages::PAGE;
 
 /// Milliseconds of a coarse monotonic clock (vDSO, no system call).
 pub fn now_ms() -> u64 {

@@ -24,31 +24,15 @@
 //!   older than `max_age_ms` are unmapped at the next cache operation.
 //!
 //! ## Example
-//! Over a toy page source (the global allocator; hakmem's uses `mmap` and `mremap`):
+//! Over `mmap` pages (`os_pages::MmapPages`, which also gives `remap` with `mremap`):
 //! ```
-//! use core::ptr::NonNull;
 //! use large::LargeHeap;
-//! use std::alloc::{alloc_zeroed, dealloc, Layout};
-//! use superslab::{AddressMap, PageSource, Region};
-//!
-//! struct StdPages;
-//! // SAFETY: alloc_zeroed gives fresh zeroed memory; the large tier maps with page
-//! // alignment and only unmaps whole mappings.
-//! unsafe impl PageSource for StdPages {
-//!     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-//!         NonNull::new(unsafe { alloc_zeroed(Layout::from_size_align(size, align).ok()?) })
-//!     }
-//!     unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
-//!         unsafe { dealloc(p.as_ptr(), Layout::from_size_align(size, Self::PAGE).unwrap()) }
-//!     }
-//!     unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
-//!         unsafe { p.as_ptr().write_bytes(0, size) }
-//!     }
-//! }
+//! use os_pages::MmapPages;
+//! use superslab::{AddressMap, Region};
 //!
 //! static MAP: AddressMap = AddressMap::new();
 //! // Caches up to 8 MiB of freed mappings for up to one second.
-//! static LARGE: LargeHeap<StdPages> = LargeHeap::new(StdPages, &MAP, 8 << 20, 1000);
+//! static LARGE: LargeHeap<MmapPages> = LargeHeap::new(MmapPages, &MAP, 8 << 20, 1000);
 //!
 //! let p = LARGE.alloc(300_000, 16, false, 0);
 //! assert!(!p.is_null() && p as usize % 4096 == 0);
@@ -72,7 +56,8 @@
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
-use superslab::{AddressMap, PageSource, SpinLock};
+use os_pages::PageSource;
+use superslab::{AddressMap, SpinLock};
 
 /// Huge-page size assumed for the hint (x86-64 and most aarch64 kernels).
 const HUGE_PAGE: usize = 2 << 20;

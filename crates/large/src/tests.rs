@@ -1,48 +1,7 @@
 extern crate std;
 use super::*;
+use os_pages::MmapPages;
 use superslab::Region;
-
-#[derive(Clone, Copy)]
-struct Pages;
-// SAFETY: anonymous mmap, page-aligned (the tier only asks page alignment).
-unsafe impl PageSource for Pages {
-    fn map(&self, size: usize, _align: usize) -> Option<NonNull<u8>> {
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        (p != libc::MAP_FAILED).then(|| NonNull::new(p.cast()).unwrap())
-    }
-    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
-        unsafe { libc::munmap(p.as_ptr().cast(), size) };
-    }
-    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
-        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
-    }
-    unsafe fn remap(
-        &self,
-        p: NonNull<u8>,
-        old: usize,
-        new: usize,
-        may_move: bool,
-    ) -> Option<NonNull<u8>> {
-        let q = unsafe {
-            libc::mremap(
-                p.as_ptr().cast(),
-                old,
-                new,
-                if may_move { libc::MREMAP_MAYMOVE } else { 0 },
-            )
-        };
-        (q != libc::MAP_FAILED).then(|| NonNull::new(q.cast()).unwrap())
-    }
-}
 
 // One map per test: tests run in parallel and may share granules.
 static MAP: AddressMap = AddressMap::new();
@@ -51,7 +10,7 @@ static MAP3: AddressMap = AddressMap::new();
 
 #[test]
 fn alloc_free_and_alignment() {
-    let heap = LargeHeap::new(Pages, &MAP, 0, 1000);
+    let heap = LargeHeap::new(MmapPages, &MAP, 0, 1000);
     for (size, align) in [
         (300_000, 16),
         (1 << 20, 4096),
@@ -73,7 +32,7 @@ fn alloc_free_and_alignment() {
 
 #[test]
 fn cache_reuses_mappings_within_bounds() {
-    let heap = LargeHeap::new(Pages, &MAP2, 8 << 20, 1000);
+    let heap = LargeHeap::new(MmapPages, &MAP2, 8 << 20, 1000);
     let p = heap.alloc(1 << 20, 16, false, 0);
     unsafe { heap.free(p, 10) };
     assert!(heap.cached_bytes() > 0);
@@ -113,7 +72,7 @@ fn cache_reuses_mappings_within_bounds() {
 
 #[test]
 fn resize_keeps_contents() {
-    let heap = LargeHeap::new(Pages, &MAP3, 0, 0);
+    let heap = LargeHeap::new(MmapPages, &MAP3, 0, 0);
     let mut p = heap.alloc(300_000, 16, false, 0);
     unsafe { p.write_bytes(7, 300_000) };
     for size in [600_000usize, 5 << 20, 64 << 20, 400_000] {

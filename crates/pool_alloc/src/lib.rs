@@ -10,14 +10,15 @@
 //! | `ptr_conversion` | typed [`BlockBase`] / [`UserPtr`]: the only BASE ↔ USER conversion |
 //! | `tls_sll` | the pool's cache of free blocks ([`FreeList`]) |
 //! | `refill` | moving batches between the cache and the slabs (`BlockSource` / `BlockSink`) |
+//! | `os_pages` | pages from the OS: [`PageSource`], [`MmapPages`] (anonymous `mmap`) |
 //! | `superslab` | slabs in 4 MiB segments ([`SlabHeap`], [`SegmentPool`]), ownership lookup ([`AddressMap`], `Segment::slab_of`), cross-thread frees ([`RemoteQueue`]) |
 //!
 //! An [`ObjectPool`] hands out blocks of one size. It is single-owner (`!Send`, one
 //! thread uses it); other threads give blocks back through a [`RemoteQueue`] with
 //! [`free_remote`], and the owner takes them back with [`ObjectPool::collect_remote`].
-//! Memory comes from a [`SegmentPool`] over a [`PageSource`]; this crate provides one
-//! over `mmap` ([`MmapPages`]) and a process-wide pool of segments ([`SEGMENTS`]), and
-//! several object pools may share one segment pool.
+//! Memory comes from a [`SegmentPool`] over a [`PageSource`] (`os_pages`); this crate
+//! provides a process-wide pool of segments over `mmap` ([`SEGMENTS`], over
+//! [`MmapPages`]), and several object pools may share one segment pool.
 //!
 //! ```
 //! use pool_alloc::{ObjectPool, SEGMENTS};
@@ -46,69 +47,13 @@
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
+pub use os_pages::{MmapPages, PageSource};
 use ptr_conversion::{BlockBase, UserPtr};
 use refill::{BlockSink, BlockSource};
-pub use superslab::{AddressMap, PageSource, Region, RemoteQueue, SegmentPool};
+pub use superslab::{AddressMap, Region, RemoteQueue, SegmentPool};
 use superslab::{Segment, SlabHeap};
 pub use tiny_layout::{Plain, SizeClass};
 use tls_sll::FreeList;
-
-/// Anonymous private `mmap` mappings: the page source of [`SEGMENTS`].
-///
-/// Alignment above the page is obtained by over-mapping and trimming the excess.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MmapPages;
-
-// SAFETY: anonymous private mappings are fresh, zero-filled, readable and writable and
-// used by nothing else; alignment comes from over-mapping and trimming; MADV_DONTNEED on
-// a private anonymous mapping makes the range read as zero again.
-unsafe impl PageSource for MmapPages {
-    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        let extra = if align > Self::PAGE { align } else { 0 };
-        let total = size.checked_add(extra)?;
-        // SAFETY: a new anonymous mapping; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                total,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return None;
-        }
-        let start = p as usize;
-        let aligned = if extra == 0 {
-            start
-        } else {
-            (start + align - 1) & !(align - 1)
-        };
-        // SAFETY: trimming the unaligned head and the unused tail of our fresh mapping.
-        unsafe {
-            if aligned > start {
-                libc::munmap(p, aligned - start);
-            }
-            let tail = start + total - (aligned + size);
-            if tail > 0 {
-                libc::munmap((aligned + size) as *mut libc::c_void, tail);
-            }
-        }
-        NonNull::new(aligned as *mut u8)
-    }
-
-    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
-        // SAFETY: the caller gives up the range.
-        unsafe { libc::munmap(p.as_ptr().cast(), size) };
-    }
-
-    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
-        // SAFETY: the caller gives up the contents of the range.
-        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
-    }
-}
 
 /// The address map of the segments of [`SEGMENTS`] (64 MiB of `.bss`, zero until
 /// touched: only the pages of granules in use become resident).

@@ -32,37 +32,18 @@
 //!   freeing thread wrote before) are visible to the owner. These are the only atomics on block paths.
 //!
 //! ## Example
-//! A slab heap taking blocks from segments of a toy [`PageSource`] (the global allocator;
-//! hakmem's and `pool_alloc`'s use `mmap`), an owner lookup from a block's address, and
-//! the segment going back when its last slab closes.
+//! A slab heap taking blocks from segments of `mmap` pages (`os_pages::MmapPages`), an
+//! owner lookup from a block's address, and the segment going back to the OS when its
+//! last slab closes.
 //! ```
-//! use core::ptr::NonNull;
-//! use std::alloc::{alloc_zeroed, dealloc, Layout};
-//! use superslab::{AddressMap, PageSource, Region, Segment, SegmentPool, SlabHeap, SEGMENT_SIZE};
+//! use os_pages::MmapPages;
+//! use superslab::{AddressMap, Region, Segment, SegmentPool, SlabHeap};
 //! use tiny_layout::{class_of, Plain};
 //! use tls_sll::FreeList;
 //!
-//! /// Zeroed, segment-aligned memory from the global allocator.
-//! struct StdPages;
-//! // SAFETY: alloc_zeroed gives fresh zeroed memory of the asked size and alignment;
-//! // `purge` zeroes; this pool only maps and unmaps whole segments.
-//! unsafe impl PageSource for StdPages {
-//!     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-//!         let layout = Layout::from_size_align(size, align.max(Self::PAGE)).ok()?;
-//!         NonNull::new(unsafe { alloc_zeroed(layout) })
-//!     }
-//!     unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
-//!         let layout = Layout::from_size_align(size, SEGMENT_SIZE).unwrap();
-//!         unsafe { dealloc(p.as_ptr(), layout) }
-//!     }
-//!     unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
-//!         unsafe { p.as_ptr().write_bytes(0, size) }
-//!     }
-//! }
-//!
 //! static MAP: AddressMap = AddressMap::new();
 //! // Keeps no empty segment: a segment whose slabs all close is unmapped at once.
-//! static POOL: SegmentPool<StdPages> = SegmentPool::new(StdPages, &MAP, 0);
+//! static POOL: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 0);
 //!
 //! let mut heap = SlabHeap::<Plain>::new();
 //! heap.set_owner(1); // any token unique among live owners
@@ -111,49 +92,10 @@ static_assertions::const_assert!(SLICES == 64);
 static_assertions::const_assert!(tiny_layout::MIN_SLAB_BYTES % SLICE_SIZE == 0);
 static_assertions::const_assert!(tiny_layout::MAX_SLAB_BYTES <= SEGMENT_SIZE / 4);
 
-/// The operating system's pages, as superslab (and the large tier) need them.
-///
-/// The crate example implements one over the global allocator; hakmem's and
-/// `pool_alloc`'s implement it over `mmap`, `munmap` and `madvise(MADV_DONTNEED)`.
-///
-/// # Safety
-/// Implementations must return fresh, zero-filled, readable and writable memory of the
-/// requested size and alignment that nothing else uses until it is unmapped.
-pub unsafe trait PageSource {
-    /// Granularity of mappings (the page size).
-    const PAGE: usize = 4096;
-    /// Maps `size` bytes (a multiple of the page) aligned to `align` (a power of two).
-    fn map(&self, size: usize, align: usize) -> Option<core::ptr::NonNull<u8>>;
-    /// Unmaps a range returned by `map` (or a page-aligned part of one).
-    ///
-    /// # Safety
-    /// Nothing may use the range afterwards.
-    unsafe fn unmap(&self, p: core::ptr::NonNull<u8>, size: usize);
-    /// Gives the pages of a range back to the OS; the range stays mapped and reads as zero.
-    ///
-    /// # Safety
-    /// The range's contents are lost.
-    unsafe fn purge(&self, p: core::ptr::NonNull<u8>, size: usize);
-    /// Asks for transparent huge pages on a range (a hint; the default does nothing).
-    fn hint_huge_pages(&self, p: core::ptr::NonNull<u8>, size: usize) {
-        let _ = (p, size);
-    }
-    /// Resizes a mapping, keeping its contents (moving it if `may_move`); `None` if the
-    /// OS cannot. The default cannot.
-    ///
-    /// # Safety
-    /// `p`/`old` is a whole mapping from `map`; on success the old range must not be used.
-    unsafe fn remap(
-        &self,
-        p: core::ptr::NonNull<u8>,
-        old: usize,
-        new: usize,
-        may_move: bool,
-    ) -> Option<core::ptr::NonNull<u8>> {
-        let _ = (p, old, new, may_move);
-        None
-    }
-}
+/// The page contract segments are made of, from the `os_pages` box (re-exported because
+/// it is part of this crate's API: [`SegmentPool`] is generic over it, and a user who
+/// implements or names it gets exactly the trait this crate was built with).
+pub use os_pages::PageSource;
 
 #[cfg(test)]
 mod tests;

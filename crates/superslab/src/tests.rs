@@ -8,6 +8,7 @@ use crate::{
 };
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use os_pages::MmapPages;
 use ptr_conversion::{BlockBase, BlockLayout, BlockState, SizeClass};
 use std::boxed::Box;
 use std::collections::{HashMap, HashSet};
@@ -17,8 +18,8 @@ use tls_sll::FreeList;
 
 // ---- helpers ----
 
-/// `mmap`-backed pages that count what the pool does with them; maps fail (return
-/// `None`) once `limit` maps have been made.
+/// `MmapPages` that count what the pool does with them; maps fail (return `None`) once
+/// `limit` maps have been made.
 struct TestPages {
     maps: AtomicUsize,
     unmaps: AtomicUsize,
@@ -27,54 +28,27 @@ struct TestPages {
     limit: usize,
 }
 
-// SAFETY: anonymous private mmap memory is fresh, zeroed and ours until munmap; the
-// over-mapping is trimmed so the result has the asked alignment; MADV_DONTNEED on private
-// anonymous memory makes it read as zero.
+// SAFETY: every range comes from `MmapPages`, which keeps the contract; this wrapper only
+// counts and refuses.
 unsafe impl PageSource for TestPages {
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         if self.maps.load(Relaxed) >= self.limit {
             self.refused.fetch_add(1, Relaxed);
             return None;
         }
-        let total = size + align;
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let raw = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                total,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(raw, libc::MAP_FAILED, "mmap failed");
-        let raw = raw as usize;
-        let p = (raw + align - 1) & !(align - 1);
-        // SAFETY: trimming the unused head and tail of our own mapping.
-        unsafe {
-            if p > raw {
-                assert_eq!(libc::munmap(raw as *mut _, p - raw), 0);
-            }
-            let tail = raw + total - (p + size);
-            if tail > 0 {
-                assert_eq!(libc::munmap((p + size) as *mut _, tail), 0);
-            }
-        }
+        // A real mmap failure is not the refusal the tests inject: fail loudly.
+        let p = MmapPages.map(size, align).expect("mmap failed");
         self.maps.fetch_add(1, Relaxed);
-        NonNull::new(p as *mut u8)
+        Some(p)
     }
     unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
-        // SAFETY: the caller gives the range back.
-        assert_eq!(unsafe { libc::munmap(p.as_ptr().cast(), size) }, 0);
+        // SAFETY: forwarded; the caller gives the range back.
+        unsafe { MmapPages.unmap(p, size) };
         self.unmaps.fetch_add(1, Relaxed);
     }
     unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
-        // SAFETY: the caller gives the contents up.
-        assert_eq!(
-            unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) },
-            0
-        );
+        // SAFETY: forwarded; the caller gives the contents up.
+        unsafe { MmapPages.purge(p, size) };
         self.purges.fetch_add(1, Relaxed);
     }
 }

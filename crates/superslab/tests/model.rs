@@ -10,13 +10,12 @@
 //! `PROPTEST_CASES` raises the number of cases for a longer run.
 
 use core::ptr::NonNull;
+use os_pages::MmapPages;
 use proptest::prelude::*;
 use ptr_conversion::{BlockBase, BlockLayout};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
-use superslab::{
-    AddressMap, PageSource, Region, RemoteQueue, Segment, SegmentPool, SlabHeap, SEGMENT_SIZE,
-};
+use superslab::{AddressMap, Region, RemoteQueue, Segment, SegmentPool, SlabHeap, SEGMENT_SIZE};
 use tiny_layout::{Guarded, Plain, SizeClass, CLASS_COUNT};
 use tls_sll::FreeList;
 
@@ -28,52 +27,11 @@ fn cases() -> u32 {
         .unwrap_or(128)
 }
 
-/// Anonymous mappings, aligned by over-mapping and trimming.
-struct Pages;
-// SAFETY: fresh anonymous private mappings are zeroed, ours, of the asked size and
-// alignment; MADV_DONTNEED makes a private anonymous range read zero.
-unsafe impl PageSource for Pages {
-    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        let total = size + align;
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                total,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return None;
-        }
-        let start = p as usize;
-        let aligned = (start + align - 1) & !(align - 1);
-        unsafe {
-            if aligned > start {
-                libc::munmap(p, aligned - start);
-            }
-            let tail = start + total - (aligned + size);
-            if tail > 0 {
-                libc::munmap((aligned + size) as *mut libc::c_void, tail);
-            }
-        }
-        NonNull::new(aligned as *mut u8)
-    }
-    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
-        unsafe { libc::munmap(p.as_ptr().cast(), size) };
-    }
-    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
-        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
-    }
-}
-
 // One map (each static map costs seconds of compile time), one pool per test function so
 // their counters are exact.
 static MAP: AddressMap = AddressMap::new();
-static POOL_PLAIN: SegmentPool<Pages> = SegmentPool::new(Pages, &MAP, 2);
-static POOL_GUARDED: SegmentPool<Pages> = SegmentPool::new(Pages, &MAP, 2);
+static POOL_PLAIN: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 2);
+static POOL_GUARDED: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 2);
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -165,7 +123,7 @@ fn check_used<L: BlockLayout>(held: &[Held<L>]) -> Result<(), TestCaseError> {
 }
 
 fn run<L: BlockLayout>(
-    pool: &'static SegmentPool<Pages>,
+    pool: &'static SegmentPool<MmapPages>,
     ops: Vec<Op>,
 ) -> Result<(), TestCaseError> {
     let st = pool.stats();
@@ -315,7 +273,7 @@ proptest! {
 
 #[test]
 fn segments_are_aligned_and_published_until_unmapped() {
-    static POOL: SegmentPool<Pages> = SegmentPool::new(Pages, &MAP, 0);
+    static POOL: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 0);
     let mut heap = SlabHeap::<Plain>::new();
     heap.set_owner(99);
     let c = SizeClass::new(10).unwrap();

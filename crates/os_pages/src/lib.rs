@@ -1,0 +1,254 @@
+//! # os_pages: the operating system's pages, behind one contract
+//!
+//! The platform layer of hakmem's boxes. Everything above it (segments, slabs, the large
+//! tier) gets memory from the OS only through the [`PageSource`] trait defined here, and
+//! this crate provides its one Linux implementation, [`MmapPages`]:
+//!
+//! | operation | Linux call |
+//! | --- | --- |
+//! | [`map`](PageSource::map) | `mmap(MAP_PRIVATE \| MAP_ANONYMOUS)`; alignment above the page by over-mapping and trimming head and tail with `munmap` |
+//! | [`unmap`](PageSource::unmap) | `munmap` |
+//! | [`purge`](PageSource::purge) | `madvise(MADV_DONTNEED)`: the pages go back to the OS, the range stays mapped and reads zero |
+//! | [`hint_huge_pages`](PageSource::hint_huge_pages) | `madvise(MADV_HUGEPAGE)` |
+//! | [`remap`](PageSource::remap) | `mremap` (with `MREMAP_MAYMOVE` when allowed) |
+//!
+//! Other page sources (a counting or failing wrapper for tests, another OS) implement the
+//! same trait; the boxes are generic over it.
+//!
+//! ## Invariants owned here
+//! - A range returned by [`PageSource::map`] is fresh, zero-filled, readable and writable,
+//!   of at least the asked size, aligned to the asked alignment (and to [`PAGE`]), and used
+//!   by nothing else until it is unmapped.
+//! - [`MmapPages`] keeps no state: every call is one or a few system calls, it never
+//!   allocates, formats or panics in release builds (failures are `None` or ignored
+//!   advice), so it is safe to call from inside `malloc`.
+//! - The page size is [`PAGE`] (4 KiB), the size on x86-64 and on aarch64 Linux with 4 KiB
+//!   pages; a unit test checks it against `sysconf(_SC_PAGESIZE)`.
+//!
+//! ## Example
+//! ```
+//! use os_pages::{MmapPages, PageSource, PAGE};
+//!
+//! let pages = MmapPages;
+//! // 64 KiB aligned to 1 MiB: over-mapped, then trimmed to exactly the range.
+//! let p = pages.map(64 << 10, 1 << 20).expect("mmap");
+//! assert_eq!(p.as_ptr() as usize % (1 << 20), 0);
+//! // SAFETY: the range is ours, 64 KiB, readable and writable.
+//! unsafe {
+//!     assert_eq!(*p.as_ptr(), 0); // fresh pages read zero
+//!     p.as_ptr().write_bytes(0xab, 64 << 10);
+//!     // The pages go back to the OS; the range stays mapped and reads zero again.
+//!     pages.purge(p, 64 << 10);
+//!     assert_eq!(*p.as_ptr().add(PAGE), 0);
+//!     pages.unmap(p, 64 << 10);
+//! }
+//! ```
+#![no_std]
+#![warn(missing_docs)]
+
+use core::ptr::NonNull;
+
+/// Bytes of one page: the granularity of every mapping (x86-64 and aarch64 Linux with
+/// 4 KiB pages).
+pub const PAGE: usize = 4096;
+
+/// The operating system's pages, as the boxes (segments, the large tier) need them.
+///
+/// [`MmapPages`] implements it over `mmap`; a wrapper can add counting or failure
+/// injection and delegate the mapping itself:
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+/// use os_pages::{MmapPages, PageSource};
+///
+/// /// `MmapPages` that refuses to map more than `limit` ranges.
+/// struct Limited {
+///     maps: AtomicUsize,
+///     limit: usize,
+/// }
+/// // SAFETY: every range comes from `MmapPages`, which keeps the contract.
+/// unsafe impl PageSource for Limited {
+///     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+///         if self.maps.fetch_add(1, Relaxed) >= self.limit {
+///             return None;
+///         }
+///         MmapPages.map(size, align)
+///     }
+///     unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+///         // SAFETY: forwarded from our caller.
+///         unsafe { MmapPages.unmap(p, size) }
+///     }
+///     unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+///         // SAFETY: forwarded from our caller.
+///         unsafe { MmapPages.purge(p, size) }
+///     }
+/// }
+///
+/// let pages = Limited { maps: AtomicUsize::new(0), limit: 1 };
+/// let p = pages.map(1 << 16, 1 << 16).unwrap();
+/// assert!(pages.map(1 << 16, 1 << 16).is_none());
+/// // The defaults: no huge-page hint, no remap.
+/// pages.hint_huge_pages(p, 1 << 16);
+/// // SAFETY: `p` is a whole mapping of 64 KiB from `map`.
+/// assert!(unsafe { pages.remap(p, 1 << 16, 1 << 17, true) }.is_none());
+/// // SAFETY: nothing uses `p` afterwards.
+/// unsafe { pages.unmap(p, 1 << 16) };
+/// ```
+///
+/// # Safety
+/// Implementations must return, from [`map`](Self::map), fresh, zero-filled, readable and
+/// writable memory of the requested size and alignment that nothing else uses until it
+/// is unmapped; [`purge`](Self::purge) must leave the range mapped and reading zero;
+/// [`remap`](Self::remap) must keep the contents of the old range (up to the smaller
+/// size) and give a range of the new size, zero-filled beyond the old one.
+pub unsafe trait PageSource {
+    /// Granularity of mappings (the page size).
+    const PAGE: usize = PAGE;
+    /// Maps `size` bytes (a multiple of the page) aligned to `align` (a power of two);
+    /// `None` if the OS refuses.
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>>;
+    /// Unmaps a range returned by `map` (or a page-aligned part of one).
+    ///
+    /// # Safety
+    /// Nothing may use the range afterwards.
+    unsafe fn unmap(&self, p: NonNull<u8>, size: usize);
+    /// Gives the pages of a range back to the OS; the range stays mapped and reads as zero.
+    ///
+    /// # Safety
+    /// The range's contents are lost.
+    unsafe fn purge(&self, p: NonNull<u8>, size: usize);
+    /// Asks for transparent huge pages on a range (a hint; the default does nothing).
+    fn hint_huge_pages(&self, p: NonNull<u8>, size: usize) {
+        let _ = (p, size);
+    }
+    /// Resizes a mapping, keeping its contents (moving it if `may_move`); `None` if the
+    /// OS cannot. The default cannot.
+    ///
+    /// # Safety
+    /// `p`/`old` is a whole mapping from `map`; on success the old range must not be used.
+    unsafe fn remap(
+        &self,
+        p: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        let _ = (p, old, new, may_move);
+        None
+    }
+}
+
+/// Anonymous private `mmap` mappings: the Linux [`PageSource`].
+///
+/// Alignment above the page is obtained by mapping `size + align - PAGE` bytes and
+/// unmapping the unaligned head and the unused tail, so the result is exactly `size`
+/// bytes (rounded up to the page) of address space. Stateless and `Copy`: a `static`
+/// segment pool or large tier holds it by value.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MmapPages;
+
+/// `mmap` of a fresh anonymous private read-write range of `len` bytes.
+fn mmap_anonymous(len: usize) -> Option<NonNull<u8>> {
+    // SAFETY: a new anonymous mapping at an address the kernel picks; no existing memory
+    // is affected.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(p.cast())
+    }
+}
+
+/// `munmap` of `len` bytes at `addr` (page-aligned).
+///
+/// # Safety
+/// The range is ours and nothing uses it afterwards.
+unsafe fn munmap(addr: usize, len: usize) {
+    // SAFETY: forwarded from the caller.
+    let r = unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    // munmap fails only on arguments that are not page-aligned: a bug of ours.
+    debug_assert_eq!(r, 0, "munmap({addr:#x}, {len:#x}) failed");
+}
+
+// SAFETY: anonymous private mappings are fresh, zero-filled, readable and writable and used
+// by nothing else; `map` trims the over-mapping so the result has the asked alignment;
+// MADV_DONTNEED on a private anonymous range drops its pages, and the range reads zero
+// afterwards; mremap keeps the contents and zero-fills the growth.
+unsafe impl PageSource for MmapPages {
+    const PAGE: usize = PAGE;
+
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let size = size.checked_add(PAGE - 1)? & !(PAGE - 1);
+        let align = align.max(PAGE);
+        debug_assert!(align.is_power_of_two());
+        // mmap's result is page-aligned, so `align - PAGE` extra bytes always hold an
+        // aligned start.
+        let extra = align - PAGE;
+        let total = size.checked_add(extra)?;
+        let p = mmap_anonymous(total)?;
+        if extra == 0 {
+            return Some(p);
+        }
+        let start = p.as_ptr() as usize;
+        let aligned = (start + (align - 1)) & !(align - 1);
+        let head = aligned - start;
+        let tail = extra - head;
+        // SAFETY: the head and the tail are parts of our fresh mapping that we never hand
+        // out; both are page-aligned (start, aligned and size are).
+        unsafe {
+            if head > 0 {
+                munmap(start, head);
+            }
+            if tail > 0 {
+                munmap(aligned + size, tail);
+            }
+        }
+        NonNull::new(aligned as *mut u8)
+    }
+
+    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: the caller gives up the range.
+        unsafe { munmap(p.as_ptr() as usize, size) };
+    }
+
+    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: the caller gives up the contents of the range; the range stays mapped.
+        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_DONTNEED) };
+    }
+
+    fn hint_huge_pages(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: advice only, on one of our mappings; contents and mapping are unchanged.
+        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
+    }
+
+    unsafe fn remap(
+        &self,
+        p: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
+        // SAFETY: `p`/`old` is one of our mappings (caller); the kernel keeps the contents
+        // and, on failure, leaves the mapping as it was.
+        let q = unsafe { libc::mremap(p.as_ptr().cast(), old, new, flags) };
+        if q == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(q.cast())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

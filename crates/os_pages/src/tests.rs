@@ -1,0 +1,255 @@
+//! Unit tests of `MmapPages` against the kernel: alignment, zero fill, trimming, purge,
+//! remap, unmap and the huge-page hint, each observed through the kernel (`mincore`,
+//! `/proc/self/smaps`), not through our own bookkeeping.
+extern crate std;
+
+use super::*;
+use std::string::String;
+use std::sync::Mutex;
+use std::vec::Vec;
+
+/// Every test that maps takes this lock, so no other test of this process maps into a
+/// hole one has just made or changes the address space's size while one measures it.
+static ADDRESS_SPACE: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ADDRESS_SPACE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the page at `addr` is mapped: `mincore` fails with ENOMEM on unmapped pages.
+fn is_mapped(addr: usize) -> bool {
+    let mut vec = 0u8;
+    // SAFETY: mincore only reads the page tables; `vec` holds one entry for one page.
+    let r = unsafe { libc::mincore(addr as *mut libc::c_void, PAGE, &mut vec) };
+    if r == 0 {
+        return true;
+    }
+    // SAFETY: reading this thread's errno.
+    assert_eq!(unsafe { *libc::__errno_location() }, libc::ENOMEM);
+    false
+}
+
+/// Fills a range with a pattern derived from each word's offset.
+///
+/// # Safety
+/// The range is ours and writable.
+unsafe fn fill(p: NonNull<u8>, size: usize, seed: u64) {
+    let words = p.as_ptr().cast::<u64>();
+    for i in 0..size / 8 {
+        // SAFETY: inside the range (caller).
+        unsafe { words.add(i).write(seed ^ i as u64) };
+    }
+}
+
+/// The index of the first word of a range that does not hold `fill`'s pattern.
+///
+/// # Safety
+/// The range is ours and readable.
+unsafe fn first_mismatch(p: NonNull<u8>, size: usize, seed: u64) -> Option<usize> {
+    let words = p.as_ptr().cast::<u64>();
+    // SAFETY: inside the range (caller).
+    (0..size / 8).find(|&i| unsafe { words.add(i).read() } != seed ^ i as u64)
+}
+
+/// Whether a range reads zero everywhere.
+///
+/// # Safety
+/// The range is ours and readable.
+unsafe fn all_zero(p: NonNull<u8>, size: usize) -> bool {
+    // SAFETY: inside the range (caller).
+    unsafe { core::slice::from_raw_parts(p.as_ptr(), size) }
+        .iter()
+        .all(|&b| b == 0)
+}
+
+#[test]
+fn page_constant_is_the_kernel_page_size() {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    assert_eq!(page as usize, PAGE);
+    assert_eq!(<MmapPages as PageSource>::PAGE, PAGE);
+}
+
+/// The process's mapped address space in bytes (`VmSize` of `/proc/self/status`).
+fn vm_size() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+#[test]
+fn maps_are_aligned_zeroed_writable_and_trimmed() {
+    let _g = lock();
+    let pages = MmapPages;
+    for align in [1, 16, PAGE, 2 * PAGE, 64 << 10, 1 << 20, 2 << 20, 4 << 20] {
+        for size in [PAGE, 3 * PAGE, 64 << 10, 4 << 20] {
+            // The address space grows by exactly `size`: head and tail were trimmed. The
+            // test harness's own threads may map something meanwhile, so one of three
+            // tries must see it exactly (an untrimmed map never does).
+            let mut exact = false;
+            for _ in 0..3 {
+                let before = vm_size();
+                let p = pages.map(size, align).expect("mmap");
+                let grew = vm_size() - before;
+                exact |= grew == size;
+                let a = p.as_ptr() as usize;
+                assert_eq!(a % align.max(PAGE), 0, "size {size:#x} align {align:#x}");
+                assert!(is_mapped(a) && is_mapped(a + size - PAGE));
+                // SAFETY: the fresh range of `size` bytes is ours until unmapped.
+                unsafe {
+                    assert!(all_zero(p, size), "size {size:#x} align {align:#x}");
+                    fill(p, size, 7);
+                    assert_eq!(first_mismatch(p, size, 7), None);
+                    pages.unmap(p, size);
+                }
+                if exact {
+                    break;
+                }
+            }
+            assert!(
+                exact,
+                "size {size:#x} align {align:#x}: over-mapping left behind"
+            );
+        }
+    }
+}
+
+#[test]
+fn sizes_are_rounded_up_to_the_page() {
+    let _g = lock();
+    let pages = MmapPages;
+    let p = pages.map(100, 1 << 16).expect("mmap");
+    // SAFETY: the whole first page is ours (the size was rounded up to it).
+    unsafe {
+        fill(p, PAGE, 3);
+        assert_eq!(first_mismatch(p, PAGE, 3), None);
+        pages.unmap(p, 100);
+    }
+}
+
+#[test]
+fn impossible_requests_fail_without_mapping() {
+    let _g = lock();
+    let pages = MmapPages;
+    assert!(pages.map(usize::MAX, PAGE).is_none()); // the size overflows rounding up
+    assert!(pages.map(usize::MAX - PAGE, PAGE).is_none());
+    assert!(pages.map(1 << 20, 1 << 62).is_none());
+    // More than the 47-bit user address space: the kernel refuses.
+    assert!(pages.map(1 << 50, PAGE).is_none());
+}
+
+#[test]
+fn purge_makes_memory_read_zero_and_keeps_it_mapped() {
+    let _g = lock();
+    let pages = MmapPages;
+    let size = 16 * PAGE;
+    let p = pages.map(size, PAGE).expect("mmap");
+    // SAFETY: the range is ours throughout.
+    unsafe {
+        fill(p, size, 0x5a5a);
+        // Purge the middle half: only it reads zero afterwards.
+        let mid = NonNull::new(p.as_ptr().add(4 * PAGE)).unwrap();
+        pages.purge(mid, 8 * PAGE);
+        assert!(all_zero(mid, 8 * PAGE));
+        assert_eq!(first_mismatch(p, 4 * PAGE, 0x5a5a), None);
+        let rest = NonNull::new(p.as_ptr().add(12 * PAGE)).unwrap();
+        let words_before = 12 * PAGE / 8;
+        let w = rest.as_ptr().cast::<u64>();
+        for i in 0..4 * PAGE / 8 {
+            assert_eq!(w.add(i).read(), 0x5a5a ^ (words_before + i) as u64);
+        }
+        // Still mapped and writable.
+        fill(mid, 8 * PAGE, 9);
+        assert_eq!(first_mismatch(mid, 8 * PAGE, 9), None);
+        pages.purge(p, size);
+        assert!(all_zero(p, size));
+        pages.unmap(p, size);
+    }
+}
+
+#[test]
+fn remap_keeps_contents() {
+    let _g = lock();
+    let pages = MmapPages;
+    let old = 64 << 10;
+    let new = 1 << 20;
+    let p = pages.map(old, PAGE).expect("mmap");
+    // SAFETY: each range is ours while used; the old one is not used after a success.
+    unsafe {
+        fill(p, old, 11);
+        // Growing in place may or may not be possible; either way nothing is lost.
+        match pages.remap(p, old, new, false) {
+            Some(q) => {
+                assert_eq!(q, p, "a remap that may not move moved");
+                assert_eq!(first_mismatch(q, old, 11), None);
+                let grown = NonNull::new(q.as_ptr().add(old)).unwrap();
+                assert!(all_zero(grown, new - old));
+                let back = pages.remap(q, new, old, false).expect("shrinking in place");
+                assert_eq!(back, p);
+            }
+            None => assert_eq!(first_mismatch(p, old, 11), None),
+        }
+        let q = pages.remap(p, old, new, true).expect("mremap may move");
+        assert_eq!(first_mismatch(q, old, 11), None);
+        let grown = NonNull::new(q.as_ptr().add(old)).unwrap();
+        assert!(all_zero(grown, new - old));
+        fill(q, new, 12);
+        let r = pages.remap(q, new, old, true).expect("shrinking");
+        assert_eq!(first_mismatch(r, old, 12), None);
+        pages.unmap(r, old);
+    }
+}
+
+#[test]
+fn unmap_gives_the_range_back() {
+    let _g = lock();
+    let pages = MmapPages;
+    let p = pages.map(3 << 20, 1 << 20).expect("mmap");
+    let a = p.as_ptr() as usize;
+    // SAFETY: the range is ours; each part is given up once and not used afterwards.
+    unsafe {
+        // A page-aligned part of a mapping: only it goes.
+        let mid = NonNull::new(p.as_ptr().add(1 << 20)).unwrap();
+        pages.unmap(mid, 1 << 20);
+        assert!(is_mapped(a) && is_mapped(a + (2 << 20)));
+        assert!(!is_mapped(a + (1 << 20)) && !is_mapped(a + (2 << 20) - PAGE));
+        pages.unmap(p, 1 << 20);
+        let tail = NonNull::new(p.as_ptr().add(2 << 20)).unwrap();
+        pages.unmap(tail, 1 << 20);
+    }
+    assert!(!is_mapped(a) && !is_mapped(a + (3 << 20) - PAGE));
+}
+
+/// The `VmFlags` line of the mapping that starts at `addr` in `/proc/self/smaps`.
+fn vm_flags(addr: usize) -> Option<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let start = std::format!("{addr:x}-");
+    let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
+    lines.next()?;
+    lines.find(|l| l.starts_with("VmFlags:")).map(String::from)
+}
+
+#[test]
+fn hint_huge_pages_marks_the_range() {
+    if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
+        return; // a kernel without THP: the advice is refused and there is nothing to see
+    }
+    let _g = lock();
+    let pages = MmapPages;
+    let size = 4 << 20;
+    let p = pages.map(size, 2 << 20).expect("mmap");
+    let a = p.as_ptr() as usize;
+    let before = vm_flags(a).expect("our mapping in smaps");
+    assert!(!before.split_whitespace().any(|f| f == "hg"), "{before}");
+    pages.hint_huge_pages(p, size);
+    let after = vm_flags(a).expect("our mapping in smaps");
+    let flags: Vec<&str> = after.split_whitespace().collect();
+    assert!(flags.contains(&"hg"), "{after}");
+    // SAFETY: the range is ours; a hint changes no contents.
+    unsafe {
+        fill(p, size, 5);
+        assert_eq!(first_mismatch(p, size, 5), None);
+        pages.unmap(p, size);
+    }
+}
