@@ -109,9 +109,9 @@ impl Alloc {
     unsafe fn free_ptr(p: *mut u8) {
         // SAFETY: any pointer value is accepted; a bad one is reported and aborts.
         #[cfg(feature = "checked")]
-        unsafe {
-            checks::on_free(p)
-        };
+        if unsafe { checks::free(p) } {
+            return;
+        }
         let addr = p as usize;
         if heap::MAP.region(addr) == Region::Segment {
             // SAFETY: the map says `addr` is in a live segment.
