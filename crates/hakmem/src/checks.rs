@@ -210,8 +210,11 @@ fn verified(p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass, usize)> {
     let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
     // SAFETY: `addr - 16` lies in the same segment, past its metadata slice: mapped.
     let requested = unsafe { b.expect_header(BlockState::Allocated, c.index() as u8) }? as usize;
-    // SAFETY: a checked header of this class: the block spans `span(c)` bytes from `addr`.
-    if requested > c.block_size() || !unsafe { canary_intact(addr, requested, span(c)) } {
+    // The check word covers the requested size; bounding it by the span (one table load
+    // less than the block size too) keeps the canary read inside the block.
+    let span = span(c);
+    // SAFETY: a checked header of this class: the block spans `span` bytes from `addr`.
+    if requested > span || !unsafe { canary_intact(addr, requested, span) } {
         return None;
     }
     Some((b, c, owner))
@@ -225,10 +228,11 @@ fn mark_free(b: BlockBase<Layout>) {
     unsafe { b.mark_free() };
 }
 
-/// The checked free: verifies `p` and marks it Free, then, for a block of this thread's
-/// heap whose cache has room, frees it (true). False when the caller's free path is to
-/// go on (another thread's block, a full cache, a large block); a misuse is reported and
-/// aborts. One pass: the checks share the address-map and slice loads with the push.
+/// The checked free: verifies `p` and marks it Free, then frees it: a block of this
+/// thread's heap whose cache has room is pushed here, with the lookups the checks made;
+/// anything else goes to the release build's [`free_other`](crate::free_other) directly.
+/// A misuse is reported and aborts. Returns true: `p` is freed (the caller's own free
+/// path is not to run).
 ///
 /// # Safety
 /// Reads hakmem's metadata for `p`; any pointer value is accepted.
@@ -249,11 +253,13 @@ pub unsafe fn free(p: *mut u8) -> bool {
             return true;
         }
     }
-    false
+    // SAFETY: a verified block of a live slab, now marked Free.
+    unsafe { crate::free_other(p) };
+    true
 }
 
-/// [`free`] for what [`verified`] refused: reports, or marks a slab block that passes the
-/// full checks Free; false (the caller's free path goes on).
+/// [`free`] for what [`verified`] refused: reports, or frees a slab block that passes
+/// the full checks (marked Free) or a live large block.
 ///
 /// # Safety
 /// As for [`free`].
@@ -264,7 +270,9 @@ unsafe fn free_slow(p: *mut u8) -> bool {
     if let Some((b, _)) = unsafe { diagnose(p) } {
         mark_free(b);
     }
-    false
+    // SAFETY: `p` passed the checks: a live block of ours.
+    unsafe { crate::free_other(p) };
+    true
 }
 
 /// The full checks, for what [`verified`] refused: reports the misuse and aborts, or
