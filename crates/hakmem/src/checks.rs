@@ -149,13 +149,10 @@ pub fn on_alloc(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
     if unsafe { b.expect_header(BlockState::Free, c.index() as u8) }.is_none() {
         alloc_failed(b, c)
     }
-    // SAFETY: we own the block; the canary lies inside it (requested <= block size).
+    // SAFETY: we own the block, its header checked Free of class `c`; the canary lies
+    // inside it (requested <= block size).
     unsafe {
-        b.write_header(Header {
-            state: BlockState::Allocated,
-            class: c.index() as u8,
-            requested: requested as u32,
-        });
+        b.mark_allocated(c.index() as u8, requested as u32);
         write_canary(b.to_user().addr(), requested, span(c));
     }
 }
@@ -210,11 +207,10 @@ fn verified(p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass, usize)> {
     let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
     // SAFETY: `addr - 16` lies in the same segment, past its metadata slice: mapped.
     let requested = unsafe { b.expect_header(BlockState::Allocated, c.index() as u8) }? as usize;
-    // The check word covers the requested size; bounding it by the span (one table load
-    // less than the block size too) keeps the canary read inside the block.
-    let span = span(c);
-    // SAFETY: a checked header of this class: the block spans `span` bytes from `addr`.
-    if requested > span || !unsafe { canary_intact(addr, requested, span) } {
+    // The requested size is behind the tag (an overflow reaching it changed the tag) but
+    // outside the check word: bounding it keeps the canary read inside the block.
+    // SAFETY: a checked header of this class: the block spans `span(c)` bytes from `addr`.
+    if requested > c.block_size() || !unsafe { canary_intact(addr, requested, span(c)) } {
         return None;
     }
     Some((b, c, owner))
