@@ -10,16 +10,23 @@
 //!   overwritten while free); its header becomes Allocated with the requested size, and up
 //!   to 8 bytes after the request (as many as the block has room for) hold a canary.
 //! - free: the pointer is ours and the start of a block (not interior, not a stack or
-//!   foreign address); its header decodes (else overwritten: overflow from the previous
+//!   foreign address); its header checks (else overwritten: overflow from the previous
 //!   block); it is Allocated (else double free); its class matches its slab's; the canary
 //!   is intact. The header then becomes Free. (An overflow that reaches the next block's
 //!   header is caught when that block is next allocated or freed; it is not checked from
 //!   here because another thread may be writing that header at the same moment.)
-//! - realloc in place: the header's requested size and the canary move.
+//! - realloc in place: the same checks as free, then the header's requested size and the
+//!   canary move.
 //! - `malloc_usable_size` reports the requested size, so a program that trusts it never
 //!   writes over the canary.
 //! - free-list pops: the encoded link checks (else the free block was written: use after
 //!   free).
+//!
+//! Cost: each check has a fast form on the hot paths (the expected header words compared
+//! with two loads, one canary word, the Free mark a one-byte store, the lookups shared with
+//! the free path's push) and a full form, [`diagnose`] and `alloc_failed`, which runs only
+//! when the fast form fails and names the misuse. See "Checked build cost" in
+//! `docs/benchmarks.md`.
 
 use crate::os::Line;
 use crate::{heap, stats, Layout};
