@@ -8,69 +8,106 @@
 //! What is checked, and where:
 //! - malloc: the block taken from a free list has a valid Free header (else it was
 //!   overwritten while free); its header becomes Allocated with the requested size, and up
-//!   to 16 bytes after the request are filled with a canary.
+//!   to 8 bytes after the request (as many as the block has room for) hold a canary.
 //! - free: the pointer is ours and the start of a block (not interior, not a stack or
-//!   foreign address); its header decodes (else overwritten: overflow from the previous
+//!   foreign address); its header checks (else overwritten: overflow from the previous
 //!   block); it is Allocated (else double free); its class matches its slab's; the canary
 //!   is intact. The header then becomes Free. (An overflow that reaches the next block's
 //!   header is caught when that block is next allocated or freed; it is not checked from
 //!   here because another thread may be writing that header at the same moment.)
-//! - realloc in place: the header's requested size and the canary move.
+//! - realloc in place: the same checks as free, then the header's requested size and the
+//!   canary move.
 //! - `malloc_usable_size` reports the requested size, so a program that trusts it never
 //!   writes over the canary.
 //! - free-list pops: the encoded link checks (else the free block was written: use after
 //!   free).
+//!
+//! Cost: each check has a fast form on the hot paths (the expected header words compared
+//! with two loads, one canary word, the Free mark a one-byte store, the lookups shared with
+//! the free path's push) and a full form, [`diagnose`] and `alloc_failed`, which runs only
+//! when the fast form fails and names the misuse. See "Checked build cost" in
+//! `docs/benchmarks.md`.
 
 use crate::os::Line;
-use crate::{heap, Layout};
+use crate::{heap, stats, Layout};
 use core::ptr::NonNull;
 use ptr_conversion::{
     BlockBase, BlockLayout, BlockState, Corruption, Header, Report, SizeClass, UserPtr,
 };
 use superslab::{Region, Segment};
+use tiny_layout::BLOCK_ALIGN;
 
 const CANARY: u8 = 0xCA;
-const CANARY_BYTES: usize = 16;
 const CANARY_WORD: u64 = u64::from_ne_bytes([CANARY; 8]);
 
-/// Writes the canary at `at` (up to 16 bytes, `room` bytes available in the block).
+/// The canary: the (up to) 8 bytes right after the requested size that the block has
+/// room for. Any overflow that runs on from the end of the requested bytes writes the
+/// first of them; a block with no room left has the next block's header right after it,
+/// whose check catches the overflow instead. Returned as one 8-byte word inside the block
+/// that holds them (at `user + requested`, or, with less than 8 bytes of room, the block's
+/// last 8 bytes) and the mask of the canary bytes in that word: one load or store, no loop.
+#[inline(always)]
+fn canary_slot(user: usize, requested: usize, block: usize) -> (usize, u64) {
+    let room = block - requested;
+    if room >= 8 {
+        (user + requested, !0)
+    } else {
+        // The last `room` bytes of the word: its high bytes in little-endian order.
+        let mask = (!0u64).checked_shl(8 * (8 - room) as u32).unwrap_or(0);
+        (user + block - 8, u64::from_le(mask))
+    }
+}
+
+/// Writes the canary of a block of `block` bytes at `user` holding `requested` bytes,
+/// keeping the user's bytes that share its word.
 ///
 /// # Safety
-/// `[at, at + min(room, 16))` is inside a block the caller owns.
-unsafe fn write_canary(at: usize, room: usize) {
-    let n = room.min(CANARY_BYTES);
-    // SAFETY: forwarded; unaligned stores stay inside the range.
+/// The caller owns the block; `requested <= block` and `block >= 8`.
+#[inline(always)]
+unsafe fn write_canary(user: usize, requested: usize, block: usize) {
+    let (at, mask) = canary_slot(user, requested, block);
+    let w = at as *mut u64;
+    // SAFETY: `[at, at + 8)` lies inside the block (caller); unaligned access is allowed.
     unsafe {
-        if n == CANARY_BYTES {
-            (at as *mut u64).write_unaligned(CANARY_WORD);
-            ((at + 8) as *mut u64).write_unaligned(CANARY_WORD);
+        if mask == !0 {
+            w.write_unaligned(CANARY_WORD);
         } else {
-            core::ptr::write_bytes(at as *mut u8, CANARY, n);
+            w.write_unaligned(w.read_unaligned() & !mask | CANARY_WORD & mask);
         }
     }
 }
 
-/// The first damaged canary byte at `at`, if any.
+/// Whether the canary of a block is intact.
 ///
 /// # Safety
-/// As for [`write_canary`].
-unsafe fn canary_damage(at: usize, room: usize) -> Option<u8> {
-    let n = room.min(CANARY_BYTES);
-    // SAFETY: forwarded.
-    let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, n) };
-    if n == CANARY_BYTES {
-        // SAFETY: 16 readable bytes.
-        let (a, b) = unsafe {
-            (
-                (at as *const u64).read_unaligned(),
-                ((at + 8) as *const u64).read_unaligned(),
-            )
-        };
-        if a == CANARY_WORD && b == CANARY_WORD {
-            return None;
-        }
+/// As for [`write_canary`] (the block may be read).
+#[inline(always)]
+unsafe fn canary_intact(user: usize, requested: usize, block: usize) -> bool {
+    if block - requested >= 8 {
+        // SAFETY: as in `write_canary`.
+        return unsafe { ((user + requested) as *const u64).read_unaligned() } == CANARY_WORD;
     }
+    let (at, mask) = canary_slot(user, requested, block);
+    // SAFETY: as in `write_canary`.
+    (unsafe { (at as *const u64).read_unaligned() } ^ CANARY_WORD) & mask == 0
+}
+
+/// The first damaged canary byte (for the report), if any.
+///
+/// # Safety
+/// As for [`canary_intact`].
+unsafe fn canary_damage(user: usize, requested: usize, block: usize) -> Option<u8> {
+    let n = (block - requested).min(8);
+    // SAFETY: the `n` canary bytes lie inside the block (caller).
+    let bytes = unsafe { core::slice::from_raw_parts((user + requested) as *const u8, n) };
     bytes.iter().copied().find(|&x| x != CANARY)
+}
+
+/// The bytes from a block's user pointer to the next block's header: the block size
+/// plus the layout's spare bytes (blocks above 1 KiB), where the canary may lie.
+#[inline(always)]
+fn span(c: SizeClass) -> usize {
+    Layout::stride(c) - Layout::HEADER_SIZE
 }
 
 /// Writes the report line and aborts.
@@ -100,6 +137,8 @@ pub fn reporter(r: &Report) -> ! {
 
 /// Reports directly (not through `ptr_conversion::report`, whose hook is installed at
 /// process set-up: a bad free may come before any allocation).
+#[cold]
+#[inline(never)]
 pub fn fail(what: Corruption, addr: usize, class: Option<u8>, expected: u64, found: u64) -> ! {
     reporter(&Report {
         what,
@@ -111,17 +150,33 @@ pub fn fail(what: Corruption, addr: usize, class: Option<u8>, expected: u64, fou
 }
 
 /// Verifies a block about to be handed out and marks it Allocated for `requested` bytes.
+#[inline(always)]
 pub fn on_alloc(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
+    // SAFETY: `b` is a block of ours just taken from a free list.
+    if unsafe { b.expect_header(BlockState::Free, c.index() as u8) }.is_none() {
+        alloc_failed(b, c)
+    }
+    // SAFETY: we own the block, its header checked Free of class `c`; the canary lies
+    // inside it (requested <= block size).
+    unsafe {
+        b.mark_allocated(c.index() as u8, requested as u32);
+        write_canary(b.to_user().addr(), requested, span(c));
+    }
+}
+
+/// Names what is wrong with the header of a block taken from a free list.
+#[cold]
+#[inline(never)]
+fn alloc_failed(b: BlockBase<Layout>, c: SizeClass) -> ! {
     let user = b.to_user().addr();
     // SAFETY: `b` is a block of ours just taken from a free list.
     match unsafe { b.read_header() } {
-        Ok(h) if h.state == BlockState::Free && h.class as usize == c.index() => {}
         Ok(h) => fail(
             Corruption::FreeListCorrupted,
             user,
             Some(c.index() as u8),
             Header::TAG_FREE as u64,
-            tag_of(h) as u64,
+            Header::tag_of(h.state) as u64,
         ),
         Err(e) => fail(
             Corruption::HeaderOverwritten,
@@ -131,34 +186,112 @@ pub fn on_alloc(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
             e.found_tag as u64,
         ),
     }
-    // SAFETY: we own the block; the canary lies inside it (requested <= block size).
-    unsafe {
-        b.write_header(Header {
-            state: BlockState::Allocated,
-            class: c.index() as u8,
-            requested: requested as u32,
-        });
-        write_canary(user + requested, c.block_size() - requested);
-    }
 }
 
-fn tag_of(h: Header) -> u8 {
-    match h.state {
-        BlockState::Allocated => Header::TAG_ALLOCATED,
-        BlockState::Free => Header::TAG_FREE,
+/// The checks of free (and of an in-place resize) for a slab block, in their fast form:
+/// `p` is 16-aligned, in a segment, in a slice of a live slab, and its header is the valid
+/// Allocated header of that slab's class (which proves `p` is a block start: the check
+/// word mixes in the block's own address), with its canary intact. Gives the block, its
+/// class and its slab's owner; `None` when any of this fails, or for a pointer that is
+/// not a slab block: [`diagnose`] then names it.
+#[inline(always)]
+fn verified(p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass, usize)> {
+    let addr = p as usize;
+    if heap::MAP.region(addr) != Region::Segment || !addr.is_multiple_of(BLOCK_ALIGN) {
+        return None;
     }
+    // SAFETY: the map says `addr` is in a live segment.
+    let slice = unsafe { Segment::<Layout>::slice_of(addr) };
+    // Owner 0: a closed slab, or the metadata slice (so `addr` is at least a slice in and
+    // its would-be header lies in the segment's mapped memory).
+    let owner = slice.owner();
+    if owner == 0 {
+        return None;
+    }
+    let c = slice.class();
+    // SAFETY: `addr` is non-null (it lies in a segment); whether it is a block start is
+    // decided by the header check below.
+    let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+    // SAFETY: `addr - 16` lies in the same segment, past its metadata slice: mapped.
+    let requested = unsafe { b.expect_header(BlockState::Allocated, c.index() as u8) }? as usize;
+    // The requested size is behind the tag (an overflow reaching it changed the tag) but
+    // outside the check word: bounding it keeps the canary read inside the block.
+    // SAFETY: a checked header of this class: the block spans `span(c)` bytes from `addr`.
+    if requested > c.block_size() || !unsafe { canary_intact(addr, requested, span(c)) } {
+        return None;
+    }
+    Some((b, c, owner))
 }
 
-/// Verifies a pointer being freed; on success its header is marked Free.
+/// Marks a verified block Free (the header a double free finds).
+#[inline(always)]
+fn mark_free(b: BlockBase<Layout>) {
+    // SAFETY: the block was verified live (its header Allocated) and is being freed by
+    // its holder.
+    unsafe { b.mark_free() };
+}
+
+/// The checked free: verifies `p` and marks it Free, then frees it: a block of this
+/// thread's heap whose cache has room is pushed here, with the lookups the checks made;
+/// anything else goes to the release build's [`free_other`](crate::free_other) directly.
+/// A misuse is reported and aborts. Returns true: `p` is freed (the caller's own free
+/// path is not to run).
 ///
 /// # Safety
 /// Reads hakmem's metadata for `p`; any pointer value is accepted.
-pub unsafe fn on_free(p: *mut u8) {
+#[inline(always)]
+pub unsafe fn free(p: *mut u8) -> bool {
+    let Some((b, c, owner)) = verified(p) else {
+        // SAFETY: forwarded.
+        return unsafe { free_slow(p) };
+    };
+    mark_free(b);
+    let h = heap::current();
+    // Owner tokens are heap addresses: equality means a live slab of this thread's heap.
+    if owner == h as usize {
+        // SAFETY: our own heap; the block is free now and ours.
+        if unsafe { (*h).cache.get(c).push_bounded(b) }.is_ok() {
+            // SAFETY: as above.
+            stats::bump(unsafe { &(*h).counters.frees[c.index()] });
+            return true;
+        }
+    }
+    // SAFETY: a verified block of a live slab, now marked Free.
+    unsafe { crate::free_other(p) };
+    true
+}
+
+/// [`free`] for what [`verified`] refused: reports, or frees a slab block that passes
+/// the full checks (marked Free) or a live large block.
+///
+/// # Safety
+/// As for [`free`].
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8) -> bool {
+    // SAFETY: forwarded.
+    if let Some((b, _)) = unsafe { diagnose(p) } {
+        mark_free(b);
+    }
+    // SAFETY: `p` passed the checks: a live block of ours.
+    unsafe { crate::free_other(p) };
+    true
+}
+
+/// The full checks, for what [`verified`] refused: reports the misuse and aborts, or
+/// returns `None` for a live large block (the large tier checks its own header), or the
+/// block if it passes after all.
+///
+/// # Safety
+/// As for [`free`].
+#[cold]
+#[inline(never)]
+unsafe fn diagnose(p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass)> {
     let addr = p as usize;
     match heap::MAP.region(addr) {
         Region::Segment => {}
         // SAFETY: the map marks large blocks in this granule.
-        Region::Large if unsafe { heap::LARGE.usable_size(p) } != 0 => return,
+        Region::Large if unsafe { heap::LARGE.usable_size(p) } != 0 => return None,
         _ => {
             let what = if heap::LARGE.in_cache(p) {
                 Corruption::DoubleFree
@@ -176,11 +309,9 @@ pub unsafe fn on_free(p: *mut u8) {
     if !slab.is_live() || base < slab.start() || base >= slab.carved_end() {
         fail(Corruption::InvalidFree, addr, None, 0, 0)
     }
-    // SAFETY: `addr` is non-null (it lies in a segment); converting is the checked path's
-    // whole point: the header read below decides whether it really is a block start.
+    // SAFETY: `addr` is non-null (it lies in a segment); the header read below decides
+    // whether it really is a block start.
     let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-    // A header that checks proves `base` is a block start (its check word mixes in its own
-    // address), so the division by the stride is only needed to name a failure.
     // SAFETY: `base` lies in the carved part of a live slab: mapped and readable.
     let h = match unsafe { b.read_header() } {
         Ok(h) => h,
@@ -221,8 +352,17 @@ pub unsafe fn on_free(p: *mut u8) {
         );
     }
     let requested = h.requested as usize;
+    if requested > c.block_size() {
+        fail(
+            Corruption::HeaderOverwritten,
+            addr,
+            class,
+            c.block_size() as u64,
+            requested as u64,
+        );
+    }
     // SAFETY: the canary lies inside the block, after the requested bytes.
-    if let Some(bad) = unsafe { canary_damage(addr + requested, c.block_size() - requested) } {
+    if let Some(bad) = unsafe { canary_damage(addr, requested, span(c)) } {
         fail(
             Corruption::CanaryOverwritten,
             addr,
@@ -231,14 +371,7 @@ pub unsafe fn on_free(p: *mut u8) {
             bad as u64,
         );
     }
-    // SAFETY: we own the block being freed.
-    unsafe {
-        b.write_header(Header {
-            state: BlockState::Free,
-            class: c.index() as u8,
-            requested: 0,
-        })
-    };
+    Some((b, c))
 }
 
 /// The requested size recorded for a live block of a slab (0 if not a slab block).
@@ -258,7 +391,8 @@ pub unsafe fn requested_size(p: *mut u8) -> Option<usize> {
         .map(|h| h.requested as usize)
 }
 
-/// Records a new requested size for a block resized in place, moving its canary.
+/// Verifies a block being resized in place (as free would) and records its new requested
+/// size, moving its canary.
 ///
 /// # Safety
 /// `p` is a live slab block of ours with at least `new_size` usable bytes.
@@ -266,10 +400,10 @@ pub unsafe fn on_resize(p: *mut u8, new_size: usize) {
     if heap::MAP.region(p as usize) != Region::Segment {
         return;
     }
-    // SAFETY: as above.
-    let slab = unsafe { Segment::<Layout>::slab_of(p as usize) };
-    let c = slab.class();
-    if let Some(b) = slab.block_containing(p as usize - Layout::HEADER_SIZE) {
+    // SAFETY: any pointer value is accepted.
+    let checked = verified(p).map(|(b, c, _)| (b, c));
+    // SAFETY: forwarded.
+    if let Some((b, c)) = checked.or_else(|| unsafe { diagnose(p) }) {
         // SAFETY: the caller owns the live block; the canary lies inside it.
         unsafe {
             b.write_header(Header {
@@ -277,7 +411,7 @@ pub unsafe fn on_resize(p: *mut u8, new_size: usize) {
                 class: c.index() as u8,
                 requested: new_size as u32,
             });
-            write_canary(p as usize + new_size, c.block_size() - new_size);
+            write_canary(p as usize, new_size, span(c));
         }
     }
 }

@@ -142,8 +142,8 @@ impl Alloc {
     pub unsafe fn free_ptr(p: *mut u8) {
         // SAFETY: any pointer value is accepted; a bad one is reported and aborts.
         #[cfg(feature = "checked")]
-        if !p.is_null() {
-            unsafe { checks::on_free(p) };
+        if p.is_null() || unsafe { checks::free(p) } {
+            return;
         }
         let addr = p as usize;
         if heap::MAP.region(addr) == Region::Segment {

@@ -197,6 +197,107 @@ impl<L: BlockLayout> BlockBase<L> {
         }
     }
 
+    /// Marks the checked Free header of a block of class `class` Allocated for `requested`
+    /// bytes: one store of word 0 (the check word does not change). No-op in a layout
+    /// without header.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// use ptr_conversion::{BlockBase, BlockState, Header};
+    /// use tiny_layout::Guarded;
+    /// #[repr(align(16))]
+    /// struct Block([u8; 48]);
+    /// let mut block = Block([0; 48]);
+    /// let p = NonNull::new(block.0.as_mut_ptr()).unwrap();
+    /// // SAFETY: a 16-aligned block of 48 bytes, owned here.
+    /// let b = unsafe { BlockBase::<Guarded>::from_raw(p) };
+    /// unsafe { b.write_header(Header { state: BlockState::Free, class: 1, requested: 0 }) };
+    /// unsafe { b.mark_allocated(1, 20) };
+    /// let h = Header { state: BlockState::Allocated, class: 1, requested: 20 };
+    /// assert_eq!(unsafe { b.read_header() }, Ok(h));
+    /// ```
+    ///
+    /// # Safety
+    /// The caller owns the block, whose header was checked Free of class `class`.
+    #[inline(always)]
+    pub unsafe fn mark_allocated(self, class: u8, requested: u32) {
+        if L::HEADER_SIZE == Header::SIZE {
+            let w0 = Header::TAG_ALLOCATED as u64 | (class as u64) << 8 | (requested as u64) << 32;
+            // SAFETY: word 0 of the header: 8 bytes at BASE, 16-aligned.
+            unsafe { self.0.cast::<u64>().write(w0) }
+        }
+    }
+
+    /// Marks the checked header of an Allocated block Free with one byte store (the tag;
+    /// class and requested size stay, and the check word, which leaves them out, still
+    /// holds). No-op in a layout without header.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// use ptr_conversion::{BlockBase, BlockState, Header};
+    /// use tiny_layout::Guarded;
+    /// #[repr(align(16))]
+    /// struct Block([u8; 48]);
+    /// let mut block = Block([0; 48]);
+    /// let p = NonNull::new(block.0.as_mut_ptr()).unwrap();
+    /// // SAFETY: a 16-aligned block of 48 bytes, owned here.
+    /// let b = unsafe { BlockBase::<Guarded>::from_raw(p) };
+    /// let h = Header { state: BlockState::Allocated, class: 1, requested: 20 };
+    /// unsafe { b.write_header(h) };
+    /// unsafe { b.mark_free() };
+    /// let free = Header { state: BlockState::Free, ..h };
+    /// assert_eq!(unsafe { b.read_header() }, Ok(free));
+    /// ```
+    ///
+    /// # Safety
+    /// The caller owns the block, whose header was checked Allocated.
+    #[inline(always)]
+    pub unsafe fn mark_free(self) {
+        if L::HEADER_SIZE == Header::SIZE {
+            // SAFETY: the tag is the header's first byte (little-endian word 0).
+            unsafe { self.0.write(Header::TAG_FREE) }
+        }
+    }
+
+    /// Checks, without decoding, that this block's header is the valid header of a block in
+    /// `state` of class `class`, and returns its requested size. The fast form of
+    /// [`read_header`](Self::read_header) for the checked paths: two loads and two
+    /// compares; on `None` the caller decodes with `read_header` to name the failure.
+    /// Layouts without a header get `Some(0)`.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// use ptr_conversion::{BlockBase, BlockState, Header};
+    /// use tiny_layout::Guarded;
+    /// #[repr(align(16))]
+    /// struct Block([u8; 48]);
+    /// let mut block = Block([0; 48]);
+    /// let p = NonNull::new(block.0.as_mut_ptr()).unwrap();
+    /// // SAFETY: a 16-aligned block of 48 bytes, owned here.
+    /// let b = unsafe { BlockBase::<Guarded>::from_raw(p) };
+    /// unsafe { b.write_header(Header { state: BlockState::Allocated, class: 1, requested: 20 }) };
+    /// assert_eq!(unsafe { b.expect_header(BlockState::Allocated, 1) }, Some(20));
+    /// assert_eq!(unsafe { b.expect_header(BlockState::Free, 1) }, None); // wrong state
+    /// assert_eq!(unsafe { b.expect_header(BlockState::Allocated, 2) }, None); // wrong class
+    /// ```
+    ///
+    /// # Safety
+    /// As for [`read_header`](Self::read_header).
+    #[inline(always)]
+    pub unsafe fn expect_header(self, state: BlockState, class: u8) -> Option<u32> {
+        if L::HEADER_SIZE != Header::SIZE {
+            return Some(0);
+        }
+        // SAFETY: as in `write_header`.
+        let [w0, w1] = unsafe { self.0.cast::<[u64; 2]>().read() };
+        let low = Header::tag_of(state) as u32 | (class as u32) << 8;
+        if w0 as u32 == low && w1 == Header::check_word(class, self.addr()) {
+            Some((w0 >> 32) as u32)
+        } else {
+            None
+        }
+    }
+
     /// Reads and checks the header of this block. Layouts without a header get `Ok`
     /// with `Header::NONE`.
     ///
@@ -364,9 +465,15 @@ pub enum BlockState {
 /// The 16-byte block header of guarded layouts.
 ///
 /// Encoding (little-endian words): word 0 = `tag | class << 8 | requested << 32`, where
-/// `tag` is [`Header::TAG_ALLOCATED`] or [`Header::TAG_FREE`]; word 1 = word 0 xor the
-/// block's own address xor [`Header::KEY`], so a header copied from elsewhere, shifted by
-/// an overflow or forged by user data does not check.
+/// `tag` is [`Header::TAG_ALLOCATED`] or [`Header::TAG_FREE`] and bits 16..32 are zero;
+/// word 1, the check word, = `class << 56` xor the block's own address xor
+/// [`Header::KEY`], so a header copied from elsewhere, shifted by an overflow or forged by
+/// user data does not check. The check word depends only on what stays fixed while the
+/// block lives in its slab, so malloc and free rewrite word 0 only
+/// ([`BlockBase::mark_allocated`], and [`BlockBase::mark_free`]: one byte store). An
+/// overflow from the previous block reaches word 0's tag byte first, which must be one of
+/// the two values; the requested size behind it is bounded by the block's span by its
+/// users.
 ///
 /// Headers are written and read only through [`BlockBase::write_header`] and
 /// [`BlockBase::read_header`] (see the example there); both are no-ops for layouts
@@ -408,13 +515,27 @@ impl Header {
         requested: 0,
     };
 
-    fn encode(self, addr: usize) -> [u64; 2] {
-        let tag = match self.state {
+    /// The tag byte of a state.
+    #[inline(always)]
+    pub const fn tag_of(state: BlockState) -> u8 {
+        match state {
             BlockState::Allocated => Self::TAG_ALLOCATED,
             BlockState::Free => Self::TAG_FREE,
-        };
+        }
+    }
+
+    #[inline(always)]
+    fn encode(self, addr: usize) -> [u64; 2] {
+        let tag = Self::tag_of(self.state);
         let w0 = tag as u64 | (self.class as u64) << 8 | (self.requested as u64) << 32;
-        [w0, w0 ^ addr as u64 ^ Self::KEY]
+        [w0, Self::check_word(self.class, addr)]
+    }
+
+    /// The check word of a header of class `class` at `addr` (user-space addresses stay
+    /// below bit 56, where the class goes).
+    #[inline(always)]
+    fn check_word(class: u8, addr: usize) -> u64 {
+        (class as u64) << 56 ^ addr as u64 ^ Self::KEY
     }
 
     fn decode(w: [u64; 2], addr: usize) -> Result<Header, HeaderError> {
@@ -430,7 +551,7 @@ impl Header {
                 })
             }
         };
-        if w[1] != w[0] ^ addr as u64 ^ Self::KEY || (w[0] >> 16) as u16 != 0 {
+        if w[1] != Self::check_word((w[0] >> 8) as u8, addr) || (w[0] >> 16) as u16 != 0 {
             return Err(HeaderError {
                 found_tag: tag,
                 found: w[0],

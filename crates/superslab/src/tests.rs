@@ -172,7 +172,7 @@ fn check_blocks<L: BlockLayout>(
     blocks: &[BlockBase<L>],
 ) -> Vec<(usize, usize)> {
     let stride = L::stride(c);
-    assert_eq!(stride, L::HEADER_SIZE + c.block_size());
+    assert!(stride >= L::HEADER_SIZE + c.block_size() && stride % 16 == 0);
     blocks
         .iter()
         .map(|b| {
@@ -743,14 +743,19 @@ fn take_blocks_is_zero_when_the_os_refuses() {
 // ---- 7. guarded layout ----
 
 #[test]
-fn guarded_blocks_have_a_header_and_a_16_byte_longer_stride() {
+fn guarded_blocks_have_a_header_and_a_longer_stride() {
     let pool = pool(2);
     let owner = 0x6A;
     let mut h = heap::<Guarded>(owner);
     let mut spans = Vec::new();
     for size in SIZES {
         let c = class_of(size).unwrap();
-        let stride = c.block_size() + 16;
+        // 16 bytes longer; above 1 KiB rounded up to 64 bytes.
+        let stride = if c.block_size() > 1024 {
+            (c.block_size() + 16).next_multiple_of(64)
+        } else {
+            c.block_size() + 16
+        };
         assert_eq!(Guarded::stride(c), stride);
         let v = take(&mut h, pool, c, Guarded::blocks_per_slab(c) + 2);
         spans.extend(check_blocks(pool, c, owner, &v));
