@@ -130,7 +130,7 @@ const fn class_by_formula(size: usize) -> usize {
         if size == 0 {
             0
         } else {
-            (size + 15) / 16 - 1
+            size.div_ceil(16) - 1
         }
     } else {
         let s = size - 1;
@@ -301,7 +301,7 @@ const fn table_ok() -> bool {
     let mut i = 0;
     while i < CLASS_COUNT {
         let s = CLASS_SIZES[i] as usize;
-        if s % BLOCK_ALIGN != 0 {
+        if !s.is_multiple_of(BLOCK_ALIGN) {
             return false;
         }
         if i > 0 {
@@ -333,12 +333,14 @@ const_assert!(table_ok());
 const_assert!(CLASS_SIZES[CLASS_COUNT - 1] as usize == MAX_CLASS_SIZE);
 const_assert!(CLASS_SIZES[0] as usize == BLOCK_ALIGN);
 const_assert!(CLASS_COUNT <= u8::MAX as usize);
-const_assert!(Plain::HEADER_SIZE % BLOCK_ALIGN == 0 && Guarded::HEADER_SIZE % BLOCK_ALIGN == 0);
-const_assert!(Plain::LINK_OFFSET >= Plain::HEADER_SIZE);
-const_assert!(Guarded::LINK_OFFSET >= Guarded::HEADER_SIZE);
+/// A layout's header keeps user pointers aligned and its link lies in the user area.
+const fn layout_ok<L: BlockLayout>() -> bool {
+    L::HEADER_SIZE.is_multiple_of(BLOCK_ALIGN) && L::LINK_OFFSET >= L::HEADER_SIZE
+}
+const_assert!(layout_ok::<Plain>() && layout_ok::<Guarded>());
 // The encoded link (two words) fits in the smallest block's user area.
 const_assert!(Guarded::LINK_OFFSET - Guarded::HEADER_SIZE + 16 <= 16);
-const_assert!(MAX_SLAB_BYTES % MIN_SLAB_BYTES == 0);
+const_assert!(MAX_SLAB_BYTES.is_multiple_of(MIN_SLAB_BYTES));
 
 #[cfg(test)]
 mod tests;
