@@ -1,6 +1,7 @@
 //! The whole allocator (`hakmem::API`, the malloc family over the boxes) against a
 //! model: random sequences of every malloc-family call over 64 slots, with some blocks
-//! allocated or freed on other (short-lived) threads and `trim` in between. Checked: the
+//! allocated or freed on other (short-lived) threads, `trim` in between, and `HakMem` as a
+//! Rust global allocator (`alloc`, `alloc_zeroed`, `realloc` keeping the alignment). Checked: the
 //! contents of every live block (written through it when allocated; its ends after every
 //! step, all of it every 16 steps and whenever it is freed or reallocated), alignment,
 //! `usable_size` at least the size asked, and after every step that no two live blocks'
@@ -9,6 +10,7 @@
 //! `PROPTEST_CASES` sets the number of cases (proptest reads it over the 64 here).
 
 use proptest::prelude::*;
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 
 const SLOTS: usize = 64;
@@ -35,6 +37,10 @@ enum Op {
     /// Another thread frees up to this many blocks (remote frees).
     FreeElsewhere(usize),
     Trim,
+    /// `HakMem` as a Rust global allocator: alloc (zeroed or not) with an alignment.
+    RustAlloc(usize, u32, usize, bool),
+    /// `GlobalAlloc::realloc` of a block keeps its alignment.
+    RustRealloc(usize, usize),
 }
 
 fn size() -> impl Strategy<Value = usize> {
@@ -60,9 +66,11 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (slot.clone(), size()).prop_map(|(s, n)| Op::Realloc(s, n)),
         1 => (slot.clone(), 0usize..300, 0usize..300).prop_map(|(s, n, m)| Op::Reallocarray(s, n, m)),
         5 => slot.clone().prop_map(Op::Free),
-        1 => (slot, size()).prop_map(|(s, n)| Op::AllocElsewhere(s, n)),
+        1 => (slot.clone(), size()).prop_map(|(s, n)| Op::AllocElsewhere(s, n)),
         1 => (1usize..20).prop_map(Op::FreeElsewhere),
         1 => Just(Op::Trim),
+        2 => (slot.clone(), 0u32..22, size(), any::<bool>()).prop_map(|(s, a, n, z)| Op::RustAlloc(s, a, n, z)),
+        1 => (slot, size()).prop_map(|(s, n)| Op::RustRealloc(s, n)),
     ]
 }
 
@@ -70,6 +78,13 @@ struct Live {
     p: *mut u8,
     size: usize,
     tag: u8,
+    /// The alignment of a block from `HakMem` (`GlobalAlloc`), freed with `dealloc`.
+    rust: Option<usize>,
+}
+
+/// The `Layout` of a `GlobalAlloc` block (whose size is never 0).
+fn rust_layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size.max(1), align).unwrap()
 }
 
 /// A pointer handed between threads (the block is moved, never shared).
@@ -128,6 +143,7 @@ impl Model {
             p,
             size,
             tag: self.tag,
+            rust: None,
         };
         fill(&l);
         self.slots[s] = Some(l);
@@ -137,7 +153,10 @@ impl Model {
     fn free(&mut self, s: usize) -> Result<(), TestCaseError> {
         if let Some(l) = self.slots[s].take() {
             intact(&l, l.size)?;
-            unsafe { hakmem::API.free(l.p) };
+            match l.rust {
+                Some(a) => unsafe { hakmem::HakMem.dealloc(l.p, rust_layout(l.size, a)) },
+                None => unsafe { hakmem::API.free(l.p) },
+            }
         }
         Ok(())
     }
@@ -223,6 +242,7 @@ impl Model {
                     p: got.0,
                     size: n,
                     tag,
+                    rust: None,
                 };
                 intact(&l, n)?;
                 let usable = unsafe { api.usable_size(l.p) };
@@ -246,6 +266,39 @@ impl Model {
             }
             Op::Trim => {
                 hakmem::trim();
+            }
+            Op::RustAlloc(s, a, n, zeroed) => {
+                self.free(s)?;
+                let layout = rust_layout(n, 1 << a);
+                let p = unsafe {
+                    if zeroed {
+                        hakmem::HakMem.alloc_zeroed(layout)
+                    } else {
+                        hakmem::HakMem.alloc(layout)
+                    }
+                };
+                prop_assert!(!p.is_null(), "HakMem.alloc({:?})", layout);
+                if zeroed {
+                    let z = unsafe { std::slice::from_raw_parts(p, n) };
+                    prop_assert!(z.iter().all(|&b| b == 0), "alloc_zeroed not zeroed");
+                }
+                self.put(s, p, n, 1 << a)?;
+                self.slots[s].as_mut().unwrap().rust = Some(1 << a);
+            }
+            Op::RustRealloc(s, n) => {
+                let Some(l) = self.slots[s].take() else {
+                    return Ok(());
+                };
+                intact(&l, l.size)?;
+                let Some(a) = l.rust else {
+                    self.slots[s] = Some(l);
+                    return Ok(());
+                };
+                let q = unsafe { hakmem::HakMem.realloc(l.p, rust_layout(l.size, a), n.max(1)) };
+                prop_assert!(!q.is_null(), "HakMem.realloc to {}", n);
+                intact(&Live { p: q, ..l }, l.size.min(n))?;
+                self.put(s, q, n, a)?;
+                self.slots[s].as_mut().unwrap().rust = Some(a);
             }
         }
         Ok(())
