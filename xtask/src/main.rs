@@ -4,11 +4,14 @@
 //! - `cargo xtask build [--checked]`  release cdylib (`target/release/libhakmem.so`)
 //! - `cargo xtask test [--only S] [--keep-going]`  every test: cargo tests, C programs and real programs under LD_PRELOAD
 //! - `cargo xtask bench [...]`        compare hakmem with glibc, mimalloc and jemalloc
+//! - `cargo xtask fuzz <target|all> [--time SECS] [--cases N] [--seed S]`  long model-test runs
+//!   (targets: tls_sll, refill, superslab, front_api, hakmem; see docs/testing.md)
 
 mod bench;
 mod bench_instr;
 mod bench_report;
 mod build;
+mod fuzz;
 mod misuse;
 mod process;
 mod test;
@@ -24,8 +27,12 @@ fn main() {
         "build" => build::command(&rest),
         "test" => test::run(&rest),
         "bench" => bench::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         _ => {
-            eprintln!("usage: cargo xtask <build [--checked] | test [--only S] [--keep-going] | bench [--quick] [...]>");
+            eprintln!(
+                "usage: cargo xtask <build [--checked] | test [--only S] [--keep-going] \
+                 | bench [--quick] [...] | fuzz <target|all> [--time SECS] [--cases N] [--seed S]>"
+            );
             std::process::exit(if cmd == "help" { 0 } else { 2 });
         }
     };

@@ -191,7 +191,7 @@ fn compile(src: &Path, exe: &Path) -> Result {
 
 /// Runs a program (in its own process group, killed whole at the time limit) and captures
 /// its output.
-fn output_limited(cmd: &mut Command, limit: Duration) -> Result<Output> {
+pub(crate) fn output_limited(cmd: &mut Command, limit: Duration) -> Result<Output> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,6 +6,7 @@ use core::ptr::null_mut;
 use proptest::prelude::*;
 use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
 use std::collections::{BTreeMap, HashMap};
+use std::vec::Vec;
 
 const PAGE: usize = 4096;
 
@@ -117,16 +118,26 @@ fn api() -> Api<ModelBackend> {
     Api(ModelBackend::new())
 }
 
+/// The 256-byte period of the pattern `seed + i` written through a block.
+fn pattern(seed: u8) -> [u8; 256] {
+    core::array::from_fn(|i| seed.wrapping_add(i as u8))
+}
+
 fn fill(p: *mut u8, n: usize, seed: u8) {
-    for i in 0..n {
-        // SAFETY: callers pass a live block of >= n bytes.
-        unsafe { p.add(i).write(seed.wrapping_add(i as u8)) };
+    // SAFETY: callers pass a live block of >= n bytes.
+    let s = unsafe { core::slice::from_raw_parts_mut(p, n) };
+    let pat = pattern(seed);
+    // Whole-slice copies and compares: fast even in an unoptimised test build.
+    for c in s.chunks_mut(256) {
+        c.copy_from_slice(&pat[..c.len()]);
     }
 }
 
 fn check(p: *const u8, n: usize, seed: u8) -> bool {
     // SAFETY: callers pass a live block of >= n bytes.
-    (0..n).all(|i| unsafe { p.add(i).read() } == seed.wrapping_add(i as u8))
+    let s = unsafe { core::slice::from_raw_parts(p, n) };
+    let pat = pattern(seed);
+    s.chunks(256).all(|c| c == &pat[..c.len()])
 }
 
 #[test]
@@ -295,26 +306,57 @@ fn null_is_harmless() {
 }
 
 // ---- property test against a model ----
+//
+// Random sequences of every malloc-family call over 64 slots, with the backend sometimes
+// refusing large requests. Checked after every step: each slot's contents (written through
+// it when it was allocated), alignment and usable size; no two live blocks overlap;
+// ownership: the backend's live blocks are exactly the slots' blocks (nothing leaked,
+// nothing freed that a slot still holds); a failed call changes nothing.
 
 const SLOTS: usize = 64;
+
+/// The aligned allocation calls.
+#[derive(Clone, Copy, Debug)]
+enum AlignedCall {
+    PosixMemalign,
+    AlignedAlloc,
+    Memalign,
+    Valloc,
+    Pvalloc,
+}
 
 #[derive(Clone, Debug)]
 enum Op {
     Malloc(usize, usize),
     Calloc(usize, usize, usize),
     Realloc(usize, usize),
-    Memalign(usize, u32, usize),
+    Reallocarray(usize, usize, usize),
+    Aligned(usize, AlignedCall, usize, usize),
     Free(usize),
+    /// The backend refuses requests above this many bytes from now on (`None`: never).
+    FailAbove(Option<usize>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let slot = 0..SLOTS;
+    let size = prop_oneof![4 => 0..1100usize, 1 => 0..9000usize];
+    // Mostly powers of two (1 .. 8 KiB), sometimes anything (invalid for some calls).
+    let align = prop_oneof![3 => (0..=13u32).prop_map(|s| 1usize << s), 1 => 0..5000usize];
+    let call = prop_oneof![
+        Just(AlignedCall::PosixMemalign),
+        Just(AlignedCall::AlignedAlloc),
+        Just(AlignedCall::Memalign),
+        Just(AlignedCall::Valloc),
+        Just(AlignedCall::Pvalloc),
+    ];
     prop_oneof![
-        (slot.clone(), 0..5000usize).prop_map(|(s, n)| Op::Malloc(s, n)),
-        (slot.clone(), 0..64usize, 0..128usize).prop_map(|(s, n, m)| Op::Calloc(s, n, m)),
-        (slot.clone(), 0..5000usize).prop_map(|(s, n)| Op::Realloc(s, n)),
-        (slot.clone(), 3..=12u32, 0..5000usize).prop_map(|(s, a, n)| Op::Memalign(s, a, n)),
-        slot.prop_map(Op::Free),
+        4 => (slot.clone(), size.clone()).prop_map(|(s, n)| Op::Malloc(s, n)),
+        1 => (slot.clone(), 0..64usize, 0..128usize).prop_map(|(s, n, m)| Op::Calloc(s, n, m)),
+        3 => (slot.clone(), size.clone()).prop_map(|(s, n)| Op::Realloc(s, n)),
+        1 => (slot.clone(), 0..100usize, 0..100usize).prop_map(|(s, n, m)| Op::Reallocarray(s, n, m)),
+        2 => (slot.clone(), call, align, size).prop_map(|(s, c, a, n)| Op::Aligned(s, c, a, n)),
+        3 => slot.prop_map(Op::Free),
+        1 => prop_oneof![Just(None), (0..6000usize).prop_map(Some)].prop_map(Op::FailAbove),
     ]
 }
 
@@ -335,9 +377,23 @@ struct Model {
 }
 
 impl Model {
+    fn new() -> Self {
+        Model {
+            api: api(),
+            slots: [None; SLOTS],
+            spans: BTreeMap::new(),
+            generation: 0,
+        }
+    }
+
     fn seed(&mut self, slot: usize) -> u8 {
         self.generation = self.generation.wrapping_add(1);
         (slot as u8).wrapping_mul(37) ^ self.generation.wrapping_mul(101)
+    }
+
+    /// Whether the backend refuses a block of `size` bytes now.
+    fn refused(&self, size: usize) -> bool {
+        size > self.api.0.fail_above.get()
     }
 
     /// Takes the slot's block out of the model after verifying its contents.
@@ -348,7 +404,7 @@ impl Model {
         Some(b)
     }
 
-    /// Records a fresh block: alignment, no overlap, then fills it.
+    /// Records a fresh block: alignment, usable size, no overlap, then fills it.
     fn put(&mut self, slot: usize, p: *mut u8, size: usize, align: usize) {
         assert!(!p.is_null());
         let want = if size >= 16 { align.max(16) } else { align };
@@ -377,59 +433,187 @@ impl Model {
         }
     }
 
+    /// A fresh allocation of `size` bytes into slot `s`: refused exactly when the backend
+    /// refuses `backend_size` bytes.
+    fn fresh(
+        &mut self,
+        s: usize,
+        got: Result<*mut u8, Error>,
+        size: usize,
+        backend_size: usize,
+        align: usize,
+    ) {
+        if self.refused(backend_size) {
+            assert_eq!(
+                got,
+                Err(Error::NoMemory),
+                "a refused block of {backend_size} bytes"
+            );
+        } else {
+            let p = got.expect("an allocation the backend grants");
+            self.put(s, p, size, align);
+        }
+    }
+
+    /// realloc of slot `s` to `n` bytes (`n` None: the product overflowed).
+    fn realloc(
+        &mut self,
+        s: usize,
+        got: Result<*mut u8, Error>,
+        old: Option<Block>,
+        n: Option<usize>,
+    ) {
+        let Some(n) = n else {
+            assert_eq!(got, Err(Error::NoMemory), "reallocarray overflow");
+            if let Some(b) = old {
+                self.restore(s, b);
+            }
+            return;
+        };
+        let q = match got {
+            Ok(q) => q,
+            Err(e) => {
+                // Only a refused new block fails, and the old block stays as it was.
+                assert_eq!(e, Error::NoMemory);
+                assert!(
+                    self.refused(n),
+                    "realloc to {n} failed with the backend willing"
+                );
+                if let Some(b) = old {
+                    assert!(self.api.0.is_live(b.p), "a failed realloc freed the block");
+                    self.restore(s, b);
+                }
+                return;
+            }
+        };
+        if let Some(b) = old {
+            assert!(!self.api.0.is_live(b.p) || q == b.p, "old block leaked");
+            if q != b.p {
+                assert!(!self.refused(n), "realloc moved to a refused size");
+            }
+        }
+        if n == 0 && old.is_some() {
+            assert!(q.is_null());
+            return;
+        }
+        if let Some(b) = old {
+            let keep = b.size.min(n);
+            assert!(
+                check(q, keep, b.seed),
+                "realloc lost the first {keep} bytes"
+            );
+        }
+        self.put(s, q, n, 1);
+    }
+
+    /// Puts a block back in its slot after a failed call (contents already checked).
+    fn restore(&mut self, s: usize, b: Block) {
+        let end = b.p as usize + unsafe { self.api.usable_size(b.p) };
+        self.spans.insert(b.p as usize, end);
+        self.slots[s] = Some(b);
+    }
+
     fn apply(&mut self, op: Op) {
         match op {
             Op::Malloc(s, n) => {
                 self.free(s);
-                let p = self.api.malloc(n).unwrap();
-                self.put(s, p, n, 1);
+                let got = self.api.malloc(n);
+                self.fresh(s, got, n, n, 1);
             }
             Op::Calloc(s, n, m) => {
                 self.free(s);
-                let p = self.api.calloc(n, m).unwrap();
-                assert!(
-                    (0..n * m).all(|i| unsafe { *p.add(i) } == 0),
-                    "calloc not zeroed"
-                );
-                self.put(s, p, n * m, 1);
+                let got = self.api.calloc(n, m);
+                if let Ok(p) = got {
+                    assert!(
+                        unsafe { core::slice::from_raw_parts(p, n * m) }
+                            .iter()
+                            .all(|&b| b == 0),
+                        "calloc not zeroed"
+                    );
+                }
+                self.fresh(s, got, n * m, n * m, 1);
             }
-            Op::Memalign(s, shift, n) => {
+            Op::Aligned(s, call, align, n) => {
                 self.free(s);
-                let p = self.api.memalign(1 << shift, n).unwrap();
-                self.put(s, p, n, 1 << shift);
+                let pow2 = align.is_power_of_two();
+                let (got, valid, eff, size) = match call {
+                    AlignedCall::PosixMemalign => (
+                        self.api.posix_memalign(align, n),
+                        pow2 && align % 8 == 0,
+                        align,
+                        n,
+                    ),
+                    AlignedCall::AlignedAlloc => (self.api.aligned_alloc(align, n), pow2, align, n),
+                    AlignedCall::Memalign => (
+                        self.api.memalign(align, n),
+                        true,
+                        align.next_power_of_two(),
+                        n,
+                    ),
+                    AlignedCall::Valloc => (self.api.valloc(n), true, PAGE, n),
+                    AlignedCall::Pvalloc => (
+                        self.api.pvalloc(n),
+                        true,
+                        PAGE,
+                        n.max(1).next_multiple_of(PAGE),
+                    ),
+                };
+                if !valid {
+                    assert_eq!(got, Err(Error::Invalid), "{call:?} with align {align}");
+                    return;
+                }
+                if let Ok(p) = got {
+                    if eff > MIN_ALIGN {
+                        assert_eq!(
+                            self.api.0.align_of(p),
+                            eff,
+                            "backend asked for the wrong alignment"
+                        );
+                    }
+                }
+                self.fresh(s, got, size, size, eff);
             }
             Op::Free(s) => self.free(s),
             Op::Realloc(s, n) => {
                 let old = self.take(s);
-                let q = unsafe { self.api.realloc(old.map_or(null_mut(), |b| b.p), n) }.unwrap();
-                if let Some(b) = old {
-                    assert!(!self.api.0.is_live(b.p) || q == b.p, "old block leaked");
-                }
-                if n == 0 && old.is_some() {
-                    assert!(q.is_null());
-                    return;
-                }
-                if let Some(b) = old {
-                    let keep = b.size.min(n);
-                    assert!(
-                        check(q, keep, b.seed),
-                        "realloc lost the first {keep} bytes"
-                    );
-                }
-                self.put(s, q, n, 1);
+                let got = unsafe { self.api.realloc(old.map_or(null_mut(), |b| b.p), n) };
+                self.realloc(s, got, old, Some(n));
+            }
+            Op::Reallocarray(s, n, m) => {
+                let old = self.take(s);
+                let got = unsafe { self.api.reallocarray(old.map_or(null_mut(), |b| b.p), n, m) };
+                self.realloc(s, got, old, n.checked_mul(m));
+            }
+            Op::FailAbove(limit) => self.api.0.fail_above.set(limit.unwrap_or(usize::MAX)),
+        }
+    }
+
+    /// Ownership and contents: the backend holds exactly the slots' blocks, each intact.
+    fn check_all(&self) {
+        let mut mine: Vec<usize> = self.slots.iter().flatten().map(|b| b.p as usize).collect();
+        let mut live: Vec<usize> = self.api.0.live.borrow().keys().copied().collect();
+        mine.sort_unstable();
+        live.sort_unstable();
+        assert_eq!(
+            mine, live,
+            "the backend's live blocks are not the slots' blocks"
+        );
+        for (s, b) in self.slots.iter().enumerate() {
+            if let Some(b) = b {
+                assert!(check(b.p, b.size, b.seed), "slot {s} contents corrupted");
             }
         }
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn random_ops_match_model(ops in proptest::collection::vec(op(), 1..300)) {
-        let mut m = Model { api: api(), slots: [None; SLOTS], spans: BTreeMap::new(), generation: 0 };
+        let mut m = Model::new();
         for op in ops {
             m.apply(op);
-            prop_assert_eq!(m.api.0.live_blocks(), m.slots.iter().flatten().count());
+            m.check_all();
         }
         for s in 0..SLOTS {
             m.free(s);

@@ -182,8 +182,12 @@ impl<L: BlockLayout> FreeList<L> {
         self.room -= 1;
     }
 
-    /// Detaches up to `n` blocks from the head as a chain.
+    /// Detaches up to `n` blocks from the head as a chain; `None` if the list is empty or
+    /// `n` is 0.
     pub fn take(&mut self, n: u32) -> Option<Chain<L>> {
+        if n == 0 {
+            return None;
+        }
         let head = self.head?;
         let mut tail = head;
         let mut count = 1;

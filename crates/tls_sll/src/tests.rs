@@ -2,7 +2,6 @@ extern crate std;
 use super::*;
 use core::ptr::NonNull;
 use proptest::prelude::*;
-use std::collections::VecDeque;
 use std::vec::Vec;
 use tiny_layout::{Guarded, Plain};
 
@@ -90,58 +89,374 @@ fn take_and_splice_move_runs() {
     assert_eq!(rest.unwrap().len(), 5);
 }
 
+// ---- property test against a model ----
+//
+// Three lists (those of three classes of a `ClassLists`), detached chains and a "program"
+// move 48 real blocks around at random. After every step the model checks: each list's
+// exact contents and order (walked through the links) and its count; each chain's blocks,
+// tail and count; that every block is in exactly one place (free pool, program, a list or
+// a chain: ownership); and contents: blocks the program holds keep every byte written
+// through them, blocks in lists and chains every byte but their link.
+
+/// Blocks in the model's arena and their stride (a 16-byte header and 48 user bytes in
+/// the guarded layout).
+const BLOCKS: usize = 48;
+const STRIDE: usize = 64;
+const LISTS: usize = 3;
+/// The classes whose lists the model uses: the first, the second and the last.
+const CLASSES: [usize; LISTS] = [0, 1, tiny_layout::CLASS_COUNT - 1];
+
+#[repr(align(16))]
+struct Blocks([u8; BLOCKS * STRIDE]);
+
+/// Found by the model: `take(0)` detached one block (a chain is never empty, and the loop
+/// started at one).
+#[test]
+fn take_zero_takes_nothing() {
+    let mut a = Arena([0; 64 * 32]);
+    let mut l = FreeList::<Plain>::new(8);
+    assert!(l.take(0).is_none());
+    unsafe { l.push(block(&mut a, 0)) };
+    assert!(l.take(0).is_none());
+    assert_eq!(l.len(), 1);
+    assert_eq!(l.take(1).map(|c| c.len()), Some(1));
+    assert!(l.is_empty());
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    Push,
-    Pop,
-    Take(u32),
-    SpliceBack,
+    /// The program takes a block from the free pool and writes through it.
+    Alloc,
+    /// The program frees one of its blocks into a list (bounded: respecting the cap).
+    Push {
+        pick: usize,
+        list: usize,
+        bounded: bool,
+    },
+    Pop(usize),
+    Take {
+        list: usize,
+        n: u32,
+    },
+    TakeAll(usize),
+    /// Splices a detached chain into a list.
+    Splice {
+        chain: usize,
+        list: usize,
+    },
+    /// Splits a chain's first block off into the program's hands.
+    SplitFirst(usize),
+    SetCap {
+        list: usize,
+        cap: u32,
+    },
+    /// The program gives a block back to the free pool.
+    Release(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    let list = 0..LISTS;
     prop_oneof![
-        Just(Op::Push),
-        Just(Op::Pop),
-        (1u32..8).prop_map(Op::Take),
-        Just(Op::SpliceBack)
+        4 => Just(Op::Alloc),
+        6 => (any::<usize>(), list.clone(), any::<bool>())
+            .prop_map(|(pick, list, bounded)| Op::Push { pick, list, bounded }),
+        4 => list.clone().prop_map(Op::Pop),
+        2 => (list.clone(), 0u32..10).prop_map(|(list, n)| Op::Take { list, n }),
+        1 => list.clone().prop_map(Op::TakeAll),
+        2 => (any::<usize>(), list.clone()).prop_map(|(chain, list)| Op::Splice { chain, list }),
+        2 => any::<usize>().prop_map(Op::SplitFirst),
+        1 => (list, 0u32..12).prop_map(|(list, cap)| Op::SetCap { list, cap }),
+        1 => any::<usize>().prop_map(Op::Release),
     ]
 }
 
-proptest! {
-    /// The list behaves like a model stack under random push/pop/take/splice.
-    #[test]
-    fn matches_a_model_stack(ops in proptest::collection::vec(op(), 1..200)) {
-        let mut a = Arena([0; 64 * 32]);
-        let mut l = FreeList::<Plain>::new(u32::MAX);
-        let mut model: VecDeque<usize> = VecDeque::new(); // front = head
-        let mut held: Option<(Chain<Plain>, Vec<usize>)> = None;
-        let mut free_ids: Vec<usize> = (0..64).collect();
-        for o in ops {
-            match o {
-                Op::Push => if let Some(i) = free_ids.pop() {
-                    unsafe { l.push(block(&mut a, i)) };
-                    model.push_front(i);
-                },
-                Op::Pop => {
-                    let got = l.pop();
-                    let want = model.pop_front();
-                    prop_assert_eq!(got, want.map(|i| block(&mut a, i)));
-                    if let Some(i) = want { free_ids.push(i); }
-                },
-                Op::Take(n) => if held.is_none() {
-                    if let Some(c) = l.take(n) {
-                        let k = c.len() as usize;
-                        let ids: Vec<usize> = model.drain(..k).collect();
-                        prop_assert_eq!(k, (n as usize).min(ids.len()).max(1));
-                        held = Some((c, ids));
-                    } else { prop_assert!(model.is_empty()); }
-                },
-                Op::SpliceBack => if let Some((c, ids)) = held.take() {
-                    l.push_chain(c);
-                    for i in ids.into_iter().rev() { model.push_front(i); }
-                },
-            }
-            prop_assert_eq!(l.len() as usize, model.len());
+/// Where a block is: the model's answer to "who owns it".
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Place {
+    Pool,
+    Program,
+    List(usize),
+    Chain,
+}
+
+struct Model<L: BlockLayout> {
+    mem: std::boxed::Box<Blocks>,
+    lists: ClassLists<L>,
+    /// Each list's blocks, bottom first (the head is the last).
+    want: [Vec<usize>; LISTS],
+    /// Detached chains with their blocks, head first.
+    chains: Vec<(Chain<L>, Vec<usize>)>,
+    program: Vec<usize>,
+    pool: Vec<usize>,
+    /// The byte written through each block when the program last held it.
+    tag: [u8; BLOCKS],
+}
+
+impl<L: BlockLayout> Model<L> {
+    fn new() -> Self {
+        Model {
+            mem: std::boxed::Box::new(Blocks([0; BLOCKS * STRIDE])),
+            lists: ClassLists::new(),
+            want: Default::default(),
+            chains: Vec::new(),
+            program: Vec::new(),
+            pool: (0..BLOCKS).rev().collect(),
+            tag: [0; BLOCKS],
         }
+    }
+    fn list(&mut self, i: usize) -> &mut FreeList<L> {
+        self.lists.get(SizeClass::new(CLASSES[i]).unwrap())
+    }
+    fn block(&mut self, i: usize) -> BlockBase<L> {
+        // SAFETY: block i of the arena: 16-aligned, STRIDE bytes.
+        unsafe {
+            BlockBase::from_raw(NonNull::new(self.mem.0.as_mut_ptr().add(i * STRIDE)).unwrap())
+        }
+    }
+    fn index(&self, b: BlockBase<L>) -> usize {
+        let off = b.addr() - self.mem.0.as_ptr() as usize;
+        assert!(
+            off.is_multiple_of(STRIDE) && off / STRIDE < BLOCKS,
+            "{:#x} is not a block",
+            b.addr()
+        );
+        off / STRIDE
+    }
+    /// The link's bytes within a block: left alone by the content check of free blocks.
+    fn link_bytes() -> core::ops::Range<usize> {
+        L::LINK_OFFSET..L::LINK_OFFSET + if L::CHECKED { 16 } else { 8 }
+    }
+    fn bytes(&self, i: usize) -> &[u8] {
+        &self.mem.0[i * STRIDE..(i + 1) * STRIDE]
+    }
+    /// The program writes through block `i`.
+    fn write(&mut self, i: usize, tag: u8) {
+        self.tag[i] = tag;
+        self.mem.0[i * STRIDE..(i + 1) * STRIDE].fill(tag);
+    }
+    /// The block's bytes are as the program left them (but the link, if it is free).
+    fn intact(&self, i: usize, free: bool) -> bool {
+        let (b, want) = (self.bytes(i), [self.tag[i]; STRIDE]);
+        if !free {
+            return b == want;
+        }
+        // Slice compares: fast even in an unoptimised test build.
+        let link = Self::link_bytes();
+        b[..link.start] == want[..link.start] && b[link.end..] == want[link.end..]
+    }
+
+    fn apply(&mut self, o: Op, tag: u8) -> Result<(), TestCaseError> {
+        match o {
+            Op::Alloc => {
+                if let Some(i) = self.pool.pop() {
+                    self.write(i, tag);
+                    self.program.push(i);
+                }
+            }
+            Op::Push {
+                pick,
+                list,
+                bounded,
+            } => {
+                if self.program.is_empty() {
+                    return Ok(());
+                }
+                let i = self.program.swap_remove(pick % self.program.len());
+                let b = self.block(i);
+                let (len, cap) = (self.list(list).len(), self.list(list).cap());
+                if bounded {
+                    // SAFETY: the program frees a block it holds: free, ours, in no list.
+                    match unsafe { self.list(list).push_bounded(b) } {
+                        Ok(()) => {
+                            prop_assert!(len < cap, "pushed past the cap {}", cap);
+                            self.want[list].push(i);
+                        }
+                        Err(back) => {
+                            prop_assert!(len >= cap, "refused below the cap {}", cap);
+                            prop_assert_eq!(back, b);
+                            self.program.push(i);
+                        }
+                    }
+                } else {
+                    // SAFETY: as above.
+                    unsafe { self.list(list).push(b) };
+                    self.want[list].push(i);
+                }
+            }
+            Op::Pop(list) => {
+                let got = self.list(list).pop().map(|b| self.index(b));
+                prop_assert_eq!(got, self.want[list].pop());
+                if let Some(i) = got {
+                    prop_assert!(self.intact(i, true), "block {} changed in a list", i);
+                    self.write(i, tag);
+                    self.program.push(i);
+                }
+            }
+            Op::Take { list, n } => {
+                let got = self.list(list).take(n);
+                let len = self.want[list].len();
+                let k = (n as usize).min(len);
+                prop_assert_eq!(got.as_ref().map(|c| c.len() as usize), (k > 0).then_some(k));
+                if let Some(c) = got {
+                    let ids = self.want[list].drain(len - k..).rev().collect();
+                    self.chains.push((c, ids));
+                }
+            }
+            Op::TakeAll(list) => {
+                let got = self.list(list).take_all();
+                prop_assert!(self.list(list).is_empty());
+                prop_assert_eq!(self.list(list).len(), 0);
+                let ids: Vec<usize> = self.want[list].drain(..).rev().collect();
+                prop_assert_eq!(
+                    got.as_ref().map(|c| c.len() as usize),
+                    (!ids.is_empty()).then_some(ids.len())
+                );
+                if let Some(c) = got {
+                    self.chains.push((c, ids));
+                }
+            }
+            Op::Splice { chain, list } => {
+                if self.chains.is_empty() {
+                    return Ok(());
+                }
+                let (c, ids) = self.chains.swap_remove(chain % self.chains.len());
+                self.list(list).push_chain(c);
+                self.want[list].extend(ids.into_iter().rev());
+            }
+            Op::SplitFirst(chain) => {
+                if self.chains.is_empty() {
+                    return Ok(());
+                }
+                let at = chain % self.chains.len();
+                let (c, mut ids) = self.chains.swap_remove(at);
+                let (first, rest) = c.split_first();
+                prop_assert_eq!(self.index(first), ids.remove(0));
+                prop_assert_eq!(rest.is_none(), ids.is_empty());
+                let i = self.index(first);
+                prop_assert!(self.intact(i, true), "block {} changed in a chain", i);
+                self.write(i, tag);
+                self.program.push(i);
+                if let Some(r) = rest {
+                    self.chains.push((r, ids));
+                }
+            }
+            Op::SetCap { list, cap } => {
+                self.list(list).set_cap(cap);
+                prop_assert_eq!(self.list(list).cap(), cap);
+            }
+            Op::Release(pick) => {
+                if !self.program.is_empty() {
+                    let i = self.program.swap_remove(pick % self.program.len());
+                    prop_assert!(
+                        self.intact(i, false),
+                        "block {} changed in the program's hands",
+                        i
+                    );
+                    self.pool.push(i);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks every list and chain through the links and checks them, the places of all
+    /// blocks and the contents of those the program holds or the lists keep.
+    fn check(&mut self) -> Result<(), TestCaseError> {
+        let mut place = [None; BLOCKS];
+        let mut put = |i: usize, p: Place| -> Result<(), TestCaseError> {
+            prop_assert!(
+                place[i].is_none(),
+                "block {} in two places: {:?} and {:?}",
+                i,
+                place[i],
+                p
+            );
+            place[i] = Some(p);
+            Ok(())
+        };
+        for l in 0..LISTS {
+            let mut walked = Vec::new();
+            let mut at = self.list(l).head;
+            while let Some(b) = at {
+                prop_assert!(walked.len() < BLOCKS, "list {} has a cycle", l);
+                walked.push(self.index(b));
+                // SAFETY: `b` is in the list: free, ours, its link written by the list.
+                at = unsafe { b.link() };
+            }
+            let want: Vec<usize> = self.want[l].iter().rev().copied().collect();
+            prop_assert_eq!(&walked, &want, "list {}", l);
+            prop_assert_eq!(self.list(l).len() as usize, want.len());
+            prop_assert_eq!(self.list(l).is_empty(), want.is_empty());
+            for i in walked {
+                put(i, Place::List(l))?;
+            }
+        }
+        for (c, ids) in &self.chains {
+            prop_assert_eq!(c.len() as usize, ids.len());
+            let mut walked = std::vec![self.index(c.head)];
+            let mut b = c.head;
+            for _ in 1..c.len() {
+                // SAFETY: every block of a chain but the tail links to the next one.
+                b = unsafe { b.link() }.expect("a chain shorter than its count");
+                walked.push(self.index(b));
+            }
+            prop_assert_eq!(b, c.tail);
+            prop_assert_eq!(&walked, ids);
+            for &i in ids {
+                put(i, Place::Chain)?;
+            }
+        }
+        for &i in &self.program {
+            put(i, Place::Program)?;
+            prop_assert!(
+                self.intact(i, false),
+                "block {} changed in the program's hands",
+                i
+            );
+        }
+        for &i in &self.pool {
+            put(i, Place::Pool)?;
+        }
+        for (i, p) in place.iter().enumerate() {
+            prop_assert!(p.is_some(), "block {} lost", i);
+            if matches!(p, Some(Place::List(_) | Place::Chain)) {
+                prop_assert!(self.intact(i, true), "free block {} changed", i);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run_model<L: BlockLayout>(caps: [u32; LISTS], ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut m = Model::<L>::new();
+    for (l, cap) in caps.into_iter().enumerate() {
+        m.list(l).set_cap(cap);
+    }
+    for (step, o) in ops.into_iter().enumerate() {
+        m.apply(o, (step as u8) | 1)?;
+        m.check()?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Plain layout: the link is the block's first word.
+    #[test]
+    fn plain_lists_match_a_model(
+        caps in proptest::array::uniform3(0u32..12),
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        run_model::<Plain>(caps, ops)?;
+    }
+
+    /// Guarded layout: the link is two encoded words after the header.
+    #[test]
+    fn guarded_lists_match_a_model(
+        caps in proptest::array::uniform3(0u32..12),
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        run_model::<Guarded>(caps, ops)?;
     }
 }
