@@ -76,8 +76,7 @@ fn execute(exe: &Path, so: &Path, preload: bool) -> Result<(), String> {
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text
         .lines()
-        .filter(|l| !l.starts_with("spawned"))
-        .last()
+        .rfind(|l| !l.starts_with("spawned"))
         .unwrap_or("")
         .to_string();
     if out.status.success() {

@@ -1,9 +1,10 @@
 //! `cargo xtask test [--only SUBSTRING] [--keep-going]`: every test of the project.
 //!
 //! In order: build `libhakmem.so` (or take `$HAKMEM_TEST_SO`, any preloadable malloc),
-//! `cargo test --workspace`, prove the preload takes effect (`tests/c/preload_check.c`), the
-//! C/C++ programs of `tests/c/`, the process and misuse tests, then real programs
-//! (`tests/real/*.sh`) whose output under the preload must equal their plain output.
+//! `cargo test --workspace` and hakmem's tests with the `checked` feature, prove the
+//! preload takes effect (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the
+//! process and misuse tests, then real programs (`tests/real/*.sh`) whose output under the
+//! preload must equal their plain output.
 //! Stops at the first failed step unless `--keep-going`; `--only` runs just the steps whose
 //! name contains SUBSTRING (never `cargo test`). Ends with the line `N passed, M failed`.
 
@@ -82,6 +83,8 @@ pub fn run(args: &[String]) -> Result {
     println!("testing the allocator {}", so.display());
     if r.only.is_none() {
         crate::util::run(cargo().args(["test", "--workspace"]))?;
+        // The checked build's checks as `HakMem` users get them (cargo feature `checked`).
+        crate::util::run(cargo().args(["test", "-p", "hakmem", "--features", "checked"]))?;
     }
     steps(&mut r, &so, override_so.is_none());
     println!("{} passed, {} failed", r.passed, r.failed);

@@ -224,10 +224,13 @@ pub fn check(crates: &[&str], edges: &[Edge]) -> Vec<String> {
     errors
 }
 
+/// Crate names and sorted `(from, to)` dependency edges.
+pub type Graph = (Vec<String>, Vec<(String, String)>);
+
 /// The graph drawn in `docs/architecture.md`: the lines `from ──► to, to, …` of the first
 /// ```` ```text ```` block after the line starting `Dependency graph`, as crate names and
 /// sorted `(from, to)` pairs (a target in parentheses, like `(none)`, is no edge).
-pub fn drawn_graph(md: &str) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+pub fn drawn_graph(md: &str) -> Result<Graph, String> {
     let mut lines = md
         .lines()
         .skip_while(|l| !l.starts_with("Dependency graph"))

@@ -227,7 +227,7 @@ impl<B: Backend> Api<B> {
 
     /// `posix_memalign`: `align` must be a power of two multiple of `size_of::<*const ()>()`.
     pub fn posix_memalign(&self, align: usize, size: usize) -> Result<*mut u8, Error> {
-        if !align.is_power_of_two() || align % core::mem::size_of::<*const ()>() != 0 {
+        if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*const ()>()) {
             return Err(Error::Invalid);
         }
         self.aligned(align, size)

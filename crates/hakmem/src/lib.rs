@@ -138,6 +138,10 @@ impl Alloc {
     /// are not ours with a message. The fast path (a block of this thread's heap whose
     /// cache has room) has no call; everything else is one tail call to the cold `free_other`.
     /// Null needs no test here: the address map never marks the first granule.
+    ///
+    /// # Safety
+    /// `p` is null, a live block of ours, or any other pointer (refused, or reported in the
+    /// checked build); never a block of ours that is already free.
     #[inline(always)]
     pub unsafe fn free_ptr(p: *mut u8) {
         // SAFETY: any pointer value is accepted; a bad one is reported and aborts.

@@ -39,6 +39,12 @@ pub struct Line {
     len: usize,
 }
 
+impl Default for Line {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Line {
     /// An empty line.
     pub const fn new() -> Self {

@@ -164,6 +164,9 @@ impl<P: PageSource + 'static> LargeHeap<P> {
 
     /// Mapping bytes needed for `size` bytes at alignment `align` (None on overflow).
     fn mapping_for(size: usize, align: usize) -> Option<usize> {
+        // At least one usable byte, so a live block never has a usable size of 0 (which
+        // `usable_size` reserves for "not a large block").
+        let size = size.max(1);
         let extra = if align > P::PAGE { align } else { P::PAGE };
         let t = size.checked_add(extra + P::PAGE - 1)? & !(P::PAGE - 1);
         (t <= isize::MAX as usize).then_some(t)
@@ -246,7 +249,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
     /// readable when `p` is page-aligned (true for every pointer this tier handed out; a
     /// forged page-aligned pointer in such a granule may fault).
     unsafe fn header(p: usize) -> Option<&'static mut Header> {
-        if p % P::PAGE != 0 {
+        if !p.is_multiple_of(P::PAGE) {
             return None;
         }
         // SAFETY: see the function's contract; magic and self-pointer confirm the header.

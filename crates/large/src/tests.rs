@@ -16,13 +16,15 @@ fn alloc_free_and_alignment() {
         (1 << 20, 4096),
         (5000, 65536),
         (100, 1 << 21),
+        (0, 4096), // size 0 still has a usable byte: usable_size 0 means "not large"
+        (0, 1 << 16),
     ] {
         let p = heap.alloc(size, align, false, 0);
         assert!(!p.is_null());
         assert_eq!(p as usize % align.max(4096), 0);
         assert_eq!(MAP.region(p as usize), Region::Large);
         let usable = unsafe { heap.usable_size(p) };
-        assert!(usable >= size && usable < size + align.max(4096) + 4096);
+        assert!(usable >= size.max(1) && usable < size + align.max(4096) + 4096);
         unsafe { p.write_bytes(0x5a, usable) };
         assert!(unsafe { heap.free(p, 0) });
         // A second free is stopped by the address map before any header read.

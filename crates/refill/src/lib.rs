@@ -212,7 +212,7 @@ mod tests {
             assert!((1..=MAX_CACHED).contains(&cap));
             assert!(cap as usize * c.block_size() <= CACHE_BYTES_PER_CLASS.max(c.block_size()));
             let b = refill_batch(c);
-            assert!(b >= 1 && b <= MAX_BATCH && b <= cap);
+            assert!((1..=MAX_BATCH).contains(&b) && b <= cap);
         }
     }
 

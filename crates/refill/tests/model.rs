@@ -163,7 +163,7 @@ proptest! {
                             let got = refill::refill(&mut cache, class, &mut src);
                             let (asked, given) = src.last_take.expect("refill asks the source");
                             prop_assert_eq!(asked, refill::refill_batch(class));
-                            prop_assert!(asked >= 1 && asked <= MAX_BATCH);
+                            prop_assert!((1..=MAX_BATCH).contains(&asked));
                             prop_assert_eq!(given, asked.min(available).min(stingy));
                             prop_assert_eq!(got.is_some(), given > 0);
                             prop_assert_eq!(cache.len(), given.saturating_sub(1));
@@ -240,7 +240,7 @@ fn caps_and_batches_hold_for_every_class() {
         let cap = refill::cache_cap(c);
         let batch = refill::refill_batch(c);
         assert!((1..=refill::MAX_CACHED).contains(&cap));
-        assert!(batch >= 1 && batch <= MAX_BATCH && batch <= cap);
+        assert!((1..=MAX_BATCH).contains(&batch) && batch <= cap);
         assert!(
             cap == 1 || cap as usize * c.block_size() <= refill::CACHE_BYTES_PER_CLASS,
             "class {}",

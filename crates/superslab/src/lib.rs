@@ -89,7 +89,7 @@ pub const SLICE_SHIFT: usize = 16;
 pub const SLICES: usize = SEGMENT_SIZE / SLICE_SIZE;
 
 static_assertions::const_assert!(SLICES == 64);
-static_assertions::const_assert!(tiny_layout::MIN_SLAB_BYTES % SLICE_SIZE == 0);
+static_assertions::const_assert!(tiny_layout::MIN_SLAB_BYTES.is_multiple_of(SLICE_SIZE));
 static_assertions::const_assert!(tiny_layout::MAX_SLAB_BYTES <= SEGMENT_SIZE / 4);
 
 /// The page contract segments are made of, from the `os_pages` box (re-exported because

@@ -576,7 +576,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         if s.used == 0 {
             let c = s.class_index();
             // Keep the class's last slab to avoid opening and closing one per free.
-            let alone = self.partial[c] == s as *mut Slab<L> && s.next.is_null();
+            let alone = core::ptr::eq(self.partial[c], s) && s.next.is_null();
             if !alone {
                 self.unlink_partial(s);
                 // SAFETY: no block of the slab is outside it.

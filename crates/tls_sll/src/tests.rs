@@ -83,7 +83,7 @@ fn take_and_splice_move_runs() {
     assert_eq!(order, expect);
     let all = l.take_all().unwrap();
     assert_eq!(all.len(), 6);
-    assert!(l.is_empty() && l.len() == 0);
+    assert!(l.is_empty() && l.is_empty());
     let (first, rest) = all.split_first();
     assert_eq!(first, block(&mut a, 5));
     assert_eq!(rest.unwrap().len(), 5);
