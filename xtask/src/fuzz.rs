@@ -22,18 +22,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-const USAGE: &str = "usage: cargo xtask fuzz <tls_sll|refill|superslab|front_api|hakmem|all> \
+const USAGE: &str = "usage: cargo xtask fuzz \
+                     <tls_sll|refill|superslab|front_api|hakmem|hakmem-checked|all> \
                      [--time SECS] [--cases N] [--seed S]";
 
 /// A fuzz target: its package and which test binary of it holds the model tests.
 struct Target {
     name: &'static str,
     package: &'static str,
-    /// `--lib` or `--test <name>`.
+    /// `--lib` or `--test <name>` (and features).
     select: &'static [&'static str],
 }
 
-const TARGETS: [Target; 5] = [
+const TARGETS: [Target; 6] = [
     Target {
         name: "tls_sll",
         package: "tls_sll",
@@ -58,6 +59,11 @@ const TARGETS: [Target; 5] = [
         name: "hakmem",
         package: "hakmem",
         select: &["--test", "model"],
+    },
+    Target {
+        name: "hakmem-checked",
+        package: "hakmem",
+        select: &["--test", "model", "--features", "checked"],
     },
 ];
 
