@@ -1,10 +1,10 @@
 //! `cargo xtask test [--only SUBSTRING] [--keep-going]`: every test of the project.
 //!
 //! In order: build `libhakmem.so` (or take `$HAKMEM_TEST_SO`, any preloadable malloc),
-//! `cargo test --workspace` and hakmem's tests with the `checked` feature, prove the
-//! preload takes effect (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the
-//! process and misuse tests, then real programs (`tests/real/*.sh`) whose output under the
-//! preload must equal their plain output.
+//! `cargo test --workspace`, hakmem's tests with the `checked` feature, `cargo doc` without
+//! warnings, prove the preload takes effect (`tests/c/preload_check.c`), the C/C++ programs
+//! of `tests/c/`, the process and misuse tests, then real programs (`tests/real/*.sh`) whose
+//! output under the preload must equal their plain output.
 //! Stops at the first failed step unless `--keep-going`; `--only` runs just the steps whose
 //! name contains SUBSTRING (never `cargo test`). Ends with the line `N passed, M failed`.
 
@@ -85,6 +85,12 @@ pub fn run(args: &[String]) -> Result {
         crate::util::run(cargo().args(["test", "--workspace"]))?;
         // The checked build's checks as `HakMem` users get them (cargo feature `checked`).
         crate::util::run(cargo().args(["test", "-p", "hakmem", "--features", "checked"]))?;
+        // Every public item documented, every intra-doc link resolved.
+        crate::util::run(
+            cargo()
+                .args(["doc", "--workspace", "--no-deps"])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+        )?;
     }
     steps(&mut r, &so, override_so.is_none());
     println!("{} passed, {} failed", r.passed, r.failed);

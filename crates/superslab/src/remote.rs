@@ -14,7 +14,7 @@ pub const LANES: usize = 8;
 /// [`push_chain`](Self::push_chain) one of many; a chain's tail links to the head of the
 /// chain pushed before it. In layouts whose link is one word (unchecked), a chain's head
 /// also keeps, in the word after its link, the head of the chain below it: the consumer
-/// finds every chain with one cache miss per chain, then walks up to [`LANES`] chains side
+/// finds every chain with one cache miss per chain, then walks up to `LANES` (8) chains side
 /// by side, so that their blocks' cache misses overlap instead of forming one dependent
 /// chain of misses per block.
 ///
