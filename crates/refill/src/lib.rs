@@ -10,7 +10,12 @@
 //! - A refill moves at least 1 and at most [`MAX_BATCH`] blocks; a spill leaves the list
 //!   at half its cap, so a list oscillating around its cap does not spill every push.
 //! - Caps bound a thread cache's bytes per class by about [`CACHE_BYTES_PER_CLASS`]
-//!   (at least one block), so an idle thread holds a bounded amount of memory.
+//!   (at least one block), so an idle thread holds a bounded amount of memory. Classes of
+//!   at most [`MEDIUM_MAX`] bytes cache at least [`MEDIUM_MIN_CACHED`] blocks (so at most
+//!   `MEDIUM_MIN_CACHED * MEDIUM_MAX` = 128 KiB per class): with a cap of 1 or 2, a
+//!   program replacing 16..32 KiB objects at random went to the slabs on about every
+//!   other call (a refill or a spill), and a slab whose last block came back was closed
+//!   and a new one opened soon after.
 //!
 //! ## Example
 //! A toy source and sink over a static buffer of blocks; a real one is a slab heap
@@ -66,6 +71,10 @@ pub const MAX_BATCH: u32 = 64;
 pub const MAX_CACHED: u32 = 128;
 /// Byte budget of one class's cache.
 pub const CACHE_BYTES_PER_CLASS: usize = 32 * 1024;
+/// Fewest blocks cached per class for blocks of at most [`MEDIUM_MAX`] bytes.
+pub const MEDIUM_MIN_CACHED: u32 = 4;
+/// Largest block size given at least [`MEDIUM_MIN_CACHED`] cached blocks.
+pub const MEDIUM_MAX: usize = 32 * 1024;
 
 /// Where refills take blocks from (a slab heap).
 ///
@@ -94,11 +103,15 @@ pub trait BlockSink<L: BlockLayout> {
 /// use tiny_layout::{class_of, MAX_CLASS_SIZE};
 /// assert_eq!(cache_cap(class_of(16).unwrap()), MAX_CACHED); // small: by count
 /// assert_eq!(cache_cap(class_of(1024).unwrap()), 32); // 32 KiB / 1 KiB
+/// assert_eq!(cache_cap(class_of(16 * 1024).unwrap()), 4); // medium: at least 4
+/// assert_eq!(cache_cap(class_of(32 * 1024).unwrap()), 4);
 /// assert_eq!(cache_cap(class_of(MAX_CLASS_SIZE).unwrap()), 1); // at least one block
 /// ```
 pub const fn cache_cap(c: SizeClass) -> u32 {
     let by_bytes = CACHE_BYTES_PER_CLASS / c.block_size();
-    if by_bytes == 0 {
+    if by_bytes < MEDIUM_MIN_CACHED as usize && c.block_size() <= MEDIUM_MAX {
+        MEDIUM_MIN_CACHED
+    } else if by_bytes == 0 {
         1
     } else if by_bytes > MAX_CACHED as usize {
         MAX_CACHED
@@ -210,7 +223,16 @@ mod tests {
         for c in SizeClass::all() {
             let cap = cache_cap(c);
             assert!((1..=MAX_CACHED).contains(&cap));
-            assert!(cap as usize * c.block_size() <= CACHE_BYTES_PER_CLASS.max(c.block_size()));
+            let budget = if c.block_size() <= MEDIUM_MAX {
+                CACHE_BYTES_PER_CLASS.max(MEDIUM_MIN_CACHED as usize * c.block_size())
+            } else {
+                CACHE_BYTES_PER_CLASS.max(c.block_size())
+            };
+            assert!(cap as usize * c.block_size() <= budget);
+            // Medium classes keep at least MEDIUM_MIN_CACHED blocks.
+            if c.block_size() <= MEDIUM_MAX {
+                assert!(cap >= MEDIUM_MIN_CACHED);
+            }
             let b = refill_batch(c);
             assert!((1..=MAX_BATCH).contains(&b) && b <= cap);
         }

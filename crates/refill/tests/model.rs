@@ -242,7 +242,9 @@ fn caps_and_batches_hold_for_every_class() {
         assert!((1..=refill::MAX_CACHED).contains(&cap));
         assert!((1..=MAX_BATCH).contains(&batch) && batch <= cap);
         assert!(
-            cap == 1 || cap as usize * c.block_size() <= refill::CACHE_BYTES_PER_CLASS,
+            cap == 1
+                || cap as usize * c.block_size() <= refill::CACHE_BYTES_PER_CLASS
+                || (cap == refill::MEDIUM_MIN_CACHED && c.block_size() <= refill::MEDIUM_MAX),
             "class {}",
             c.index()
         );
