@@ -72,19 +72,18 @@ impl Alloc {
     #[inline(always)]
     pub fn malloc(size: usize) -> *mut u8 {
         if size <= LOOKUP_MAX {
-            if let Some(p) = Self::pop_cached(size) {
+            // `class_of` cannot fail at or below LOOKUP_MAX: one table load.
+            if let Some(p) = class_of(size).and_then(|c| Self::pop_cached(c, size)) {
                 return p;
             }
         }
         malloc_slow(size)
     }
 
-    /// A cached block for a size of at most [`LOOKUP_MAX`], if this thread's list of its
-    /// class has one (on the empty heap of a thread without one, it never has).
+    /// A block of class `c` from this thread's cache, if its list has one (on the empty
+    /// heap of a thread without a heap, it never has).
     #[inline(always)]
-    fn pop_cached(size: usize) -> Option<*mut u8> {
-        // `class_of` cannot fail at or below LOOKUP_MAX: one table load.
-        let c = class_of(size)?;
+    fn pop_cached(c: SizeClass, size: usize) -> Option<*mut u8> {
         let h = heap::current();
         // SAFETY: `h` is this thread's heap (or the empty heap, whose lists are empty);
         // only this thread touches its cache.
@@ -93,24 +92,17 @@ impl Alloc {
         stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
         #[cfg(feature = "checked")]
         checks::on_alloc(b, c, size);
+        let _ = size;
         Some(b.to_user().as_ptr())
     }
 
     /// A block of class `c` for `size` bytes: cache pop, else the slow path.
     #[inline(always)]
     fn alloc_class(c: SizeClass, size: usize) -> *mut u8 {
-        let h = heap::current();
-        // SAFETY: `h` is this thread's heap or the empty heap; only this thread touches
-        // its cache.
-        if let Some(b) = unsafe { (*h).cache.get(c).pop() } {
-            // SAFETY: as above; a successful pop means a real heap.
-            stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
-            #[cfg(feature = "checked")]
-            checks::on_alloc(b, c, size);
-            let _ = size;
-            return b.to_user().as_ptr();
+        match Self::pop_cached(c, size) {
+            Some(p) => p,
+            None => Self::alloc_class_slow(c, size),
         }
-        Self::alloc_class_slow(c, size)
     }
 
     #[cold]
