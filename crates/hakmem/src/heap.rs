@@ -332,11 +332,11 @@ pub fn trim() -> usize {
 /// A malloc replacement must use static (initial-exec) TLS: glibc's manual asks it of
 /// preloaded allocators, and the default model for a cdylib calls `__tls_get_addr` on
 /// every access (and may allocate). Stable Rust has no TLS-model switch, so on x86-64 the
-/// slot is declared in `.tbss` with `global_asm!` and reached through a GOTTPOFF load plus
+/// slot is declared in `.tdata` with `global_asm!` and reached through a GOTTPOFF load plus
 /// an `%fs`-relative access, which the linker turns into a static TLS reservation
-/// (`DT_FLAGS STATIC_TLS`). The slot is in `.tdata`, initialised to the empty heap's
-/// address (the dynamic loader relocates the TLS image before copying it for any thread),
-/// so the fast paths never test for null. Other targets use `thread_local!`.
+/// (`DT_FLAGS STATIC_TLS`). Its initial value is the empty heap's address (the dynamic
+/// loader relocates the TLS image before copying it for any thread), so the fast paths
+/// never test for null. Other targets use `thread_local!`.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod slot {
     use super::{Heap, EMPTY};

@@ -82,23 +82,8 @@ impl<L: BlockLayout> RemoteQueue<L> {
     /// The caller gives up `b` (a free block whose owner consumes this queue); nobody
     /// touches it afterwards but the consumer.
     pub unsafe fn push(&self, b: BlockBase<L>) {
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: we own `b` until the CAS publishes it.
-            unsafe {
-                b.set_link(BlockBase::from_raw_opt(head));
-                set_next_chain(b, head);
-            }
-            match self.head.compare_exchange_weak(
-                head,
-                b.as_ptr(),
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(h) => head = h,
-            }
-        }
+        // SAFETY: forwarded; a single block is a chain whose head is its tail.
+        unsafe { self.push_chain(b, b) }
     }
 
     /// Hands a whole chain `head` … `tail` (linked through their links) to the owner with
@@ -228,6 +213,8 @@ fn walk<L: BlockLayout>(mut p: *mut u8, end: *mut u8, f: &mut impl FnMut(BlockBa
         let Some(b) = (unsafe { BlockBase::<L>::from_raw_opt(p) }) else {
             break;
         };
+        // SAFETY: `b` was published by a push, which wrote its link before its Release
+        // CAS; our Acquire swap made that write visible.
         p = unsafe { b.link() }.map_or(core::ptr::null_mut(), |n| n.as_ptr());
         prefetch(p);
         f(b);
