@@ -250,9 +250,9 @@ pub unsafe fn free(p: *mut u8) -> bool {
     // Owner tokens are heap addresses: equality means a live slab of this thread's heap.
     if owner == h as usize {
         // SAFETY: our own heap; the block is free now and ours.
-        if unsafe { (*h).cache.get(c).push_bounded(b) }.is_ok() {
+        if unsafe { (*h).list(c).push_bounded(b) }.is_ok() {
             // SAFETY: as above.
-            stats::bump(unsafe { &(*h).counters.frees[c.index()] });
+            stats::bump(unsafe { &(*h).slot(c).frees });
             return true;
         }
     }

@@ -15,12 +15,16 @@ use crate::stats;
 use crate::Layout;
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use large::LargeHeap;
 use ptr_conversion::{BlockBase, SizeClass};
 use refill::{BlockSink, BlockSource};
-use superslab::{AddressMap, PageSource, RemoteQueue, Segment, SegmentPool, SlabHeap, SpinLock};
-use tls_sll::{ClassLists, FreeList};
+use superslab::{
+    AddressMap, OwnerTag, PageSource, RemoteQueue, Segment, SegmentPool, SlabHeap, SpinLock,
+    CLASS_STRIDE,
+};
+use tiny_layout::CLASS_COUNT;
+use tls_sll::FreeList;
 
 /// Which granules are ours.
 pub static MAP: AddressMap = AddressMap::new();
@@ -46,11 +50,35 @@ fn empty() -> *mut Heap {
     EMPTY.0.get()
 }
 
-/// One thread's allocator state.
-#[repr(C, align(64))]
+/// One class's fast-path state: its cache list and the two counters the fast paths
+/// bump, 32 bytes. Slot `c` sits `c × CLASS_STRIDE` bytes from the heap's start, which is
+/// the offset the address map's entry for one of our live slabs of class `c` carries
+/// (`entry ^ tag`, see `superslab::OwnerTag`) and the offset malloc's size table gives.
+#[repr(C)]
+pub struct ClassSlot {
+    /// The thread cache's list of this class.
+    pub list: FreeList<Layout>,
+    /// Blocks of this class allocated by this heap's thread.
+    pub allocs: AtomicU64,
+    /// Blocks of this class freed into this heap by its thread.
+    pub frees: AtomicU64,
+}
+static_assertions::const_assert!(core::mem::size_of::<ClassSlot>() == CLASS_STRIDE as usize);
+
+/// One thread's allocator state. Heaps are 4096-aligned (the low 12 bits of an owner tag
+/// are a slot offset) and start with their slots.
+#[repr(C, align(4096))]
 pub struct Heap {
-    /// The thread cache: per-class free lists (fast path).
-    pub cache: ClassLists<Layout>,
+    /// The thread cache (per-class lists) and fast-path counters, at offset 0.
+    pub slots: [ClassSlot; CLASS_COUNT],
+    /// The value of this heap's owner tag in the address map (0 on the empty heap),
+    /// widened so that the fast path's xor with a (zero-extended) entry needs no extension.
+    pub tag: u64,
+    /// The address map's entries (`MAP.entries()`, copied when the heap is created; null
+    /// and 0 on the empty heap, so its fast free always falls through).
+    pub map_base: *const AtomicU32,
+    /// Number of entries at `map_base`.
+    pub map_len: usize,
     /// The slabs this heap owns.
     slabs: SlabHeap<Layout>,
     /// Next heap in the abandoned list.
@@ -100,12 +128,43 @@ impl BlockSink<Layout> for Slabs<'_> {
 }
 
 impl Heap {
-    fn init(&mut self) {
+    /// Sets up a zeroed heap with its owner tag (the map must be reserved).
+    fn init(&mut self, tag: OwnerTag) {
         let token = self as *mut Heap as usize;
         self.slabs.set_owner(token);
+        self.slabs.set_map_tag(tag);
+        self.tag = tag.get() as u64;
+        let map = MAP.entries();
+        (self.map_base, self.map_len) = (map.as_ptr(), map.len());
         for c in SizeClass::all() {
-            self.cache.get(c).set_cap(refill::cache_cap(c));
+            self.list(c).set_cap(refill::cache_cap(c));
         }
+    }
+
+    /// The slot at byte offset `off` of heap `h`.
+    ///
+    /// # Safety
+    /// `off` is `c × CLASS_STRIDE` for a class `c` (from malloc's size table, or from an
+    /// address-map entry xor this heap's tag, which is below `TAG_UNIT` only for such
+    /// offsets), and `h` is a heap.
+    #[inline(always)]
+    pub unsafe fn slot_at(h: *mut Heap, off: usize) -> *mut ClassSlot {
+        // SAFETY: slots start at offset 0 (repr(C)) and `off` indexes one of them.
+        unsafe { h.cast::<u8>().add(off).cast::<ClassSlot>() }
+    }
+
+    /// Class `c`'s cache list.
+    #[inline(always)]
+    pub fn list(&mut self, c: SizeClass) -> &mut FreeList<Layout> {
+        // SAFETY: a SizeClass's index is < CLASS_COUNT.
+        unsafe { &mut self.slots.get_unchecked_mut(c.index()).list }
+    }
+
+    /// Class `c`'s slot.
+    #[inline(always)]
+    pub fn slot(&self, c: SizeClass) -> &ClassSlot {
+        // SAFETY: a SizeClass's index is < CLASS_COUNT.
+        unsafe { self.slots.get_unchecked(c.index()) }
     }
 
     /// Pops a block of class `c`, refilling the cache from the slabs on a miss.
@@ -115,12 +174,13 @@ impl Heap {
         self.slabs
             .purge(&POOL, crate::os::now_ms(), config::PURGE_DELAY_MS.get());
         stats::bump(&self.counters.misses[c.index()]);
-        let list = self.cache.get(c);
+        let list = self.list(c);
         if let Some(b) = list.pop() {
             return Some(b);
         }
         stats::bump(&self.counters.refills[c.index()]);
-        refill::refill(list, c, &mut Slabs(&mut self.slabs))
+        let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
+        refill::refill(&mut slot.list, c, &mut Slabs(slabs))
     }
 
     /// A block of class `c` straight from the slabs (bypassing the cache), and whether it
@@ -133,10 +193,11 @@ impl Heap {
 
     /// Caches a block of ours, spilling half the class's cache to the slabs if full.
     pub fn free_slow(&mut self, c: SizeClass, b: BlockBase<Layout>) {
-        stats::bump(&self.counters.frees[c.index()]);
+        stats::bump(&self.slot(c).frees);
         stats::bump(&self.counters.spills[c.index()]);
-        let list = self.cache.get(c);
-        refill::spill(list, c, &mut Slabs(&mut self.slabs));
+        let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
+        let list = &mut slot.list;
+        refill::spill(list, c, &mut Slabs(slabs));
         // SAFETY: `b` is a free block of ours; the spill made room below the cap.
         if unsafe { list.push_bounded(b) }.is_err() {
             // SAFETY: as above.
@@ -155,13 +216,13 @@ impl Heap {
         if self.remote.0.is_empty() {
             return;
         }
-        let (cache, slabs) = (&mut self.cache, &mut self.slabs);
+        let (slots, slabs) = (&mut self.slots, &mut self.slabs);
         // One pass over the queue's links (see `RemoteQueue::drain`).
         self.remote.0.drain(|b| {
             // SAFETY: only blocks of our live slabs are pushed to our queue.
             let c = unsafe { Segment::<Layout>::slice_of(b.addr()) }.class();
             // SAFETY: the block is free and ours.
-            if let Err(b) = unsafe { cache.get(c).push_bounded(b) } {
+            if let Err(b) = unsafe { slots[c.index()].list.push_bounded(b) } {
                 // SAFETY: as above.
                 unsafe { slabs.return_block(&POOL, b) };
             }
@@ -219,7 +280,8 @@ impl Heap {
     fn flush(&mut self, purge_delay_ms: u64) -> usize {
         self.flush_pending();
         for c in SizeClass::all() {
-            refill::flush(self.cache.get(c), c, &mut Slabs(&mut self.slabs));
+            let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
+            refill::flush(&mut slot.list, c, &mut Slabs(slabs));
         }
         self.collect_remote();
         self.slabs.release_empty(&POOL);
@@ -234,6 +296,8 @@ struct Registry {
     abandoned: Cell<*mut Heap>,
     all: Cell<*mut Heap>,
     arena: Cell<(usize, usize)>,
+    /// Heaps created so far (the next heap's owner tag is `OwnerTag::new(count + 1)`).
+    count: Cell<u32>,
 }
 // SAFETY: the cells are only touched under `lock`.
 unsafe impl Sync for Registry {}
@@ -243,6 +307,7 @@ static REGISTRY: Registry = Registry {
     abandoned: Cell::new(null_mut()),
     all: Cell::new(null_mut()),
     arena: Cell::new((0, 0)),
+    count: Cell::new(0),
 };
 const ARENA_CHUNK: usize = 256 * 1024;
 
@@ -260,6 +325,16 @@ fn acquire_heap() -> *mut Heap {
         return h;
     }
     let size = core::mem::size_of::<Heap>();
+    // Each heap has its own owner tag (heaps are never freed, so tags are never reused),
+    // and the map must exist before a heap can copy it.
+    let Some(tag) = OwnerTag::new(REGISTRY.count.get() + 1) else {
+        REGISTRY.lock.unlock();
+        return null_mut();
+    };
+    if !MAP.reserve(&Os) {
+        REGISTRY.lock.unlock();
+        return null_mut();
+    }
     let (mut next, mut end) = REGISTRY.arena.get();
     if next + size > end {
         match Os.map(ARENA_CHUNK, crate::os::PAGE) {
@@ -274,11 +349,13 @@ fn acquire_heap() -> *mut Heap {
         }
     }
     REGISTRY.arena.set((next + size, end));
+    REGISTRY.count.set(REGISTRY.count.get() + 1);
     let h = next as *mut Heap;
-    // SAFETY: fresh zeroed memory of ours, 64-aligned (size is a multiple of 64 and the
-    // chunk is page-aligned); an all-zero Heap is valid (null pointers, zero counts).
+    // SAFETY: fresh zeroed memory of ours, 4096-aligned (size is a multiple of the
+    // alignment and the chunk is page-aligned); an all-zero Heap is valid (null
+    // pointers, zero counts).
     unsafe {
-        (*h).init();
+        (*h).init(tag);
         (*h).in_use = true;
         (*h).next_all = REGISTRY.all.get();
     }
@@ -298,15 +375,16 @@ fn abandon_heap(h: *mut Heap) {
     REGISTRY.lock.unlock();
 }
 
-/// Calls `f` with every heap's counters and whether a live thread uses it.
-pub fn for_each_heap(mut f: impl FnMut(&stats::ClassCounters, bool)) {
+/// Calls `f` with every heap (to read its counters, which are atomics: the heap's thread
+/// may be using the rest of it) and whether a live thread uses it.
+pub fn for_each_heap(mut f: impl FnMut(*const Heap, bool)) {
     REGISTRY.lock.lock();
     let mut h = REGISTRY.all.get();
     while !h.is_null() {
         // SAFETY: heaps are never freed; counters are atomics, `in_use` changes only under
         // the registry lock, which we hold.
         unsafe {
-            f(&(*h).counters, (*h).in_use);
+            f(h, (*h).in_use);
             h = (*h).next_all;
         }
     }

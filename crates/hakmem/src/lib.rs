@@ -45,9 +45,10 @@ mod cabi;
 
 use core::alloc::{GlobalAlloc, Layout as RustLayout};
 use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::Ordering;
 use front_api::{Api, Backend, MIN_ALIGN};
 use ptr_conversion::UserPtr;
-use superslab::{Region, Segment};
+use superslab::{Region, Segment, CLASS_STRIDE, SLICE_SHIFT, TAG_UNIT};
 use tiny_layout::{class_of, SizeClass, LOOKUP_MAX, MAX_CLASS_SIZE};
 
 /// The block layout of this build: no per-block header.
@@ -72,26 +73,27 @@ impl Alloc {
     #[inline(always)]
     pub fn malloc(size: usize) -> *mut u8 {
         if size <= LOOKUP_MAX {
-            // `class_of` cannot fail at or below LOOKUP_MAX: one table load.
-            if let Some(p) = class_of(size).and_then(|c| Self::pop_cached(c, size)) {
+            // One table load gives the class's slot (the bound makes the index valid).
+            if let Some(p) = Self::pop_cached(SLOT_OF_SIZE[size] as usize, size) {
                 return p;
             }
         }
         malloc_slow(size)
     }
 
-    /// A block of class `c` from this thread's cache, if its list has one (on the empty
-    /// heap of a thread without a heap, it never has).
+    /// A block from this thread's cache slot at offset `slot` (`class × CLASS_STRIDE`),
+    /// if its list has one (on the empty heap of a thread without a heap, it never has).
     #[inline(always)]
-    fn pop_cached(c: SizeClass, size: usize) -> Option<*mut u8> {
-        let h = heap::current();
-        // SAFETY: `h` is this thread's heap (or the empty heap, whose lists are empty);
-        // only this thread touches its cache.
-        let b = unsafe { (*h).cache.get(c).pop() }?;
+    fn pop_cached(slot: usize, size: usize) -> Option<*mut u8> {
+        // SAFETY: `h` is this thread's heap (or the empty heap, whose lists are empty) and
+        // `slot` a class's slot offset; only this thread touches its slots.
+        let s = unsafe { heap::Heap::slot_at(heap::current(), slot) };
+        // SAFETY: as above.
+        let b = unsafe { (*s).list.pop() }?;
         // SAFETY: as above; a successful pop means a real heap.
-        stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
+        stats::bump(unsafe { &(*s).allocs });
         #[cfg(feature = "checked")]
-        checks::on_alloc(b, c, size);
+        checks::on_alloc(b, class_at(slot), size);
         let _ = size;
         Some(b.to_user().as_ptr())
     }
@@ -99,7 +101,7 @@ impl Alloc {
     /// A block of class `c` for `size` bytes: cache pop, else the slow path.
     #[inline(always)]
     fn alloc_class(c: SizeClass, size: usize) -> *mut u8 {
-        match Self::pop_cached(c, size) {
+        match Self::pop_cached(c.index() * CLASS_STRIDE as usize, size) {
             Some(p) => p,
             None => Self::alloc_class_slow(c, size),
         }
@@ -116,7 +118,7 @@ impl Alloc {
         match unsafe { (*h).alloc_slow(c) } {
             Some(b) => {
                 // SAFETY: this thread's heap.
-                stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
+                stats::bump(unsafe { &(*h).slot(c).allocs });
                 #[cfg(feature = "checked")]
                 checks::on_alloc(b, c, size);
                 let _ = size;
@@ -129,7 +131,10 @@ impl Alloc {
     /// `free(p)` for any pointer, null included (it does nothing); refuses pointers that
     /// are not ours with a message. The fast path (a block of this thread's heap whose
     /// cache has room) has no call; everything else is one tail call to the cold `free_other`.
-    /// Null needs no test here: the address map never marks the first granule.
+    /// One address-map load decides "ours, of a live slab of this heap, class c": the
+    /// entry xor the heap's owner tag is below `TAG_UNIT` exactly then, and is then the
+    /// class's slot offset (see `superslab::OwnerTag`). Null needs no test: the map never
+    /// marks the first slice.
     ///
     /// # Safety
     /// `p` is null, a live block of ours, or any other pointer (refused, or reported in the
@@ -141,22 +146,24 @@ impl Alloc {
         if p.is_null() || unsafe { checks::free(p) } {
             return;
         }
-        let addr = p as usize;
-        if heap::MAP.region(addr) == Region::Segment {
-            // SAFETY: the map says `addr` is in a live segment.
-            let slab = unsafe { Segment::<Layout>::slice_of(addr) };
-            // Read both before any store below (which the compiler cannot tell apart).
-            let (owner, c) = (slab.owner(), slab.class());
-            let h = heap::current();
-            // Owner tokens are heap addresses and closed slabs have owner 0, so equality
-            // means: a live slab of this thread's heap (every slice carries owner and class).
-            if owner == h as usize {
+        let h = heap::current();
+        let i = p as usize >> SLICE_SHIFT;
+        // SAFETY: `h` is this thread's heap or the empty heap (map_len 0); `map_base` has
+        // `map_len` entries.
+        if i < unsafe { (*h).map_len } {
+            // SAFETY: as above; `i` is in range.
+            let entry = unsafe { (*(*h).map_base.add(i)).load(Ordering::Relaxed) } as u64;
+            // SAFETY: as above.
+            let slot = (entry ^ unsafe { (*h).tag }) as usize;
+            if slot < TAG_UNIT as usize {
+                // SAFETY: `slot` is a class's slot offset (the map entry is this heap's).
+                let s = unsafe { heap::Heap::slot_at(h, slot) };
                 // SAFETY: `p` is a block start of our slab (the checked build verifies it).
                 let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
                 // SAFETY: our own heap; the block is free now and ours.
-                if unsafe { (*h).cache.get(c).push_bounded(b) }.is_ok() {
+                if unsafe { (*s).list.push_bounded(b) }.is_ok() {
                     // SAFETY: as above.
-                    stats::bump(unsafe { &(*h).counters.frees[c.index()] });
+                    stats::bump(unsafe { &(*s).frees });
                     return;
                 }
             }
@@ -210,7 +217,7 @@ unsafe fn free_other(p: *mut u8) {
                 } else {
                     // SAFETY: this thread's heap; the owner token of a live slab is its heap.
                     unsafe {
-                        stats::bump(&(*h).counters.frees[c]);
+                        stats::bump(&(*h).slots[c].frees);
                         stats::bump(&(*h).counters.remote_frees[c]);
                         (*h).remote_free_batched(slab.owner(), b);
                     }
@@ -365,7 +372,7 @@ fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
         return null_mut();
     };
     // SAFETY: as above.
-    stats::bump(unsafe { &(*h).counters.allocs[c.index()] });
+    stats::bump(unsafe { &(*h).slot(c).allocs });
     #[cfg(feature = "checked")]
     checks::on_alloc(b, c, size);
     let p = b.to_user().as_ptr();
@@ -392,6 +399,32 @@ fn malloc_slow(size: usize) -> *mut u8 {
         os::set_errno(libc::ENOMEM);
     }
     p
+}
+
+/// `size` → the offset of its class's slot in a heap (`class × CLASS_STRIDE`), for every
+/// size up to [`LOOKUP_MAX`]: malloc's one table load (2 KiB).
+static SLOT_OF_SIZE: [u16; LOOKUP_MAX + 1] = {
+    let mut t = [0u16; LOOKUP_MAX + 1];
+    let mut size = 0;
+    while size <= LOOKUP_MAX {
+        let Some(c) = tiny_layout::const_class_of(size) else {
+            panic!("sizes up to LOOKUP_MAX have a class")
+        };
+        t[size] = (c.index() * CLASS_STRIDE as usize) as u16;
+        size += 1;
+    }
+    t
+};
+
+/// The class whose slot is at offset `slot`.
+#[cfg(feature = "checked")]
+#[inline(always)]
+fn class_at(slot: usize) -> SizeClass {
+    match SizeClass::new(slot / CLASS_STRIDE as usize) {
+        Some(c) => c,
+        // Slot offsets come from SLOT_OF_SIZE or `c.index() × CLASS_STRIDE`.
+        None => os::fatal("slot offset out of range:", slot),
+    }
 }
 
 /// The malloc family over hakmem.

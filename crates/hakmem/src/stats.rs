@@ -11,11 +11,10 @@
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tiny_layout::{SizeClass, CLASS_COUNT};
 
-/// Per-class counters of one heap (written by its thread only; all-zero when the heap
-/// is created in zeroed memory).
+/// Per-class counters of one heap's slow paths (written by its thread only; all-zero
+/// when the heap is created in zeroed memory). The fast paths' two counters, allocations
+/// and frees, live in the heap's class slots next to the lists they count.
 pub struct ClassCounters {
-    pub allocs: [AtomicU64; CLASS_COUNT],
-    pub frees: [AtomicU64; CLASS_COUNT],
     pub misses: [AtomicU64; CLASS_COUNT],
     pub refills: [AtomicU64; CLASS_COUNT],
     pub spills: [AtomicU64; CLASS_COUNT],
@@ -113,11 +112,19 @@ impl Stats {
             .map(|c| c.allocs.saturating_sub(c.frees) * c.block_size)
             .sum()
     }
-    fn add_counters(&mut self, c: &ClassCounters) {
+    /// Adds a heap's counters.
+    ///
+    /// # Safety
+    /// `h` is a heap (never freed); only its atomic counters are read.
+    unsafe fn add_counters(&mut self, h: *const crate::heap::Heap) {
+        // SAFETY: references to the atomics only, never to the rest of the heap.
+        let c = unsafe { &(*h).counters };
         for (i, s) in self.classes.iter_mut().enumerate() {
-            let allocs = c.allocs[i].load(Relaxed);
+            // SAFETY: as above (built-in array indexing of a place creates no reference).
+            let (allocs, frees) = unsafe { (&(*h).slots[i].allocs, &(*h).slots[i].frees) };
+            let allocs = allocs.load(Relaxed);
             s.allocs += allocs;
-            s.frees += c.frees[i].load(Relaxed);
+            s.frees += frees.load(Relaxed);
             s.cache_hits += allocs.saturating_sub(c.misses[i].load(Relaxed));
             s.refills += c.refills[i].load(Relaxed);
             s.spills += c.spills[i].load(Relaxed);
@@ -135,8 +142,9 @@ pub fn collect() -> Stats {
         c.frees += heapless;
         c.remote_frees += heapless;
     }
-    crate::heap::for_each_heap(|counters, in_use| {
-        s.add_counters(counters);
+    crate::heap::for_each_heap(|h, in_use| {
+        // SAFETY: `for_each_heap` gives heaps.
+        unsafe { s.add_counters(h) };
         s.heaps += 1;
         s.heaps_in_use += in_use as u64;
     });

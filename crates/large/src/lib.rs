@@ -210,7 +210,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         let user = (base + P::PAGE + a - 1) & !(a - 1);
         // SAFETY: `user - HEADER_OFFSET` lies in the mapped page before `user`, in our mapping.
         unsafe { Self::write_header(base, total, user) };
-        if !self.map.add_large(user) {
+        if !self.map.add_large(user, &self.pages) {
             // SAFETY: our own mapping, never handed out.
             unsafe {
                 self.pages
@@ -338,10 +338,10 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         // the new USER is page-aligned and its header moved with the pages.
         let user = nb + offset;
         self.map.remove_large(p as usize);
-        // Counting can only fail above the map's range or past 65534 blocks in one 4 MiB
-        // granule, neither possible for page-aligned mappings of two pages or more; if it
-        // did, a later free would be refused (a leak), never a corruption.
-        let counted = self.map.add_large(user);
+        // Counting can fail only above the map's range, when the OS refuses memory for
+        // the map, or past 4094 blocks in one 64 KiB slice (impossible for mappings of two
+        // pages or more); then a later free is refused (a leak), never a corruption.
+        let counted = self.map.add_large(user, &self.pages);
         debug_assert!(counted);
         self.stats
             .bytes_live

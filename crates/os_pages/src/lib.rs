@@ -11,6 +11,8 @@
 //! | [`purge`](PageSource::purge) | `madvise(MADV_DONTNEED)`: the pages go back to the OS, the range stays mapped and reads zero |
 //! | [`hint_huge_pages`](PageSource::hint_huge_pages) | `madvise(MADV_HUGEPAGE)` |
 //! | [`remap`](PageSource::remap) | `mremap` (with `MREMAP_MAYMOVE` when allowed) |
+//! | [`reserve`](PageSource::reserve) | `mmap(PROT_READ, MAP_NORESERVE)`: address space that reads zero, charged nothing |
+//! | [`commit`](PageSource::commit) | `mprotect(PROT_READ \| PROT_WRITE)` on part of a reservation |
 //!
 //! Other page sources (a counting or failing wrapper for tests, another OS) implement the
 //! same trait; the boxes are generic over it.
@@ -122,6 +124,23 @@ pub unsafe trait PageSource {
     fn hint_huge_pages(&self, p: NonNull<u8>, size: usize) {
         let _ = (p, size);
     }
+    /// Reserves `size` bytes (a multiple of the page) of address space that reads as zero
+    /// and may not be written until [`commit`](Self::commit)ted: no memory is charged for
+    /// it, only the pages that are committed and written become resident. For large
+    /// sparse tables (the address map). The default reserves with [`MmapPages`].
+    fn reserve(&self, size: usize) -> Option<NonNull<u8>> {
+        MmapPages.reserve(size)
+    }
+    /// Makes a page-aligned part of a range from [`reserve`](Self::reserve) writable;
+    /// false if the OS refuses. Committing a committed range again does nothing. The
+    /// default commits with [`MmapPages`].
+    ///
+    /// # Safety
+    /// `p`/`size` lies inside one range returned by `reserve`.
+    unsafe fn commit(&self, p: NonNull<u8>, size: usize) -> bool {
+        // SAFETY: forwarded from the caller.
+        unsafe { MmapPages.commit(p, size) }
+    }
     /// Resizes a mapping, keeping its contents (moving it if `may_move`); `None` if the
     /// OS cannot. The default cannot.
     ///
@@ -229,6 +248,34 @@ unsafe impl PageSource for MmapPages {
     fn hint_huge_pages(&self, p: NonNull<u8>, size: usize) {
         // SAFETY: advice only, on one of our mappings; contents and mapping are unchanged.
         unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
+    }
+
+    fn reserve(&self, size: usize) -> Option<NonNull<u8>> {
+        // Read-only private anonymous memory is not charged against the commit limit
+        // (even with `vm.overcommit_memory=2`), and reads of untouched pages map the
+        // shared zero page.
+        // SAFETY: a new anonymous mapping at an address the kernel picks.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                size,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(p.cast())
+        }
+    }
+
+    unsafe fn commit(&self, p: NonNull<u8>, size: usize) -> bool {
+        // SAFETY: the range is part of one of our reservations (caller); only its
+        // protection changes.
+        unsafe { libc::mprotect(p.as_ptr().cast(), size, libc::PROT_READ | libc::PROT_WRITE) == 0 }
     }
 
     unsafe fn remap(

@@ -6,8 +6,9 @@
 //! slices holding blocks of one size class, carved lazily (bump pointer) and recycled
 //! through a per-slab free list.
 //!
-//! - [`AddressMap`]: one entry per segment-sized granule of the address space, so an
-//!   address is known to be ours (a segment, or large blocks) with one load.
+//! - [`AddressMap`]: one entry per slice of the address space, so an address is known to
+//!   be ours (a segment, or large blocks) with one load, and for a live slab's slice
+//!   the same load gives owner and class ([`OwnerTag`]).
 //! - [`Segment`] / [`Slab`]: metadata, out of band (never inside blocks), found from any
 //!   block address by masking: `segment = addr & !(SEGMENT_SIZE-1)`, slab by slice index.
 //! - [`SlabHeap`]: the slabs of one owner (a thread heap): per-class partial slabs,
@@ -73,7 +74,10 @@ mod map;
 mod remote;
 mod segment;
 
-pub use map::{AddressMap, Region, ADDRESS_BITS};
+pub use map::{
+    AddressMap, OwnerTag, Region, ADDRESS_BITS, CLASS_STRIDE, ENTRY_FOREIGN, ENTRY_SEGMENT,
+    MAP_ENTRIES, TAG_UNIT,
+};
 pub use remote::RemoteQueue;
 pub use segment::{PoolStats, Segment, SegmentPool, Slab, SlabHeap, SpinLock};
 

@@ -1,6 +1,7 @@
 //! Segments, slabs, the per-owner slab heap and the process-wide segment pool.
 
-use crate::{AddressMap, PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZE};
+use crate::map::ENTRY_SEGMENT;
+use crate::{AddressMap, OwnerTag, PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZE};
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -376,7 +377,11 @@ impl<P: PageSource + 'static> SegmentPool<P> {
             return Some(p);
         }
         let p = self.pages.map(SEGMENT_SIZE, SEGMENT_SIZE)?;
-        self.map.publish_segment(p.as_ptr() as usize);
+        if !self.map.publish_segment(p.as_ptr() as usize, &self.pages) {
+            // SAFETY: our fresh mapping, never handed out.
+            unsafe { self.pages.unmap(p, SEGMENT_SIZE) };
+            return None;
+        }
         PoolStats::add(&self.stats.segments_mapped, 1);
         let live = self.stats.segments_mapped.load(Ordering::Relaxed)
             - self.stats.segments_unmapped.load(Ordering::Relaxed);
@@ -457,6 +462,8 @@ impl<P: PageSource + 'static> SegmentPool<P> {
 /// See the [crate example](crate) for taking and returning blocks.
 pub struct SlabHeap<L: BlockLayout> {
     owner: usize,
+    /// The tag written to the address map for our live slabs (none: `ENTRY_SEGMENT`).
+    tag: Option<OwnerTag>,
     segments: *mut Segment<L>,
     partial: [*mut Slab<L>; CLASS_COUNT],
     /// Some segment has dirty free slices.
@@ -470,6 +477,7 @@ impl<L: BlockLayout> SlabHeap<L> {
     pub const fn new() -> Self {
         SlabHeap {
             owner: 0,
+            tag: None,
             segments: null_mut(),
             partial: [null_mut(); CLASS_COUNT],
             dirty: false,
@@ -481,6 +489,14 @@ impl<L: BlockLayout> SlabHeap<L> {
     pub fn set_owner(&mut self, owner: usize) {
         debug_assert!(self.segments.is_null());
         self.owner = owner;
+    }
+
+    /// Sets the tag the address map gives this heap's live slabs (before the first
+    /// allocation), so that one map load tells owner and class (see [`OwnerTag`]).
+    /// Without one, their slices read as plain segment slices.
+    pub fn set_map_tag(&mut self, tag: OwnerTag) {
+        debug_assert!(self.segments.is_null());
+        self.tag = Some(tag);
     }
 
     /// The owner token.
@@ -764,6 +780,8 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.slices = n as u8;
         s.in_partial = false;
         s.fresh = fresh;
+        let entry = self.tag.map_or(ENTRY_SEGMENT, |t| t.entry(c));
+        pool.map.set_slices(start, n, entry);
         PoolStats::add(&pool.stats.slabs_opened, 1);
         self.link_partial(s);
         Some(s)
@@ -793,8 +811,11 @@ impl<L: BlockLayout> SlabHeap<L> {
         let first = s.head as usize;
         let n = s.slices as usize;
         PoolStats::add(&pool.stats.slabs_closed, 1);
+        let start = s.start();
+        // Before the slices are free: the owner's fast path must stop seeing them first.
+        pool.map.set_slices(start, n, ENTRY_SEGMENT);
         // SAFETY: the slab lives in a segment of ours.
-        let seg = unsafe { &mut *Segment::<L>::of(s.start()) };
+        let seg = unsafe { &mut *Segment::<L>::of(start) };
         for (i, e) in seg.slabs.iter_mut().enumerate().skip(first).take(n) {
             e.head = i as u8;
             e.slices = 0;

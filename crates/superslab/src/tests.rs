@@ -3,8 +3,8 @@
 extern crate std;
 
 use crate::{
-    AddressMap, PageSource, Region, RemoteQueue, Segment, SegmentPool, SlabHeap, ADDRESS_BITS,
-    SEGMENT_SIZE, SLICE_SIZE,
+    AddressMap, OwnerTag, PageSource, Region, RemoteQueue, Segment, SegmentPool, SlabHeap,
+    ADDRESS_BITS, ENTRY_SEGMENT, SEGMENT_SIZE, SLICE_SIZE, TAG_UNIT,
 };
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -528,52 +528,113 @@ fn owner_lookup_for_two_heaps_and_foreign_addresses() {
 #[test]
 fn address_map_counts_large_blocks() {
     let map = new_map();
-    let g = 0x5000_0000_0000usize; // a granule (segment-aligned) below 2^47
+    let pages = MmapPages;
+    let g = 0x5000_0000_0000usize; // a slice (64 KiB-aligned) below 2^47
     assert_eq!(map.region(g), Region::Foreign);
-    assert!(map.add_large(g + 4096));
-    assert!(map.add_large(g + SEGMENT_SIZE - 16)); // same granule
-    assert!(map.add_large(g + 4096));
-    for a in [g, g + 4096, g + SEGMENT_SIZE - 1] {
+    assert!(map.add_large(g + 4096, &pages));
+    assert!(map.add_large(g + SLICE_SIZE - 16, &pages)); // same slice
+    assert!(map.add_large(g + 4096, &pages));
+    for a in [g, g + 4096, g + SLICE_SIZE - 1] {
         assert_eq!(map.region(a), Region::Large);
     }
     assert_eq!(map.region(g - 1), Region::Foreign);
-    assert_eq!(map.region(g + SEGMENT_SIZE), Region::Foreign);
+    assert_eq!(map.region(g + SLICE_SIZE), Region::Foreign);
     map.remove_large(g + 4096);
     map.remove_large(g + 4096);
     assert_eq!(map.region(g), Region::Large);
-    map.remove_large(g + SEGMENT_SIZE - 16);
+    map.remove_large(g + SLICE_SIZE - 16);
     assert_eq!(map.region(g), Region::Foreign);
     // No underflow: a stray remove leaves it foreign, and one add counts one again.
     map.remove_large(g);
     assert_eq!(map.region(g), Region::Foreign);
-    assert!(map.add_large(g));
+    assert!(map.add_large(g, &pages));
     map.remove_large(g);
     assert_eq!(map.region(g), Region::Foreign);
 
-    // Saturation: the count never reaches the segment marker.
+    // Saturation: the count never reaches an owner tag.
     let mut n = 0;
-    while map.add_large(g) {
+    while map.add_large(g, &pages) {
         n += 1;
-        assert!(n <= u16::MAX as usize);
+        assert!(n < TAG_UNIT as usize);
     }
-    assert_eq!(n, u16::MAX as usize - 1);
+    assert_eq!(n, TAG_UNIT as usize - 2);
     assert_eq!(map.region(g), Region::Large);
     for _ in 0..n {
         map.remove_large(g);
     }
     assert_eq!(map.region(g), Region::Foreign);
 
-    // A segment granule counts no large blocks and is not changed by a remove.
+    // A segment's slices count no large blocks and are not changed by a remove.
     let s = g + 8 * SEGMENT_SIZE;
-    map.publish_segment(s);
-    assert!(!map.add_large(s + 64));
+    assert!(map.publish_segment(s, &pages));
+    assert!(!map.add_large(s + 64, &pages));
     map.remove_large(s + 64);
     assert_eq!(map.region(s), Region::Segment);
+    assert_eq!(map.region(s + SEGMENT_SIZE - 1), Region::Segment);
+    assert_eq!(map.region(s + SEGMENT_SIZE), Region::Foreign);
     map.retract_segment(s);
     assert_eq!(map.region(s), Region::Foreign);
     // Outside the map.
-    assert!(!map.add_large(1 << ADDRESS_BITS));
+    assert!(!map.add_large(1 << ADDRESS_BITS, &pages));
     assert_eq!(map.region(1 << ADDRESS_BITS), Region::Foreign);
+}
+
+#[test]
+fn owner_tags_mark_live_slabs_with_owner_and_class() {
+    let pool = pool(0);
+    let map = pool.map();
+    let (ta, tb) = (
+        OwnerTag::new(1).unwrap(),
+        OwnerTag::new(OwnerTag::MAX_ID).unwrap(),
+    );
+    assert!(OwnerTag::new(0).is_none() && OwnerTag::new(OwnerTag::MAX_ID + 1).is_none());
+    let mut a = heap::<Plain>(0xa000);
+    a.set_map_tag(ta);
+    let mut b = heap::<Plain>(0xb000);
+    b.set_map_tag(tb);
+    for c in [
+        class_of(16).unwrap(),
+        class_of(4000).unwrap(),
+        class_of(200_000).unwrap(),
+    ] {
+        let xs = take(&mut a, pool, c, 3);
+        let ys = take(&mut b, pool, c, 3);
+        for x in &xs {
+            let e = map.entry(x.addr());
+            assert_eq!(e, ta.entry(c));
+            assert_eq!(ta.class_of(e), Some(c));
+            assert_eq!(tb.class_of(e), None, "another owner's slab");
+            // Every slice of the slab carries the entry.
+            let slab = unsafe { Segment::<Plain>::slab_of(x.addr()) };
+            let last = slab.start() + c.slab_bytes() - 1;
+            assert_eq!(map.entry(last), e);
+        }
+        for y in &ys {
+            assert_eq!(tb.class_of(map.entry(y.addr())), Some(c));
+        }
+        // SAFETY: blocks taken from these heaps, returned by their owners.
+        for x in xs {
+            unsafe { a.return_block(pool, x) };
+        }
+        for y in ys {
+            unsafe { b.return_block(pool, y) };
+        }
+    }
+    // Closed slabs are plain segment slices again; no tag matches them.
+    a.release_empty(pool);
+    b.release_empty(pool);
+    assert!(a.is_empty() && b.is_empty());
+    // A heap without a tag marks its slabs as plain segment slices.
+    let mut u = heap::<Plain>(0xc000);
+    let c = class_of(64).unwrap();
+    let xs = take(&mut u, pool, c, 2);
+    assert_eq!(map.entry(xs[0].addr()), ENTRY_SEGMENT);
+    assert_eq!(map.region(xs[0].addr()), Region::Segment);
+    for x in xs {
+        // SAFETY: as above.
+        unsafe { u.return_block(pool, x) };
+    }
+    u.release_empty(pool);
 }
 
 // ---- 5. remote frees ----

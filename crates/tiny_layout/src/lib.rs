@@ -179,6 +179,23 @@ pub fn class_of(size: usize) -> Option<SizeClass> {
     }
 }
 
+/// [`class_of`] computed without its table, usable in `const` context (to build other
+/// tables at compile time, such as a thread cache's size → slot table). A unit test checks
+/// that both agree on every size up to [`MAX_CLASS_SIZE`] + 1.
+///
+/// ```
+/// use tiny_layout::{class_of, const_class_of};
+/// const C: Option<tiny_layout::SizeClass> = const_class_of(100);
+/// assert_eq!(C, class_of(100));
+/// ```
+pub const fn const_class_of(size: usize) -> Option<SizeClass> {
+    if size <= MAX_CLASS_SIZE {
+        Some(SizeClass(class_by_formula(size) as u8))
+    } else {
+        None
+    }
+}
+
 /// The slab size for blocks of `block_size`: at least eight blocks, a power of two
 /// between [`MIN_SLAB_BYTES`] and [`MAX_SLAB_BYTES`].
 const fn slab_bytes_for(block_size: usize) -> usize {

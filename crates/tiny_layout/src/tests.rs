@@ -7,6 +7,7 @@ use std::string::String;
 fn every_size_gets_the_smallest_fitting_class() {
     for size in 0..=MAX_CLASS_SIZE {
         let c = class_of(size).unwrap();
+        assert_eq!(const_class_of(size), Some(c), "size {size}");
         assert!(c.block_size() >= size, "size {size}");
         if c.index() > 0 {
             let below = SizeClass::new(c.index() - 1).unwrap();
@@ -19,6 +20,8 @@ fn every_size_gets_the_smallest_fitting_class() {
     }
     assert_eq!(class_of(MAX_CLASS_SIZE + 1), None);
     assert_eq!(class_of(usize::MAX), None);
+    assert_eq!(const_class_of(MAX_CLASS_SIZE + 1), None);
+    assert_eq!(const_class_of(usize::MAX), None);
 }
 
 #[test]

@@ -161,9 +161,13 @@ impl<L: BlockLayout> FreeList<L> {
     /// As for [`push`](Self::push).
     #[inline(always)]
     pub unsafe fn push_bounded(&mut self, b: BlockBase<L>) -> Result<(), BlockBase<L>> {
-        if self.room > 0 {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.push(b) };
+        // The room after the push, tested for sign: one decrement both tests and counts.
+        let room = self.room.wrapping_sub(1);
+        if room >= 0 {
+            // SAFETY: the caller owns the free block `b`.
+            unsafe { b.set_link(self.head) };
+            self.head = Some(b);
+            self.room = room;
             Ok(())
         } else {
             Err(b)
