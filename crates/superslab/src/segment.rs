@@ -466,6 +466,12 @@ pub struct SlabHeap<L: BlockLayout> {
     tag: Option<OwnerTag>,
     segments: *mut Segment<L>,
     partial: [*mut Slab<L>; CLASS_COUNT],
+    /// A segment of ours whose slices are all free, kept instead of going back to the pool
+    /// (null: none). At most one: a heap whose live blocks shrink below a segment and grow
+    /// back (a batch allocated and freed in a loop) would otherwise give a segment back,
+    /// have its pages purged, and fault them in again each round. Its slices are purged on
+    /// the usual delay like any free slice; `release_empty` gives it back.
+    spare: *mut Segment<L>,
     /// Some segment has dirty free slices.
     dirty: bool,
     /// The last purge tick (0: none since the heap last had nothing dirty).
@@ -479,6 +485,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             owner: 0,
             tag: None,
             segments: null_mut(),
+            spare: null_mut(),
             partial: [null_mut(); CLASS_COUNT],
             dirty: false,
             last_tick: 0,
@@ -617,6 +624,11 @@ impl<L: BlockLayout> SlabHeap<L> {
                 }
             }
         }
+        let spare = core::mem::replace(&mut self.spare, null_mut());
+        if !spare.is_null() {
+            // SAFETY: the spare is a segment of ours with every slice free.
+            unsafe { self.release_segment(pool, spare) };
+        }
     }
 
     /// Gives the pages of closed slabs back to the OS once they have stayed free for at
@@ -749,6 +761,9 @@ impl<L: BlockLayout> SlabHeap<L> {
                 (p, find_run(USABLE_SLICES, n)?)
             }
         };
+        if seg == self.spare {
+            self.spare = null_mut();
+        }
         // SAFETY: `seg` is ours; slices first..first+n are free.
         let sg = unsafe { &mut *seg };
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
@@ -828,20 +843,36 @@ impl<L: BlockLayout> SlabHeap<L> {
         seg.dirty_slices |= run << first;
         self.dirty = true;
         if seg.free_slices == USABLE_SLICES {
-            // SAFETY: neighbours in our segment list are ours.
-            unsafe {
-                if seg.prev.is_null() {
-                    self.segments = seg.next;
-                } else {
-                    (*seg.prev).next = seg.next;
-                }
-                if !seg.next.is_null() {
-                    (*seg.next).prev = seg.prev;
-                }
-                pool.release(NonNull::new_unchecked(
-                    (seg as *mut Segment<L>).cast::<u8>(),
-                ));
+            let seg: *mut Segment<L> = seg;
+            if self.spare.is_null() {
+                self.spare = seg;
+            } else {
+                // SAFETY: `seg` is ours with every slice free.
+                unsafe { self.release_segment(pool, seg) };
             }
+        }
+    }
+
+    /// Unlinks a segment with every slice free and gives it back to the pool.
+    ///
+    /// # Safety
+    /// `seg` is in our segment list and no slab of it is live.
+    unsafe fn release_segment<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        seg: *mut Segment<L>,
+    ) {
+        // SAFETY: neighbours in our segment list are ours (caller).
+        unsafe {
+            if (*seg).prev.is_null() {
+                self.segments = (*seg).next;
+            } else {
+                (*(*seg).prev).next = (*seg).next;
+            }
+            if !(*seg).next.is_null() {
+                (*(*seg).next).prev = (*seg).prev;
+            }
+            pool.release(NonNull::new_unchecked(seg.cast::<u8>()));
         }
     }
 }

@@ -358,15 +358,16 @@ fn empty_slabs_close_and_empty_segments_go_back() {
     assert_eq!(open_slabs(pool), 128);
 
     give_back(&mut h, pool, &v);
-    // All but one slab closed; the two segments left without a slab went back: one
-    // cached (its data pages purged), one unmapped and retracted from the map.
+    // All but one slab closed; of the two segments left without a slab, the heap keeps
+    // one as its spare (resident, not purged) and gives the other back to the pool, which
+    // caches it (its data pages purged).
     assert_eq!(open_slabs(pool), 1);
     assert!(!h.is_empty());
-    assert_eq!((pool.cached(), unmaps(pool)), (1, 1));
+    assert_eq!((pool.cached(), unmaps(pool)), (1, 0));
     assert_eq!(pool.pages().purges.load(Relaxed), 1);
-    let regions: Vec<Region> = segs.iter().map(|&s| pool.map().region(s)).collect();
-    assert_eq!(regions.iter().filter(|&&r| r == Region::Foreign).count(), 1);
-    assert_eq!(regions.iter().filter(|&&r| r == Region::Segment).count(), 2);
+    for &s in &segs {
+        assert_eq!(pool.map().region(s), Region::Segment);
+    }
     // In the segments still mapped, closed slabs are owned by nobody (owner 0, so a stale
     // free cannot take an owner's fast path) and hold no block; one live slab is empty.
     let mut live = HashSet::new();
@@ -387,23 +388,29 @@ fn empty_slabs_close_and_empty_segments_go_back() {
     }
     assert_eq!(live.len(), 1);
 
-    // The cached segment is reused before anything is mapped: the live segment's 62
-    // free slabs, then one more slab from the cache.
+    // The heap's own segments serve first: the live segment's 62 free slabs, then one
+    // slab of the spare; the pool's segment stays cached.
     let w = take(&mut h, pool, c, per_seg + 8);
     assert_eq!(w.len(), per_seg + 8);
-    assert_eq!((maps(pool), pool.cached()), (3, 0));
+    assert_eq!((maps(pool), pool.cached()), (3, 1));
     check_blocks(pool, c, 9, &w);
     give_back(&mut h, pool, &w);
     assert_eq!(open_slabs(pool), 1);
+    // Taking the pool's segment too: once the spare is used up.
+    let x = take(&mut h, pool, c, 2 * per_seg + 10);
+    assert_eq!((maps(pool), pool.cached()), (3, 0));
+    give_back(&mut h, pool, &x);
+    assert_eq!(pool.cached(), 1);
 
-    // The last slab closes on release_empty; its segment is unmapped (pool full).
+    // The last slab closes on release_empty; its segment and the spare go back (the
+    // pool is full: unmapped).
     h.release_empty(pool);
     assert!(h.is_empty());
     assert_eq!(open_slabs(pool), 0);
     pool.trim();
     assert_eq!(pool.cached(), 0);
     assert_eq!(maps(pool), unmaps(pool));
-    for b in v.iter().chain(&w) {
+    for b in v.iter().chain(&w).chain(&x) {
         assert_eq!(pool.map().region(b.addr()), Region::Foreign);
     }
 }
