@@ -23,8 +23,9 @@
 //!   free).
 //!
 //! Cost: each check has a fast form on the hot paths (the expected header words compared
-//! with two loads, one canary word, the Free mark a one-byte store, the lookups shared with
-//! the free path's push) and a full form, [`diagnose`] and `alloc_failed`, which runs only
+//! with two loads, one canary word, the Free mark a one-byte store, and for free the
+//! release build's one address-map load, which gives the slab's class and owner) and a
+//! full form, [`diagnose`] and `alloc_failed`, which runs only
 //! when the fast form fails and names the misuse. See "Checked build cost" in
 //! `docs/benchmarks.md`.
 
@@ -34,7 +35,7 @@ use core::ptr::NonNull;
 use ptr_conversion::{
     BlockBase, BlockLayout, BlockState, Corruption, Header, Report, SizeClass, UserPtr,
 };
-use superslab::{Region, Segment};
+use superslab::{Region, Segment, CLASS_STRIDE, ENTRY_FOREIGN, TAG_UNIT};
 use tiny_layout::BLOCK_ALIGN;
 
 const CANARY: u8 = 0xCA;
@@ -43,53 +44,71 @@ const CANARY_WORD: u64 = u64::from_ne_bytes([CANARY; 8]);
 /// The canary: the (up to) 8 bytes right after the requested size that the block has
 /// room for. Any overflow that runs on from the end of the requested bytes writes the
 /// first of them; a block with no room left has the next block's header right after it,
-/// whose check catches the overflow instead. Returned as one 8-byte word inside the block
-/// that holds them (at `user + requested`, or, with less than 8 bytes of room, the block's
-/// last 8 bytes) and the mask of the canary bytes in that word: one load or store, no loop.
+/// whose check catches the overflow instead. They are read and written as one 8-byte word
+/// inside the block: at `user + requested`, or, with less than 8 bytes of room, the block's
+/// last 8 bytes, of which only the last `room` are canary ([`CANARY_MASKS`]): one load or
+/// store, no loop.
 #[inline(always)]
-fn canary_slot(user: usize, requested: usize, block: usize) -> (usize, u64) {
-    let room = block - requested;
-    if room >= 8 {
-        (user + requested, !0)
-    } else {
-        // The last `room` bytes of the word: its high bytes in little-endian order.
-        let mask = (!0u64).checked_shl(8 * (8 - room) as u32).unwrap_or(0);
-        (user + block - 8, u64::from_le(mask))
-    }
+fn canary_word_at(user: usize, requested: usize, block: usize) -> usize {
+    user + requested.min(block - 8)
 }
 
-/// Writes the canary of a block of `block` bytes at `user` holding `requested` bytes,
-/// keeping the user's bytes that share its word.
+/// `CANARY_MASKS[k]`: the canary bytes of a canary word whose first `k` bytes belong to
+/// the user (k = 8 - room, for a room under 8 bytes; all 8 for a block without room).
+const CANARY_MASKS: [u64; 9] = {
+    let mut m = [0u64; 9];
+    let mut k = 0;
+    while k < 8 {
+        // The word's last 8 - k bytes: its high bytes in little-endian order.
+        m[k] = u64::from_le(!0u64 << (8 * k));
+        k += 1;
+    }
+    m
+};
+
+/// Writes the canary of a block of `block` bytes at `user` just handed out for
+/// `requested` bytes: one store, which may also cover up to 7 of the requested bytes when
+/// the room is short (the program has written none of them yet).
 ///
 /// # Safety
 /// The caller owns the block; `requested <= block` and `block >= 8`.
 #[inline(always)]
-unsafe fn write_canary(user: usize, requested: usize, block: usize) {
-    let (at, mask) = canary_slot(user, requested, block);
-    let w = at as *mut u64;
+unsafe fn write_canary_fresh(user: usize, requested: usize, block: usize) {
+    let at = canary_word_at(user, requested, block);
     // SAFETY: `[at, at + 8)` lies inside the block (caller); unaligned access is allowed.
-    unsafe {
-        if mask == !0 {
-            w.write_unaligned(CANARY_WORD);
-        } else {
-            w.write_unaligned(w.read_unaligned() & !mask | CANARY_WORD & mask);
-        }
-    }
+    unsafe { (at as *mut u64).write_unaligned(CANARY_WORD) }
 }
 
-/// Whether the canary of a block is intact.
+/// Writes the canary of a block in use, keeping the program's bytes that share its word
+/// (an in-place resize, a zeroed block).
 ///
 /// # Safety
-/// As for [`write_canary`] (the block may be read).
+/// As for [`write_canary_fresh`].
+#[inline(always)]
+unsafe fn write_canary(user: usize, requested: usize, block: usize) {
+    let at = canary_word_at(user, requested, block) as *mut u64;
+    let mask = CANARY_MASKS[8 - (block - requested).min(8)];
+    // SAFETY: as in `write_canary_fresh`.
+    unsafe { at.write_unaligned(at.read_unaligned() & !mask | CANARY_WORD & mask) }
+}
+
+/// Whether the canary of a block is intact; false for a `requested` above `block`.
+///
+/// # Safety
+/// The block may be read and `block >= 8`.
 #[inline(always)]
 unsafe fn canary_intact(user: usize, requested: usize, block: usize) -> bool {
-    if block - requested >= 8 {
-        // SAFETY: as in `write_canary`.
+    let room = block.wrapping_sub(requested) as isize;
+    if room >= 8 {
+        // SAFETY: `[user + requested, + 8)` lies inside the block; unaligned is allowed.
         return unsafe { ((user + requested) as *const u64).read_unaligned() } == CANARY_WORD;
     }
-    let (at, mask) = canary_slot(user, requested, block);
-    // SAFETY: as in `write_canary`.
-    (unsafe { (at as *const u64).read_unaligned() } ^ CANARY_WORD) & mask == 0
+    if room < 0 {
+        return false;
+    }
+    // SAFETY: the block's last 8 bytes.
+    let w = unsafe { ((user + block - 8) as *const u64).read_unaligned() };
+    (w ^ CANARY_WORD) & CANARY_MASKS[8 - room as usize] == 0
 }
 
 /// The first damaged canary byte (for the report), if any.
@@ -149,19 +168,31 @@ pub fn fail(what: Corruption, addr: usize, class: Option<u8>, expected: u64, fou
     })
 }
 
-/// Verifies a block about to be handed out and marks it Allocated for `requested` bytes.
+/// Verifies a block about to be handed out and marks it Allocated for `requested` bytes
+/// (its contents are the program's to fill: the canary store may cover a few of them).
 #[inline(always)]
 pub fn on_alloc(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
+    mark_allocated(b, c, requested);
+    // SAFETY: we own the block; the canary lies inside it (requested <= block size).
+    unsafe { write_canary_fresh(b.to_user().addr(), requested, span(c)) };
+}
+
+/// [`on_alloc`] for a block whose contents are already what the program gets (zero).
+pub fn on_alloc_keeping(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
+    mark_allocated(b, c, requested);
+    // SAFETY: as in `on_alloc`.
+    unsafe { write_canary(b.to_user().addr(), requested, span(c)) };
+}
+
+/// Checks the Free header of a block taken from a free list and marks it Allocated.
+#[inline(always)]
+fn mark_allocated(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
     // SAFETY: `b` is a block of ours just taken from a free list.
     if unsafe { b.expect_header(BlockState::Free, c.index() as u8) }.is_none() {
         alloc_failed(b, c)
     }
-    // SAFETY: we own the block, its header checked Free of class `c`; the canary lies
-    // inside it (requested <= block size).
-    unsafe {
-        b.mark_allocated(c.index() as u8, requested as u32);
-        write_canary(b.to_user().addr(), requested, span(c));
-    }
+    // SAFETY: we own the block, its header checked Free of class `c`.
+    unsafe { b.mark_allocated(c.index() as u8, requested as u32) };
 }
 
 /// Names what is wrong with the header of a block taken from a free list.
@@ -189,38 +220,35 @@ fn alloc_failed(b: BlockBase<Layout>, c: SizeClass) -> ! {
 }
 
 /// The checks of free (and of an in-place resize) for a slab block, in their fast form:
-/// `p` is 16-aligned, in a segment, in a slice of a live slab, and its header is the valid
-/// Allocated header of that slab's class (which proves `p` is a block start: the check
-/// word mixes in the block's own address), with its canary intact. Gives the block, its
-/// class and its slab's owner; `None` when any of this fails, or for a pointer that is
-/// not a slab block: [`diagnose`] then names it.
+/// `p` is 16-aligned, `entry` (its slice's address-map entry) is a live slab's, and its
+/// header is the valid Allocated header of that slab's class (which proves `p` is a block
+/// start: the check word mixes in the block's own address), with its canary intact. Gives
+/// the block and its class; `None` when any of this fails, or for a pointer that is not a
+/// slab block: [`diagnose`] then names it.
 #[inline(always)]
-fn verified(p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass, usize)> {
+fn verified(entry: u32, p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass)> {
     let addr = p as usize;
-    if heap::MAP.region(addr) != Region::Segment || !addr.is_multiple_of(BLOCK_ALIGN) {
+    // A live slab's entry: its slice is never a segment's first (metadata) slice, so the
+    // header 16 bytes before `addr` lies in the segment's mapped memory.
+    if entry < TAG_UNIT || !addr.is_multiple_of(BLOCK_ALIGN) {
         return None;
     }
-    // SAFETY: the map says `addr` is in a live segment.
-    let slice = unsafe { Segment::<Layout>::slice_of(addr) };
-    // Owner 0: a closed slab, or the metadata slice (so `addr` is at least a slice in and
-    // its would-be header lies in the segment's mapped memory).
-    let owner = slice.owner();
-    if owner == 0 {
-        return None;
-    }
-    let c = slice.class();
-    // SAFETY: `addr` is non-null (it lies in a segment); whether it is a block start is
+    // SAFETY: live-slab entries are written only as `OwnerTag::entry(c)` of a real class
+    // (`superslab::slab_class`, without its check).
+    let c = unsafe { SizeClass::new_unchecked(((entry % TAG_UNIT) / CLASS_STRIDE) as usize) };
+    // SAFETY: `addr` is non-null (it lies in a slab); whether it is a block start is
     // decided by the header check below.
     let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
     // SAFETY: `addr - 16` lies in the same segment, past its metadata slice: mapped.
     let requested = unsafe { b.expect_header(BlockState::Allocated, c.index() as u8) }? as usize;
     // The requested size is behind the tag (an overflow reaching it changed the tag) but
-    // outside the check word: bounding it keeps the canary read inside the block.
+    // outside the check word: `canary_intact` bounds it by the span, which keeps its read
+    // inside the block ([`diagnose`] reports a size above the class's).
     // SAFETY: a checked header of this class: the block spans `span(c)` bytes from `addr`.
-    if requested > c.block_size() || !unsafe { canary_intact(addr, requested, span(c)) } {
+    if !unsafe { canary_intact(addr, requested, span(c)) } {
         return None;
     }
-    Some((b, c, owner))
+    Some((b, c))
 }
 
 /// Marks a verified block Free (the header a double free finds).
@@ -232,27 +260,34 @@ fn mark_free(b: BlockBase<Layout>) {
 }
 
 /// The checked free: verifies `p` and marks it Free, then frees it: a block of this
-/// thread's heap whose cache has room is pushed here, with the lookups the checks made;
-/// anything else goes to the release build's [`free_other`](crate::free_other) directly.
-/// A misuse is reported and aborts. Returns true: `p` is freed (the caller's own free
-/// path is not to run).
+/// thread's heap whose cache has room is pushed here, with the one map lookup the checks
+/// made (as the release build's fast path does); anything else goes to the release
+/// build's [`free_other`](crate::free_other). A thread without a heap, a pointer the
+/// fast checks refuse and a large block take [`free_slow`]. A misuse is reported and
+/// aborts. Returns true: `p` is freed (the caller's own free path is not to run).
 ///
 /// # Safety
 /// Reads hakmem's metadata for `p`; any pointer value is accepted.
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) -> bool {
-    let Some((b, c, owner)) = verified(p) else {
+    let h = heap::current();
+    // SAFETY: `h` is this thread's heap or the empty heap.
+    let entry = unsafe { heap::Heap::map_entry(h, p as usize) }.unwrap_or(ENTRY_FOREIGN);
+    let Some((b, _)) = verified(entry, p) else {
         // SAFETY: forwarded.
         return unsafe { free_slow(p) };
     };
     mark_free(b);
-    let h = heap::current();
-    // Owner tokens are heap addresses: equality means a live slab of this thread's heap.
-    if owner == h as usize {
-        // SAFETY: our own heap; the block is free now and ours.
-        if unsafe { (*h).list(c).push_bounded(b) }.is_ok() {
+    // SAFETY: `h` is a heap; `entry` is a live slab's (verified).
+    let slot = (entry as u64 ^ unsafe { (*h).tag }) as usize;
+    if slot < TAG_UNIT as usize {
+        // SAFETY: this heap's slab: `slot` is class `c`'s slot offset; the block is free
+        // now and ours.
+        let s = unsafe { heap::Heap::slot_at(h, slot) };
+        // SAFETY: as above.
+        if unsafe { (*s).list.push_bounded(b) }.is_ok() {
             // SAFETY: as above.
-            stats::bump(unsafe { &(*h).slot(c).frees });
+            stats::bump(unsafe { &(*s).frees });
             return true;
         }
     }
@@ -269,6 +304,9 @@ pub unsafe fn free(p: *mut u8) -> bool {
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(p: *mut u8) -> bool {
+    if p.is_null() {
+        return true;
+    }
     // SAFETY: forwarded.
     if let Some((b, _)) = unsafe { diagnose(p) } {
         mark_free(b);
@@ -400,8 +438,7 @@ pub unsafe fn on_resize(p: *mut u8, new_size: usize) {
     if heap::MAP.region(p as usize) != Region::Segment {
         return;
     }
-    // SAFETY: any pointer value is accepted.
-    let checked = verified(p).map(|(b, c, _)| (b, c));
+    let checked = verified(heap::MAP.entry(p as usize), p);
     // SAFETY: forwarded.
     if let Some((b, c)) = checked.or_else(|| unsafe { diagnose(p) }) {
         // SAFETY: the caller owns the live block; the canary lies inside it.
@@ -412,6 +449,63 @@ pub unsafe fn on_resize(p: *mut u8, new_size: usize) {
                 requested: new_size as u32,
             });
             write_canary(p as usize, new_size, span(c));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(align(16))]
+    struct Buf([u8; 96]);
+
+    /// Every block size and requested size up to 64 bytes: a fresh canary checks, any
+    /// change to one of its bytes is caught, the program's bytes are not part of it, and a
+    /// requested size above the block fails.
+    #[test]
+    fn canary_covers_exactly_the_room_after_the_request() {
+        for block in (16..=64).step_by(8) {
+            for requested in 0..=block {
+                let canary = requested..block.min(requested + 8);
+                for fresh in [true, false] {
+                    let mut buf = Buf([0x55; 96]);
+                    let user = buf.0.as_mut_ptr() as usize;
+                    // SAFETY: `buf` holds `block` bytes at `user`, 16-aligned, owned here;
+                    // `buf` is only read through `user` while the closures run.
+                    let intact = |r| unsafe { canary_intact(user, r, block) };
+                    // SAFETY: as above.
+                    let damage = || unsafe { canary_damage(user, requested, block) };
+                    // SAFETY: as above; the canary lies inside the block.
+                    unsafe {
+                        if fresh {
+                            write_canary_fresh(user, requested, block)
+                        } else {
+                            write_canary(user, requested, block)
+                        }
+                    }
+                    assert!(intact(requested) && !intact(block + 1));
+                    let at = |i: usize| (user + i) as *mut u8;
+                    // SAFETY: `i < block`: inside `buf`.
+                    let flip = |i: usize, x: u8| unsafe { *at(i) ^= x };
+                    // The program's bytes (and those after the canary) are not checked;
+                    // the keeping write leaves them all alone.
+                    for i in (0..requested).chain(canary.end..block) {
+                        // SAFETY: as for `flip`.
+                        let kept = unsafe { *at(i) } == 0x55;
+                        assert!(kept || fresh, "{block} {requested} {i}");
+                        flip(i, 0xFF);
+                        assert!(intact(requested), "{block} {requested} {i}");
+                        flip(i, 0xFF);
+                    }
+                    for i in canary.clone() {
+                        flip(i, 1);
+                        assert!(!intact(requested), "{block} {requested} {i}");
+                        assert_eq!(damage(), Some(CANARY ^ 1));
+                        flip(i, 1);
+                    }
+                }
+            }
         }
     }
 }

@@ -15,13 +15,14 @@ use crate::stats;
 use crate::Layout;
 use core::cell::Cell;
 use core::ptr::null_mut;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use large::LargeHeap;
-use ptr_conversion::{BlockBase, SizeClass};
+use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::{BlockSink, BlockSource};
 use superslab::{
     AddressMap, OwnerTag, PageSource, RemoteQueue, Segment, SegmentPool, SlabHeap, SpinLock,
-    CLASS_STRIDE,
+    CLASS_STRIDE, TAG_UNIT,
 };
 use tiny_layout::CLASS_COUNT;
 use tls_sll::FreeList;
@@ -106,6 +107,9 @@ const REMOTE_BATCH: u32 = 64;
 /// A private chain of blocks freed by this thread that belong to heap `owner`.
 struct Pending {
     owner: usize,
+    /// The owner's tag in the address map (0 before the first batch): a block whose map
+    /// entry carries it continues the batch without a look at its slab.
+    tag: u32,
     head: Option<BlockBase<Layout>>,
     tail: Option<BlockBase<Layout>>,
     count: u32,
@@ -151,6 +155,25 @@ impl Heap {
     pub unsafe fn slot_at(h: *mut Heap, off: usize) -> *mut ClassSlot {
         // SAFETY: slots start at offset 0 (repr(C)) and `off` indexes one of them.
         unsafe { h.cast::<u8>().add(off).cast::<ClassSlot>() }
+    }
+
+    /// The address map's entry for `addr`, read through heap `h`'s copy of the map: one
+    /// bound test and one load; `None` outside the map, and always on the empty heap
+    /// (whose map is empty).
+    ///
+    /// # Safety
+    /// `h` is a heap (the empty heap included).
+    #[inline(always)]
+    pub unsafe fn map_entry(h: *const Heap, addr: usize) -> Option<u32> {
+        let i = addr >> superslab::SLICE_SHIFT;
+        // SAFETY: `h` is a heap (caller); `map_base` has `map_len` entries.
+        unsafe {
+            if i < (*h).map_len {
+                Some((*(*h).map_base.add(i)).load(Ordering::Relaxed))
+            } else {
+                None
+            }
+        }
     }
 
     /// Class `c`'s cache list.
@@ -239,7 +262,47 @@ impl Heap {
         if self.pending.owner != owner || self.pending.count >= REMOTE_BATCH {
             self.flush_pending();
             self.pending.owner = owner;
+            // SAFETY: owner tokens are heap addresses (never unmapped); a heap's tag is
+            // fixed when it is created.
+            self.pending.tag = unsafe { (*(owner as *const Heap)).tag } as u32;
         }
+        // SAFETY: forwarded.
+        unsafe { self.pend(b) }
+    }
+
+    /// [`remote_free_batched`](Self::remote_free_batched) for a block whose address-map
+    /// entry is `entry`, when it continues the pending batch (a live slab of the pending
+    /// owner, and room in the batch): the common case of a thread freeing another's blocks
+    /// costs one map load, no slab metadata. Returns false (nothing done) otherwise.
+    ///
+    /// # Safety
+    /// `p` is being freed (a live block of ours, or any pointer that is not ours) and
+    /// `entry` is its slice's map entry.
+    #[inline(always)]
+    pub unsafe fn pend_remote(&mut self, entry: u32, p: *mut u8) -> bool {
+        let tag = entry & !(TAG_UNIT - 1);
+        if tag == 0 || tag != self.pending.tag || self.pending.count >= REMOTE_BATCH {
+            return false;
+        }
+        let Some(c) = superslab::slab_class(entry) else {
+            return false;
+        };
+        // SAFETY: `p` lies in a live slab (its entry says so): a block start of ours, not
+        // null (the first slice is never ours).
+        let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+        stats::bump(&self.slot(c).frees);
+        stats::bump(&self.counters.remote_frees[c.index()]);
+        // SAFETY: `b` is a block of the pending owner's live slab, being freed (caller).
+        unsafe { self.pend(b) };
+        true
+    }
+
+    /// Adds `b` to the pending chain.
+    ///
+    /// # Safety
+    /// `b` is being freed and belongs to the pending owner's slab.
+    #[inline(always)]
+    unsafe fn pend(&mut self, b: BlockBase<Layout>) {
         // SAFETY: the caller gives up `b`; it joins our private pending chain.
         unsafe { b.set_link(self.pending.head) };
         if self.pending.head.is_none() {

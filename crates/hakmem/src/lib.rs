@@ -45,10 +45,9 @@ mod cabi;
 
 use core::alloc::{GlobalAlloc, Layout as RustLayout};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::Ordering;
 use front_api::{Api, Backend, MIN_ALIGN};
 use ptr_conversion::UserPtr;
-use superslab::{Region, Segment, CLASS_STRIDE, SLICE_SHIFT, TAG_UNIT};
+use superslab::{Region, Segment, CLASS_STRIDE, TAG_UNIT};
 use tiny_layout::{class_of, SizeClass, LOOKUP_MAX, MAX_CLASS_SIZE};
 
 /// The block layout of this build: no per-block header.
@@ -92,8 +91,9 @@ impl Alloc {
         let b = unsafe { (*s).list.pop() }?;
         // SAFETY: as above; a successful pop means a real heap.
         stats::bump(unsafe { &(*s).allocs });
+        // SAFETY: `slot` is a class's slot offset (see above).
         #[cfg(feature = "checked")]
-        checks::on_alloc(b, class_at(slot), size);
+        checks::on_alloc(b, unsafe { class_at(slot) }, size);
         let _ = size;
         Some(b.to_user().as_ptr())
     }
@@ -143,18 +143,14 @@ impl Alloc {
     pub unsafe fn free_ptr(p: *mut u8) {
         // SAFETY: any pointer value is accepted; a bad one is reported and aborts.
         #[cfg(feature = "checked")]
-        if p.is_null() || unsafe { checks::free(p) } {
+        if unsafe { checks::free(p) } {
             return;
         }
         let h = heap::current();
-        let i = p as usize >> SLICE_SHIFT;
-        // SAFETY: `h` is this thread's heap or the empty heap (map_len 0); `map_base` has
-        // `map_len` entries.
-        if i < unsafe { (*h).map_len } {
-            // SAFETY: as above; `i` is in range.
-            let entry = unsafe { (*(*h).map_base.add(i)).load(Ordering::Relaxed) } as u64;
+        // SAFETY: `h` is this thread's heap or the empty heap.
+        if let Some(entry) = unsafe { heap::Heap::map_entry(h, p as usize) } {
             // SAFETY: as above.
-            let slot = (entry ^ unsafe { (*h).tag }) as usize;
+            let slot = (entry as u64 ^ unsafe { (*h).tag }) as usize;
             if slot < TAG_UNIT as usize {
                 // SAFETY: `slot` is a class's slot offset (the map entry is this heap's).
                 let s = unsafe { heap::Heap::slot_at(h, slot) };
@@ -174,10 +170,34 @@ impl Alloc {
 }
 
 /// Every free but the fast path: a full cache, another thread's block, a large block, a
-/// pointer that is not ours.
+/// pointer that is not ours. Another heap's block that continues this thread's pending
+/// batch for that heap is pended here, from its map entry alone (the common case of a
+/// thread freeing blocks another allocated); the rest goes on to [`free_slow`].
+///
+/// # Safety
+/// As for [`Alloc::free_ptr`].
 #[cold]
 #[inline(never)]
 unsafe fn free_other(p: *mut u8) {
+    let h = heap::current();
+    // SAFETY: `h` is this thread's heap or the empty heap.
+    if let Some(entry) = unsafe { heap::Heap::map_entry(h, p as usize) } {
+        // SAFETY: `h` is a real heap (the empty heap's map is empty); `entry` is `p`'s.
+        if unsafe { (*h).pend_remote(entry, p) } {
+            return;
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { free_slow(p) }
+}
+
+/// [`free_other`] but for a pending remote free.
+///
+/// # Safety
+/// As for [`Alloc::free_ptr`].
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8) {
     let addr = p as usize;
     if p.is_null() {
         return;
@@ -374,7 +394,7 @@ fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
     // SAFETY: as above.
     stats::bump(unsafe { &(*h).slot(c).allocs });
     #[cfg(feature = "checked")]
-    checks::on_alloc(b, c, size);
+    checks::on_alloc_keeping(b, c, size);
     let p = b.to_user().as_ptr();
     if !zero {
         // SAFETY: the block holds at least `size` bytes.
@@ -417,14 +437,14 @@ static SLOT_OF_SIZE: [u16; LOOKUP_MAX + 1] = {
 };
 
 /// The class whose slot is at offset `slot`.
+///
+/// # Safety
+/// `slot` is a class's slot offset (from `SLOT_OF_SIZE` or `c.index() × CLASS_STRIDE`).
 #[cfg(feature = "checked")]
 #[inline(always)]
-fn class_at(slot: usize) -> SizeClass {
-    match SizeClass::new(slot / CLASS_STRIDE as usize) {
-        Some(c) => c,
-        // Slot offsets come from SLOT_OF_SIZE or `c.index() × CLASS_STRIDE`.
-        None => os::fatal("slot offset out of range:", slot),
-    }
+unsafe fn class_at(slot: usize) -> SizeClass {
+    // SAFETY: a slot offset is a class index times CLASS_STRIDE (caller).
+    unsafe { SizeClass::new_unchecked(slot / CLASS_STRIDE as usize) }
 }
 
 /// The malloc family over hakmem.

@@ -149,13 +149,7 @@ impl<L: BlockLayout> BlockBase<L> {
             // SAFETY: as above; checked layouts reserve two words.
             let (a, b) = unsafe { (slot.read(), slot.add(1).read()) };
             if a != !b {
-                report(&Report {
-                    what: Corruption::FreeListCorrupted,
-                    addr: self.to_user().addr(),
-                    class: None,
-                    expected: !b as u64,
-                    found: a as u64,
-                });
+                link_corrupted(self.to_user().addr(), !b, a);
             }
             a ^ self.addr() ^ LINK_KEY
         } else {
@@ -451,6 +445,20 @@ pub fn report(r: &Report) -> ! {
     // SAFETY: only `set_reporter` stores here, always a `fn(&Report) -> !`.
     let f: fn(&Report) -> ! = unsafe { core::mem::transmute(f) };
     f(r)
+}
+
+/// Reports a free-list link whose two words disagree (out of line: the pop that checks
+/// it keeps no stack frame).
+#[cold]
+#[inline(never)]
+fn link_corrupted(user: usize, expected: usize, found: usize) -> ! {
+    report(&Report {
+        what: Corruption::FreeListCorrupted,
+        addr: user,
+        class: None,
+        expected: expected as u64,
+        found: found as u64,
+    })
 }
 
 /// Whether a block is allocated or free, as recorded in its header.

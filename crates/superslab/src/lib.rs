@@ -75,8 +75,8 @@ mod remote;
 mod segment;
 
 pub use map::{
-    AddressMap, OwnerTag, Region, ADDRESS_BITS, CLASS_STRIDE, ENTRY_FOREIGN, ENTRY_SEGMENT,
-    MAP_ENTRIES, TAG_UNIT,
+    slab_class, AddressMap, OwnerTag, Region, ADDRESS_BITS, CLASS_STRIDE, ENTRY_FOREIGN,
+    ENTRY_SEGMENT, MAP_ENTRIES, TAG_UNIT,
 };
 pub use remote::RemoteQueue;
 pub use segment::{PoolStats, Segment, SegmentPool, Slab, SlabHeap, SpinLock};

@@ -81,6 +81,26 @@ impl OwnerTag {
     }
 }
 
+/// The class of a live slab whose slice has map entry `entry`, whoever owns it; `None` for
+/// any other entry (foreign, segment, large). Owner tags are multiples of [`TAG_UNIT`], so
+/// the class is in the entry's low bits.
+///
+/// ```
+/// use superslab::{slab_class, OwnerTag, ENTRY_SEGMENT};
+/// use tiny_layout::SizeClass;
+/// let c = SizeClass::new(5).unwrap();
+/// assert_eq!(slab_class(OwnerTag::new(3).unwrap().entry(c)), Some(c));
+/// assert_eq!(slab_class(ENTRY_SEGMENT), None);
+/// ```
+#[inline(always)]
+pub const fn slab_class(entry: u32) -> Option<SizeClass> {
+    if entry >= TAG_UNIT {
+        SizeClass::new(((entry % TAG_UNIT) / CLASS_STRIDE) as usize)
+    } else {
+        None
+    }
+}
+
 /// One 32-bit entry per 64 KiB slice of the address space:
 ///
 /// | entry | meaning |

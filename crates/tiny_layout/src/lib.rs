@@ -76,6 +76,15 @@ impl SizeClass {
             None
         }
     }
+    /// The class with index `i`, unchecked: for indices that come from a table or a
+    /// record built from real classes, on paths where the check is measurable.
+    ///
+    /// # Safety
+    /// `i < CLASS_COUNT`.
+    #[inline(always)]
+    pub const unsafe fn new_unchecked(i: usize) -> SizeClass {
+        SizeClass(i as u8)
+    }
     /// The index, `< CLASS_COUNT`.
     #[inline(always)]
     pub const fn index(self) -> usize {
