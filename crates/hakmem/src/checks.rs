@@ -6,9 +6,11 @@
 //! `hakmem: double free at 0x7f..: class 1 (32 bytes) expected 0xa1 found 0xf1`
 //!
 //! What is checked, and where:
-//! - malloc: the block taken from a free list has a valid Free header (else it was
-//!   overwritten while free); its header becomes Allocated with the requested size, and up
-//!   to 8 bytes after the request (as many as the block has room for) hold a canary.
+//! - malloc: the block taken from a free list has the Free tag (else its header was
+//!   overwritten while free: the tag is the byte an overflow from below writes first; the
+//!   rest of the header, kept by malloc, is checked at the block's free); its header
+//!   becomes Allocated with the requested size, and up to 8 bytes after the request (as
+//!   many as the block has room for) hold a canary.
 //! - free: the pointer is ours and the start of a block (not interior, not a stack or
 //!   foreign address); its header checks (else overwritten: overflow from the previous
 //!   block); it is Allocated (else double free); its class matches its slab's; the canary
@@ -184,11 +186,15 @@ pub fn on_alloc_keeping(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
     unsafe { write_canary(b.to_user().addr(), requested, span(c)) };
 }
 
-/// Checks the Free header of a block taken from a free list and marks it Allocated.
+/// Checks the Free tag of a block taken from a free list and marks it Allocated. The tag
+/// is the header byte an overflow from the block below reaches first, so it tells whether
+/// one reached this header while the block was free; malloc rewrites the header's first
+/// word only, so the check word behind it is verified when the block is freed, and the
+/// link in front of the program's bytes was verified by the pop.
 #[inline(always)]
 fn mark_allocated(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
     // SAFETY: `b` is a block of ours just taken from a free list.
-    if unsafe { b.expect_header(BlockState::Free, c.index() as u8) }.is_none() {
+    if !unsafe { b.tag_is(BlockState::Free) } {
         alloc_failed(b, c)
     }
     // SAFETY: we own the block, its header checked Free of class `c`.

@@ -253,6 +253,22 @@ impl<L: BlockLayout> BlockBase<L> {
         }
     }
 
+    /// Whether this block's header tag (its first byte) is that of `state`: the byte any
+    /// overflow from the block below writes first, so the cheapest check that such an
+    /// overflow has not reached the header. The rest of the header is for
+    /// [`expect_header`](Self::expect_header). Layouts without a header: always true.
+    ///
+    /// # Safety
+    /// As for [`read_header`](Self::read_header).
+    #[inline(always)]
+    pub unsafe fn tag_is(self, state: BlockState) -> bool {
+        if L::HEADER_SIZE != Header::SIZE {
+            return true;
+        }
+        // SAFETY: the tag is the header's first byte, inside the block (caller).
+        unsafe { self.0.read() == Header::tag_of(state) }
+    }
+
     /// Checks, without decoding, that this block's header is the valid header of a block in
     /// `state` of class `class`, and returns its requested size. The fast form of
     /// [`read_header`](Self::read_header) for the checked paths: two loads and two
