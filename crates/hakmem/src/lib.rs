@@ -172,7 +172,7 @@ impl Alloc {
 /// Every free but the fast path: a full cache, another thread's block, a large block, a
 /// pointer that is not ours. Another heap's block that continues this thread's pending
 /// batch for that heap is pended here, from its map entry alone (the common case of a
-/// thread freeing blocks another allocated); the rest goes on to [`free_slow`].
+/// thread freeing blocks another allocated); the rest goes on to [`free_other_slow`].
 ///
 /// # Safety
 /// As for [`Alloc::free_ptr`].
@@ -188,7 +188,7 @@ unsafe fn free_other(p: *mut u8) {
         }
     }
     // SAFETY: forwarded.
-    unsafe { free_slow(p) }
+    unsafe { free_other_slow(p) }
 }
 
 /// [`free_other`] but for a pending remote free.
@@ -197,7 +197,7 @@ unsafe fn free_other(p: *mut u8) {
 /// As for [`Alloc::free_ptr`].
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(p: *mut u8) {
+unsafe fn free_other_slow(p: *mut u8) {
     let addr = p as usize;
     if p.is_null() {
         return;

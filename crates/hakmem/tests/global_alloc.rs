@@ -162,3 +162,20 @@ fn statistics_count_allocations_frees_and_remote_frees() {
     let s = hakmem::stats();
     assert!(s.heaps >= 2 && s.segments_peak >= 1 && s.bytes_mapped() > 0);
 }
+
+#[test]
+fn blocks_freed_by_another_thread_go_back_to_their_owner() {
+    // Blocks freed on another thread travel in batches (`Heap::pend_remote`, then one CAS
+    // per chain) back to the heap that allocated them, which hands them out again.
+    let first: Vec<Box<[u8; 200]>> = (0..4000).map(|_| Box::new([1u8; 200])).collect();
+    let addrs: std::collections::HashSet<usize> =
+        first.iter().map(|b| &**b as *const _ as usize).collect();
+    std::thread::spawn(move || drop(first)).join().unwrap();
+    let again: Vec<Box<[u8; 200]>> = (0..4000).map(|_| Box::new([2u8; 200])).collect();
+    let reused = again
+        .iter()
+        .filter(|b| addrs.contains(&(&***b as *const _ as usize)))
+        .count();
+    assert!(reused >= 3000, "only {reused} of 4000 blocks came back");
+    assert!(again.iter().all(|b| b.iter().all(|&x| x == 2)));
+}
