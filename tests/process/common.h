@@ -17,4 +17,4 @@ static inline long rss_mib(void) {
     return res * sysconf(_SC_PAGESIZE) / (1 << 20);
 }
 static inline void fill(unsigned char *p, size_t n, unsigned tag) { for (size_t i = 0; i < n; i += 61) p[i] = (unsigned char)(tag + i); if (n) p[n - 1] = (unsigned char)tag; }
-static inline int check(const unsigned char *p, size_t n, unsigned tag) { for (size_t i = 0; i < n; i += 61) if (p[i] != (unsigned char)(tag + i)) return 0; return n == 0 || p[n - 1] == (unsigned char)tag; }
+static inline int check(const unsigned char *p, size_t n, unsigned tag) { for (size_t i = 0; i + 1 < n; i += 61) if (p[i] != (unsigned char)(tag + i)) return 0; return n == 0 || p[n - 1] == (unsigned char)tag; }

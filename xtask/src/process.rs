@@ -1,5 +1,6 @@
 //! Process-level tests (`tests/process/`): fork under load, thread churn, memory given back
-//! to the OS, allocation before `main` and during thread exit, a soak, and a late `dlopen`.
+//! to the OS, allocation before `main` and during thread exit, a soak, a late `dlopen`, and
+//! an address-space limit below the address map's reservation.
 //! Each program checks itself and exits 0; each runs under `LD_PRELOAD` (except
 //! `dlopen_late`, which loads the library itself) with a time limit.
 
@@ -15,6 +16,7 @@ const TESTS: &[(&str, bool)] = &[
     ("early_init", true),
     ("soak", true),
     ("dlopen_late", false),
+    ("address_limit", true),
 ];
 const LIMIT: Duration = Duration::from_secs(180);
 

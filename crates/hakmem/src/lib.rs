@@ -213,8 +213,16 @@ unsafe fn free_other_slow(p: *mut u8) {
             let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
             let h = heap::current_real();
             if slab.owner() == h as usize {
-                // SAFETY: this thread's heap and block; its cache list was full.
-                unsafe { (*h).free_slow(slab.class(), b) };
+                // SAFETY: this thread's heap and block. Its cache list is full, unless the
+                // fast path could not look: a chunked map (see `superslab::AddressMap`).
+                unsafe {
+                    let c = slab.class();
+                    if (*h).list(c).push_bounded(b).is_ok() {
+                        stats::bump(&(*h).slot(c).frees);
+                    } else {
+                        (*h).free_slow(c, b)
+                    }
+                }
             } else {
                 let c = slab.class().index();
                 // A thread that only frees (a consumer) gets a heap too, so that its remote

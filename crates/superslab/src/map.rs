@@ -3,7 +3,7 @@
 
 use crate::{PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use ptr_conversion::SizeClass;
 use tiny_layout::CLASS_COUNT;
 
@@ -15,6 +15,23 @@ const MAP_BYTES: usize = MAP_ENTRIES * core::mem::size_of::<AtomicU32>();
 /// Map bytes made writable at once (one bit of `committed`): covers 1 GiB of addresses.
 const COMMIT_CHUNK: usize = 64 << 10;
 const COMMIT_WORDS: usize = MAP_BYTES / COMMIT_CHUNK / 64;
+/// Entries per chunk (one chunk describes 1 GiB of addresses).
+const CHUNK_ENTRIES: usize = COMMIT_CHUNK / core::mem::size_of::<AtomicU32>();
+/// Chunks in the whole map.
+const CHUNKS: usize = MAP_ENTRIES / CHUNK_ENTRIES;
+// A segment's slices never straddle two chunks.
+static_assertions::const_assert!(CHUNK_ENTRIES.is_multiple_of(SLICES));
+
+/// How the entries are stored (decided once, by the first reservation).
+const MODE_UNDECIDED: u8 = 0;
+const MODE_DECIDING: u8 = 1;
+/// One reservation of all the entries ([`AddressMap::entries`]).
+const MODE_FLAT: u8 = 2;
+/// A table of chunk pointers, each chunk mapped when first written: for processes whose
+/// address space is limited (`RLIMIT_AS`, `ulimit -v`) below the flat reservation.
+const MODE_CHUNKED: u8 = 3;
+/// Neither could be had.
+const MODE_FAILED: u8 = 4;
 
 /// The entry of a slice that is not ours.
 pub const ENTRY_FOREIGN: u32 = 0;
@@ -113,8 +130,12 @@ pub const fn slab_class(entry: u32) -> Option<SizeClass> {
 /// The entries (8 GiB of address space) are reserved on first use with
 /// [`PageSource::reserve`]: nothing is charged for them, untouched parts read zero from the
 /// shared zero page, and only the 64 KiB pieces that describe our memory are committed
-/// (one per GiB of addresses used). A map that cannot be reserved is empty: every lookup
-/// says foreign and every publication fails.
+/// (one per GiB of addresses used). Where the reservation is refused (an address-space
+/// limit below it), the map is *chunked* instead: a 1 MiB table of pointers to the same
+/// 64 KiB pieces, each mapped when first written. Lookups work the same through
+/// [`entry`](Self::entry) and [`region`](Self::region), but [`entries`](Self::entries) is
+/// then empty, so fast paths that index the flat entries fall through to them. A map that
+/// can be neither is empty: every lookup says foreign and every publication fails.
 ///
 /// Ordering: entries are published with `Release` after what they describe is ready; a
 /// lookup may be `Relaxed` because the pointer being looked up reached the caller
@@ -144,6 +165,10 @@ pub struct AddressMap {
     entries: AtomicPtr<AtomicU32>,
     /// Bit i: the i-th [`COMMIT_CHUNK`] of the entries is writable.
     committed: [AtomicU64; COMMIT_WORDS],
+    /// The chunked form: [`CHUNKS`] pointers to chunks of [`CHUNK_ENTRIES`] entries.
+    chunks: AtomicPtr<AtomicPtr<AtomicU32>>,
+    /// `MODE_*`: set once, by the first reservation.
+    mode: AtomicU8,
 }
 
 impl AddressMap {
@@ -152,7 +177,14 @@ impl AddressMap {
         AddressMap {
             entries: AtomicPtr::new(null_mut()),
             committed: [const { AtomicU64::new(0) }; COMMIT_WORDS],
+            chunks: AtomicPtr::new(null_mut()),
+            mode: AtomicU8::new(MODE_UNDECIDED),
         }
+    }
+
+    /// Whether the map is chunked (see the type's docs).
+    pub fn is_chunked(&self) -> bool {
+        self.mode.load(Ordering::Acquire) == MODE_CHUNKED
     }
 
     /// The entries, once reserved: `entries()[addr >> SLICE_SHIFT]` is `addr`'s entry.
@@ -169,37 +201,105 @@ impl AddressMap {
         unsafe { core::slice::from_raw_parts(p, MAP_ENTRIES) }
     }
 
-    /// Reserves the entries if no one has (idempotent); false if the OS refuses.
+    /// Reserves the entries if no one has (idempotent): flat, else chunked; false if the
+    /// OS refuses both. The first caller decides the form for the life of the map; others
+    /// wait for its decision.
     pub fn reserve(&self, pages: &impl PageSource) -> bool {
-        if !self.entries.load(Ordering::Acquire).is_null() {
-            return true;
-        }
-        let Some(p) = pages.reserve(MAP_BYTES) else {
-            return false;
-        };
-        if self
-            .entries
-            .compare_exchange(
-                null_mut(),
-                p.as_ptr().cast(),
-                Ordering::AcqRel,
+        loop {
+            match self.mode.compare_exchange(
+                MODE_UNDECIDED,
+                MODE_DECIDING,
                 Ordering::Acquire,
-            )
-            .is_err()
-        {
-            // Another thread reserved first; ours was never used.
-            // SAFETY: our own fresh reservation.
-            unsafe { pages.unmap(p, MAP_BYTES) };
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(MODE_DECIDING) => core::hint::spin_loop(),
+                Err(mode) => return mode != MODE_FAILED,
+            }
         }
-        true
+        let mode = if let Some(p) = pages.reserve(MAP_BYTES) {
+            self.entries.store(p.as_ptr().cast(), Ordering::Release);
+            MODE_FLAT
+        } else if let Some(t) = pages.map(CHUNKS * core::mem::size_of::<usize>(), 4096) {
+            // Fresh mappings read zero: every chunk pointer starts null.
+            self.chunks.store(t.as_ptr().cast(), Ordering::Release);
+            MODE_CHUNKED
+        } else {
+            MODE_FAILED
+        };
+        self.mode.store(mode, Ordering::Release);
+        mode != MODE_FAILED
     }
 
     /// `addr`'s entry (`ENTRY_FOREIGN` outside the map or before it is reserved).
     #[inline(always)]
     pub fn entry(&self, addr: usize) -> u32 {
-        self.entries()
-            .get(addr >> SLICE_SHIFT)
-            .map_or(ENTRY_FOREIGN, |e| e.load(Ordering::Relaxed))
+        let i = addr >> SLICE_SHIFT;
+        let flat = self.entries();
+        if !flat.is_empty() {
+            return flat
+                .get(i)
+                .map_or(ENTRY_FOREIGN, |e| e.load(Ordering::Relaxed));
+        }
+        self.chunked_entry(i)
+    }
+
+    /// [`entry`](Self::entry) of a chunked (or empty) map.
+    #[cold]
+    #[inline(never)]
+    fn chunked_entry(&self, i: usize) -> u32 {
+        self.chunk(i, None).map_or(ENTRY_FOREIGN, |c| {
+            c[i % CHUNK_ENTRIES].load(Ordering::Relaxed)
+        })
+    }
+
+    /// The chunk holding entry `i` of a chunked map: mapped from `pages` if it is not yet
+    /// and `pages` is given; `None` outside the map, for a flat or empty map, or if the
+    /// OS refuses.
+    fn chunk(&self, i: usize, pages: Option<&dyn ChunkPages>) -> Option<&'static [AtomicU32]> {
+        let table = self.chunks.load(Ordering::Acquire);
+        if table.is_null() || i >= MAP_ENTRIES {
+            return None;
+        }
+        // SAFETY: the table holds CHUNKS pointers, never unmapped; `i / CHUNK_ENTRIES` is
+        // below CHUNKS.
+        let slot = unsafe { &*table.add(i / CHUNK_ENTRIES) };
+        let mut c = slot.load(Ordering::Acquire);
+        if c.is_null() {
+            let fresh = pages?.map_chunk()?;
+            c = match slot.compare_exchange(
+                null_mut(),
+                fresh.as_ptr().cast(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => fresh.as_ptr().cast(),
+                Err(theirs) => {
+                    // Another thread mapped this chunk first; ours was never used.
+                    // SAFETY: our own fresh mapping.
+                    unsafe { pages?.unmap_chunk(fresh) };
+                    theirs
+                }
+            };
+        }
+        // SAFETY: a chunk of CHUNK_ENTRIES entries (zero when mapped: valid atomics),
+        // never unmapped.
+        Some(unsafe { core::slice::from_raw_parts(c, CHUNK_ENTRIES) })
+    }
+
+    /// The entries of slices `first .. first + n` if they lie in one chunk of the map as
+    /// it is (nothing committed or mapped).
+    fn existing(&self, first: usize, n: usize) -> Option<&'static [AtomicU32]> {
+        let end = first.checked_add(n)?;
+        let flat = self.entries();
+        if !flat.is_empty() {
+            return flat.get(first..end);
+        }
+        if n == 0 || first / CHUNK_ENTRIES != (end - 1) / CHUNK_ENTRIES {
+            return None;
+        }
+        let off = first % CHUNK_ENTRIES;
+        self.chunk(first, None)?.get(off..off + n)
     }
 
     /// Classifies an address with one load.
@@ -217,6 +317,14 @@ impl AddressMap {
     fn writable(&self, first: usize, n: usize, pages: &impl PageSource) -> Option<&[AtomicU32]> {
         if !self.reserve(pages) {
             return None;
+        }
+        if self.is_chunked() {
+            let end = first.checked_add(n)?;
+            if n == 0 || first / CHUNK_ENTRIES != (end - 1) / CHUNK_ENTRIES {
+                return None;
+            }
+            let off = first % CHUNK_ENTRIES;
+            return self.chunk(first, Some(&pages))?.get(off..off + n);
         }
         let all = self.entries();
         let range = all.get(first..first.checked_add(n)?)?;
@@ -265,8 +373,7 @@ impl AddressMap {
     }
 
     fn store_slices(&self, start: usize, n: usize, entry: u32) {
-        let first = start >> SLICE_SHIFT;
-        if let Some(entries) = self.entries().get(first..first + n) {
+        if let Some(entries) = self.existing(start >> SLICE_SHIFT, n) {
             for e in entries {
                 e.store(entry, Ordering::Release);
             }
@@ -289,13 +396,31 @@ impl AddressMap {
 
     /// Counts one large block less in `user`'s slice.
     pub fn remove_large(&self, user: usize) {
-        if let Some(e) = self.entries().get(user >> SLICE_SHIFT) {
-            let _ = e.fetch_update(Ordering::Release, Ordering::Relaxed, |v| match v {
+        if let Some(e) = self.existing(user >> SLICE_SHIFT, 1) {
+            let _ = e[0].fetch_update(Ordering::Release, Ordering::Relaxed, |v| match v {
                 v if v == ENTRY_SEGMENT + 1 => Some(ENTRY_FOREIGN),
                 v if v > ENTRY_SEGMENT + 1 && v < TAG_UNIT => Some(v - 1),
                 _ => None,
             });
         }
+    }
+}
+
+/// Maps and unmaps the chunks of a chunked map (object-safe, over any [`PageSource`]).
+trait ChunkPages {
+    fn map_chunk(&self) -> Option<NonNull<u8>>;
+    /// # Safety
+    /// `p` came from `map_chunk` and is not in use.
+    unsafe fn unmap_chunk(&self, p: NonNull<u8>);
+}
+
+impl<P: PageSource> ChunkPages for &P {
+    fn map_chunk(&self) -> Option<NonNull<u8>> {
+        self.map(COMMIT_CHUNK, 4096)
+    }
+    unsafe fn unmap_chunk(&self, p: NonNull<u8>) {
+        // SAFETY: forwarded.
+        unsafe { self.unmap(p, COMMIT_CHUNK) }
     }
 }
 

@@ -535,12 +535,76 @@ fn owner_lookup_for_two_heaps_and_foreign_addresses() {
 #[test]
 fn address_map_counts_large_blocks() {
     let map = new_map();
-    let pages = MmapPages;
+    large_blocks_are_counted(map, &MmapPages);
+    assert!(!map.is_chunked() && !map.entries().is_empty());
+}
+
+/// `MmapPages` without the flat reservation: what an address-space limit (`ulimit -v`)
+/// below 8 GiB does.
+struct NoReserve;
+
+// SAFETY: forwards to `MmapPages`, which keeps the contract.
+unsafe impl PageSource for NoReserve {
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        MmapPages.map(size, align)
+    }
+    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded.
+        unsafe { MmapPages.unmap(p, size) }
+    }
+    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded.
+        unsafe { MmapPages.purge(p, size) }
+    }
+    fn reserve(&self, _size: usize) -> Option<NonNull<u8>> {
+        None
+    }
+}
+
+#[test]
+fn a_chunked_map_answers_like_the_flat_one() {
+    let map = new_map();
+    large_blocks_are_counted(map, &NoReserve);
+    assert!(map.is_chunked() && map.entries().is_empty());
+    // Live slabs' entries, in two chunks (1 GiB of addresses each) far apart.
+    let tag = OwnerTag::new(7).unwrap();
+    let c = SizeClass::new(9).unwrap();
+    for seg in [0x1000_0000_0000usize, 0x7f00_0000_0000] {
+        assert!(map.publish_segment(seg, &NoReserve));
+        map.set_slices(seg + SLICE_SIZE, 3, tag.entry(c));
+        assert_eq!(map.entry(seg), ENTRY_SEGMENT);
+        assert_eq!(map.entry(seg + 2 * SLICE_SIZE + 5), tag.entry(c));
+        assert_eq!(tag.class_of(map.entry(seg + 3 * SLICE_SIZE)), Some(c));
+        assert_eq!(map.entry(seg + 4 * SLICE_SIZE), ENTRY_SEGMENT);
+        assert_eq!(map.entry(seg + SEGMENT_SIZE), 0);
+        map.retract_segment(seg);
+        assert_eq!(map.region(seg + SLICE_SIZE), Region::Foreign);
+    }
+    // A map that can be neither reserved nor chunked stays empty.
+    struct Nothing;
+    // SAFETY: never hands out memory.
+    unsafe impl PageSource for Nothing {
+        fn map(&self, _: usize, _: usize) -> Option<NonNull<u8>> {
+            None
+        }
+        unsafe fn unmap(&self, _: NonNull<u8>, _: usize) {}
+        unsafe fn purge(&self, _: NonNull<u8>, _: usize) {}
+        fn reserve(&self, _: usize) -> Option<NonNull<u8>> {
+            None
+        }
+    }
+    let empty = new_map();
+    assert!(!empty.publish_segment(0x1000_0000_0000, &Nothing));
+    assert!(!empty.add_large(0x1000_0000_0000, &Nothing));
+    assert_eq!(empty.region(0x1000_0000_0000), Region::Foreign);
+}
+
+fn large_blocks_are_counted(map: &AddressMap, pages: &impl PageSource) {
     let g = 0x5000_0000_0000usize; // a slice (64 KiB-aligned) below 2^47
     assert_eq!(map.region(g), Region::Foreign);
-    assert!(map.add_large(g + 4096, &pages));
-    assert!(map.add_large(g + SLICE_SIZE - 16, &pages)); // same slice
-    assert!(map.add_large(g + 4096, &pages));
+    assert!(map.add_large(g + 4096, pages));
+    assert!(map.add_large(g + SLICE_SIZE - 16, pages)); // same slice
+    assert!(map.add_large(g + 4096, pages));
     for a in [g, g + 4096, g + SLICE_SIZE - 1] {
         assert_eq!(map.region(a), Region::Large);
     }
@@ -554,13 +618,13 @@ fn address_map_counts_large_blocks() {
     // No underflow: a stray remove leaves it foreign, and one add counts one again.
     map.remove_large(g);
     assert_eq!(map.region(g), Region::Foreign);
-    assert!(map.add_large(g, &pages));
+    assert!(map.add_large(g, pages));
     map.remove_large(g);
     assert_eq!(map.region(g), Region::Foreign);
 
     // Saturation: the count never reaches an owner tag.
     let mut n = 0;
-    while map.add_large(g, &pages) {
+    while map.add_large(g, pages) {
         n += 1;
         assert!(n < TAG_UNIT as usize);
     }
@@ -573,8 +637,8 @@ fn address_map_counts_large_blocks() {
 
     // A segment's slices count no large blocks and are not changed by a remove.
     let s = g + 8 * SEGMENT_SIZE;
-    assert!(map.publish_segment(s, &pages));
-    assert!(!map.add_large(s + 64, &pages));
+    assert!(map.publish_segment(s, pages));
+    assert!(!map.add_large(s + 64, pages));
     map.remove_large(s + 64);
     assert_eq!(map.region(s), Region::Segment);
     assert_eq!(map.region(s + SEGMENT_SIZE - 1), Region::Segment);
@@ -582,7 +646,7 @@ fn address_map_counts_large_blocks() {
     map.retract_segment(s);
     assert_eq!(map.region(s), Region::Foreign);
     // Outside the map.
-    assert!(!map.add_large(1 << ADDRESS_BITS, &pages));
+    assert!(!map.add_large(1 << ADDRESS_BITS, pages));
     assert_eq!(map.region(1 << ADDRESS_BITS), Region::Foreign);
 }
 
