@@ -37,8 +37,8 @@ const WORKLOADS: [&str; 13] = [
 ];
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2] \
-[--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,hakmem-checked] [--timeout SECS] [--external DIR] \
-[--instructions]";
+[--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,hakmem-checked] [--baseline REV|PATH.so] \
+[--timeout SECS] [--external DIR] [--instructions]";
 
 struct Opts {
     quick: bool,
@@ -50,6 +50,8 @@ struct Opts {
     timeout: Duration,
     external: Option<PathBuf>,
     instructions: bool,
+    /// `--baseline`: an earlier hakmem, measured in the same run as `hakmem-base`.
+    baseline: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -81,6 +83,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         timeout: Duration::ZERO,
         external: None,
         instructions: false,
+        baseline: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -99,6 +102,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--workloads" => o.workloads = Some(list(value(&mut it, a)?)),
             "--allocators" => o.allocators = list(value(&mut it, a)?),
             "--external" => o.external = Some(PathBuf::from(value(&mut it, a)?)),
+            "--baseline" => o.baseline = Some(value(&mut it, a)?.to_string()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -167,7 +171,7 @@ pub fn compile_c(src: &Path, out: &Path) -> Result {
 
 /// Builds (or finds) every requested allocator and checks with `benches/tools/probe.c` that
 /// it really interposes the malloc family.
-fn prepare_allocators(names: &[String]) -> Result<Vec<Allocator>> {
+fn prepare_allocators(names: &[String], baseline: Option<&str>) -> Result<Vec<Allocator>> {
     let probe = c_bin_dir().join("probe");
     compile_c(&benches_dir().join("tools/probe.c"), &probe)?;
     let mut out = Vec::new();
@@ -177,6 +181,7 @@ fn prepare_allocators(names: &[String]) -> Result<Vec<Allocator>> {
             "glibc" => Ok(None),
             "hakmem" => crate::build::release_cdylib().map(Some),
             "hakmem-checked" => crate::build::checked_cdylib().map(Some),
+            "hakmem-base" => crate::build::baseline_cdylib(baseline.unwrap_or("HEAD")).map(Some),
             peer => {
                 let package = format!("{peer}-preload");
                 let manifest = benches_dir().join("Cargo.toml");
@@ -587,7 +592,11 @@ pub fn run(args: &[String]) -> Result {
         (Some(dir), _) => external_jobs(&o, dir)?,
         (None, _) => own_jobs(&o)?,
     };
-    let allocs = prepare_allocators(&o.allocators)?;
+    let mut names = o.allocators.clone();
+    if o.baseline.is_some() {
+        names.push("hakmem-base".into());
+    }
+    let allocs = prepare_allocators(&names, o.baseline.as_deref())?;
     fs::create_dir_all(report_dir().join("logs")).map_err(|e| e.to_string())?;
     if o.instructions {
         return crate::bench_instr::run(

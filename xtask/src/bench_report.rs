@@ -294,6 +294,8 @@ fn esc(s: &str) -> String {
 fn color(name: &str) -> &'static str {
     match name {
         "hakmem" => "#d62728",
+        "hakmem-base" => "#ff9896",
+        "hakmem-checked" => "#9467bd",
         "glibc" => "#7f7f7f",
         "jemalloc" => "#1f77b4",
         _ => "#2ca02c",

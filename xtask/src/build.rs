@@ -42,6 +42,58 @@ pub fn checked_cdylib() -> Result<PathBuf> {
     Ok(so)
 }
 
+/// A cdylib of an earlier revision, to compare with in the same benchmark run: `rev` is
+/// either the path of a built `.so` or a git revision, checked out (detached) in a worktree
+/// under `target/bench-base/` and built there with its own target directory. Returns the
+/// path of the `.so`.
+pub fn baseline_cdylib(rev: &str) -> Result<PathBuf> {
+    let as_path = PathBuf::from(rev);
+    if as_path.extension().is_some_and(|x| x == "so") {
+        return as_path
+            .exists()
+            .then_some(as_path.clone())
+            .ok_or(format!("{} does not exist", as_path.display()));
+    }
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--verify", "--short"])
+        .arg(format!("{rev}^{{commit}}"))
+        .current_dir(crate::util::root())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{rev} is neither a .so nor a git revision"));
+    }
+    let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let base = target_dir().join("bench-base");
+    let tree = base.join(&sha);
+    if !tree.join("Cargo.toml").exists() {
+        std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+        run(std::process::Command::new("git")
+            .args(["worktree", "add", "--detach", "--force"])
+            .arg(&tree)
+            .arg(&sha)
+            .current_dir(crate::util::root()))?;
+    }
+    let dir = base.join("target");
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "hakmem",
+            "--features",
+            "c-override",
+        ])
+        .arg("--manifest-path")
+        .arg(tree.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&dir))?;
+    let built = dir.join("release/libhakmem.so");
+    let so = base.join(format!("libhakmem-{sha}.so"));
+    std::fs::copy(&built, &so).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
+    Ok(so)
+}
+
 pub fn command(args: &[String]) -> Result {
     let so = if args.iter().any(|a| a == "--checked") {
         checked_cdylib()?
