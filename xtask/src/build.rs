@@ -1,41 +1,39 @@
 //! `cargo xtask build [--checked]`: the preloadable cdylib.
 
 use crate::util::{cargo, run, target_dir, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// Builds `target/release/libhakmem.so` (the C symbols exported) and returns its path.
-pub fn release_cdylib() -> Result<PathBuf> {
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "hakmem",
-        "--features",
-        "c-override",
-    ]))?;
-    let so = target_dir().join("release/libhakmem.so");
+/// Builds the hakmem cdylib (release profile, `features`) of the workspace at `manifest`
+/// (ours if `None`) into `dir` (ours if `None`); returns the path of the `.so`.
+fn build_cdylib(features: &str, manifest: Option<&Path>, dir: Option<&Path>) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "-p", "hakmem", "--features", features]);
+    if let Some(m) = manifest {
+        cmd.arg("--manifest-path").arg(m);
+    }
+    if let Some(d) = dir {
+        cmd.arg("--target-dir").arg(d);
+    }
+    run(&mut cmd)?;
+    let so = dir
+        .map_or_else(target_dir, Path::to_path_buf)
+        .join("release/libhakmem.so");
     if !so.exists() {
         return Err(format!("{} was not produced", so.display()));
     }
     Ok(so)
 }
 
+/// Builds `target/release/libhakmem.so` (the C symbols exported) and returns its path.
+pub fn release_cdylib() -> Result<PathBuf> {
+    build_cdylib("c-override", None, None)
+}
+
 /// Builds `target/release/libhakmem_checked.so` (feature `checked`, in its own target
 /// directory so it never overwrites the release build) and returns its path.
 pub fn checked_cdylib() -> Result<PathBuf> {
     let dir = target_dir().join("checked");
-    run(cargo()
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "hakmem",
-            "--features",
-            "c-override,checked",
-            "--target-dir",
-        ])
-        .arg(&dir))?;
-    let built = dir.join("release/libhakmem.so");
+    let built = build_cdylib("c-override,checked", None, Some(&dir))?;
     let so = target_dir().join("release/libhakmem_checked.so");
     std::fs::create_dir_all(target_dir().join("release")).map_err(|e| e.to_string())?;
     std::fs::copy(&built, &so).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
@@ -74,21 +72,8 @@ pub fn baseline_cdylib(rev: &str) -> Result<PathBuf> {
             .arg(&sha)
             .current_dir(crate::util::root()))?;
     }
-    let dir = base.join("target");
-    run(cargo()
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "hakmem",
-            "--features",
-            "c-override",
-        ])
-        .arg("--manifest-path")
-        .arg(tree.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&dir))?;
-    let built = dir.join("release/libhakmem.so");
+    let manifest = tree.join("Cargo.toml");
+    let built = build_cdylib("c-override", Some(&manifest), Some(&base.join("target")))?;
     let so = base.join(format!("libhakmem-{sha}.so"));
     std::fs::copy(&built, &so).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
     Ok(so)
