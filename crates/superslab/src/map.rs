@@ -3,7 +3,7 @@
 
 use crate::{PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use ptr_conversion::SizeClass;
 use tiny_layout::CLASS_COUNT;
 
@@ -22,16 +22,11 @@ const CHUNKS: usize = MAP_ENTRIES / CHUNK_ENTRIES;
 // A segment's slices never straddle two chunks.
 static_assertions::const_assert!(CHUNK_ENTRIES.is_multiple_of(SLICES));
 
-/// How the entries are stored (decided once, by the first reservation).
-const MODE_UNDECIDED: u8 = 0;
-const MODE_DECIDING: u8 = 1;
-/// One reservation of all the entries ([`AddressMap::entries`]).
-const MODE_FLAT: u8 = 2;
-/// A table of chunk pointers, each chunk mapped when first written: for processes whose
-/// address space is limited (`RLIMIT_AS`, `ulimit -v`) below the flat reservation.
-const MODE_CHUNKED: u8 = 3;
-/// Neither could be had.
-const MODE_FAILED: u8 = 4;
+/// Bytes of the chunked form's table: one pointer per chunk.
+const TABLE_BYTES: usize = CHUNKS * core::mem::size_of::<usize>();
+/// Set in [`AddressMap`]'s state word when it holds the chunk table (else the flat
+/// entries); both are at least page-aligned.
+const CHUNKED: usize = 1;
 
 /// The entry of a slice that is not ours.
 pub const ENTRY_FOREIGN: u32 = 0;
@@ -162,29 +157,27 @@ pub const fn slab_class(entry: u32) -> Option<SizeClass> {
 /// assert_eq!(MAP.region(1 << ADDRESS_BITS), Region::Foreign); // outside the map
 /// ```
 pub struct AddressMap {
-    entries: AtomicPtr<AtomicU32>,
-    /// Bit i: the i-th [`COMMIT_CHUNK`] of the entries is writable.
+    /// 0 before the first reservation; then, set once with one CAS (no lock, nothing to
+    /// finish after a `fork`), the flat entries' address, or the chunk table's address
+    /// (an array of [`CHUNKS`] pointers to chunks of [`CHUNK_ENTRIES`] entries) with
+    /// [`CHUNKED`] set.
+    state: AtomicUsize,
+    /// Bit i: the i-th [`COMMIT_CHUNK`] of the flat entries is writable.
     committed: [AtomicU64; COMMIT_WORDS],
-    /// The chunked form: [`CHUNKS`] pointers to chunks of [`CHUNK_ENTRIES`] entries.
-    chunks: AtomicPtr<AtomicPtr<AtomicU32>>,
-    /// `MODE_*`: set once, by the first reservation.
-    mode: AtomicU8,
 }
 
 impl AddressMap {
     /// An empty map (all foreign), reserved on first publication.
     pub const fn new() -> Self {
         AddressMap {
-            entries: AtomicPtr::new(null_mut()),
+            state: AtomicUsize::new(0),
             committed: [const { AtomicU64::new(0) }; COMMIT_WORDS],
-            chunks: AtomicPtr::new(null_mut()),
-            mode: AtomicU8::new(MODE_UNDECIDED),
         }
     }
 
     /// Whether the map is chunked (see the type's docs).
     pub fn is_chunked(&self) -> bool {
-        self.mode.load(Ordering::Acquire) == MODE_CHUNKED
+        self.state.load(Ordering::Acquire) & CHUNKED != 0
     }
 
     /// The entries, once reserved: `entries()[addr >> SLICE_SHIFT]` is `addr`'s entry.
@@ -192,43 +185,43 @@ impl AddressMap {
     /// valid for the life of the process, so fast paths may keep a copy of it.
     #[inline(always)]
     pub fn entries(&self) -> &'static [AtomicU32] {
-        let p = self.entries.load(Ordering::Acquire);
-        if p.is_null() {
+        let s = self.state.load(Ordering::Acquire);
+        if s == 0 || s & CHUNKED != 0 {
             return &[];
         }
+        let p = s as *const AtomicU32;
         // SAFETY: a reservation of MAP_ENTRIES entries, never unmapped; untouched parts
         // read zero, and atomics of zero are valid.
         unsafe { core::slice::from_raw_parts(p, MAP_ENTRIES) }
     }
 
     /// Reserves the entries if no one has (idempotent): flat, else chunked; false if the
-    /// OS refuses both. The first caller decides the form for the life of the map; others
-    /// wait for its decision.
+    /// OS refuses both. One CAS decides the form for the life of the map: a thread that
+    /// loses the race gives its own reservation back.
     pub fn reserve(&self, pages: &impl PageSource) -> bool {
-        loop {
-            match self.mode.compare_exchange(
-                MODE_UNDECIDED,
-                MODE_DECIDING,
-                Ordering::Acquire,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(MODE_DECIDING) => core::hint::spin_loop(),
-                Err(mode) => return mode != MODE_FAILED,
-            }
+        if self.state.load(Ordering::Acquire) != 0 {
+            return true;
         }
-        let mode = if let Some(p) = pages.reserve(MAP_BYTES) {
-            self.entries.store(p.as_ptr().cast(), Ordering::Release);
-            MODE_FLAT
-        } else if let Some(t) = pages.map(CHUNKS * core::mem::size_of::<usize>(), 4096) {
-            // Fresh mappings read zero: every chunk pointer starts null.
-            self.chunks.store(t.as_ptr().cast(), Ordering::Release);
-            MODE_CHUNKED
+        // Fresh mappings read zero: every entry is foreign, every chunk pointer null.
+        let (p, bytes, form) = if let Some(p) = pages.reserve(MAP_BYTES) {
+            (p, MAP_BYTES, 0)
+        } else if let Some(t) = pages.map(TABLE_BYTES, 4096) {
+            (t, TABLE_BYTES, CHUNKED)
         } else {
-            MODE_FAILED
+            return false;
         };
-        self.mode.store(mode, Ordering::Release);
-        mode != MODE_FAILED
+        let won = self.state.compare_exchange(
+            0,
+            p.as_ptr() as usize | form,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if won.is_err() {
+            // Another thread reserved first; ours was never used.
+            // SAFETY: our own fresh mapping.
+            unsafe { pages.unmap(p, bytes) };
+        }
+        true
     }
 
     /// `addr`'s entry (`ENTRY_FOREIGN` outside the map or before it is reserved).
@@ -257,10 +250,11 @@ impl AddressMap {
     /// and `pages` is given; `None` outside the map, for a flat or empty map, or if the
     /// OS refuses.
     fn chunk(&self, i: usize, pages: Option<&dyn ChunkPages>) -> Option<&'static [AtomicU32]> {
-        let table = self.chunks.load(Ordering::Acquire);
-        if table.is_null() || i >= MAP_ENTRIES {
+        let s = self.state.load(Ordering::Acquire);
+        if s & CHUNKED == 0 || i >= MAP_ENTRIES {
             return None;
         }
+        let table = (s & !CHUNKED) as *const AtomicPtr<AtomicU32>;
         // SAFETY: the table holds CHUNKS pointers, never unmapped; `i / CHUNK_ENTRIES` is
         // below CHUNKS.
         let slot = unsafe { &*table.add(i / CHUNK_ENTRIES) };

@@ -599,6 +599,36 @@ fn a_chunked_map_answers_like_the_flat_one() {
     assert_eq!(empty.region(0x1000_0000_0000), Region::Foreign);
 }
 
+#[test]
+fn concurrent_first_reservations_agree_on_one_map() {
+    // Half the threads cannot have the flat reservation: whichever form wins the one CAS,
+    // every thread ends up with it, and publications by all of them are seen by all.
+    let map = new_map();
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let seg = 0x2000_0000_0000usize + t * SEGMENT_SIZE;
+                let ok = if t % 2 == 0 {
+                    map.publish_segment(seg, &MmapPages)
+                } else {
+                    map.publish_segment(seg, &NoReserve)
+                };
+                assert!(ok);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for t in 0..8 {
+        assert_eq!(
+            map.region(0x2000_0000_0000 + t * SEGMENT_SIZE + 1),
+            Region::Segment
+        );
+    }
+    assert_eq!(map.is_chunked(), map.entries().is_empty());
+}
+
 fn large_blocks_are_counted(map: &AddressMap, pages: &impl PageSource) {
     let g = 0x5000_0000_0000usize; // a slice (64 KiB-aligned) below 2^47
     assert_eq!(map.region(g), Region::Foreign);
