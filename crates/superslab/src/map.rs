@@ -180,9 +180,10 @@ impl AddressMap {
         self.state.load(Ordering::Acquire) & CHUNKED != 0
     }
 
-    /// The entries, once reserved: `entries()[addr >> SLICE_SHIFT]` is `addr`'s entry.
-    /// Empty before the first publication (or if the reservation failed). The slice stays
-    /// valid for the life of the process, so fast paths may keep a copy of it.
+    /// The flat entries, once reserved: `entries()[addr >> SLICE_SHIFT]` is `addr`'s
+    /// entry. Empty before the first publication, if the reservation failed, and for a
+    /// chunked map (whose fast paths must fall back to [`entry`](Self::entry)). The slice
+    /// stays valid for the life of the process, so fast paths may keep a copy of it.
     #[inline(always)]
     pub fn entries(&self) -> &'static [AtomicU32] {
         let s = self.state.load(Ordering::Acquire);
@@ -289,14 +290,26 @@ impl AddressMap {
         if !flat.is_empty() {
             return flat.get(first..end);
         }
+        self.chunked_range(first, n, None)
+    }
+
+    /// The entries of slices `first .. first + n` of a chunked map if they lie in one chunk,
+    /// which is mapped if `pages` is given.
+    fn chunked_range(
+        &self,
+        first: usize,
+        n: usize,
+        pages: Option<&dyn ChunkPages>,
+    ) -> Option<&'static [AtomicU32]> {
+        let end = first.checked_add(n)?;
         if n == 0 || first / CHUNK_ENTRIES != (end - 1) / CHUNK_ENTRIES {
             return None;
         }
         let off = first % CHUNK_ENTRIES;
-        self.chunk(first, None)?.get(off..off + n)
+        self.chunk(first, pages)?.get(off..off + n)
     }
 
-    /// Classifies an address with one load.
+    /// Classifies an address with one load (three in a chunked map).
     #[inline(always)]
     pub fn region(&self, addr: usize) -> Region {
         match self.entry(addr) {
@@ -313,12 +326,7 @@ impl AddressMap {
             return None;
         }
         if self.is_chunked() {
-            let end = first.checked_add(n)?;
-            if n == 0 || first / CHUNK_ENTRIES != (end - 1) / CHUNK_ENTRIES {
-                return None;
-            }
-            let off = first % CHUNK_ENTRIES;
-            return self.chunk(first, Some(&pages))?.get(off..off + n);
+            return self.chunked_range(first, n, Some(&pages));
         }
         let all = self.entries();
         let range = all.get(first..first.checked_add(n)?)?;
