@@ -37,7 +37,7 @@ use core::ptr::NonNull;
 use ptr_conversion::{
     BlockBase, BlockLayout, BlockState, Corruption, Header, Report, SizeClass, UserPtr,
 };
-use superslab::{Region, Segment, CLASS_STRIDE, ENTRY_FOREIGN, TAG_UNIT};
+use superslab::{Region, Segment, ENTRY_FOREIGN, TAG_UNIT};
 use tiny_layout::BLOCK_ALIGN;
 
 const CANARY: u8 = 0xCA;
@@ -239,9 +239,8 @@ fn verified(entry: u32, p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass)> {
     if entry < TAG_UNIT || !addr.is_multiple_of(BLOCK_ALIGN) {
         return None;
     }
-    // SAFETY: live-slab entries are written only as `OwnerTag::entry(c)` of a real class
-    // (`superslab::slab_class`, without its check).
-    let c = unsafe { SizeClass::new_unchecked(((entry % TAG_UNIT) / CLASS_STRIDE) as usize) };
+    // SAFETY: a map entry of at least TAG_UNIT (tested above).
+    let c = unsafe { superslab::slab_class_unchecked(entry) };
     // SAFETY: `addr` is non-null (it lies in a slab); whether it is a block start is
     // decided by the header check below.
     let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();

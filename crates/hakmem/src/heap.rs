@@ -22,7 +22,7 @@ use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::{BlockSink, BlockSource};
 use superslab::{
     AddressMap, OwnerTag, PageSource, RemoteQueue, Segment, SegmentPool, SlabHeap, SpinLock,
-    CLASS_STRIDE, TAG_UNIT,
+    CLASS_STRIDE,
 };
 use tiny_layout::CLASS_COUNT;
 use tls_sll::FreeList;
@@ -280,7 +280,7 @@ impl Heap {
     /// `entry` is its slice's map entry.
     #[inline(always)]
     pub unsafe fn pend_remote(&mut self, entry: u32, p: *mut u8) -> bool {
-        let tag = entry & !(TAG_UNIT - 1);
+        let tag = superslab::owner_tag_bits(entry);
         if tag == 0 || tag != self.pending.tag || self.pending.count >= REMOTE_BATCH {
             return false;
         }

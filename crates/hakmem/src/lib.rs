@@ -191,7 +191,8 @@ unsafe fn free_other(p: *mut u8) {
     unsafe { free_other_slow(p) }
 }
 
-/// [`free_other`] but for a pending remote free.
+/// What [`free_other`] does not pend: a full cache, a remote free that starts a new batch,
+/// a large block, a pointer that is not ours.
 ///
 /// # Safety
 /// As for [`Alloc::free_ptr`].

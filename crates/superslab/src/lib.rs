@@ -75,8 +75,8 @@ mod remote;
 mod segment;
 
 pub use map::{
-    slab_class, AddressMap, OwnerTag, Region, ADDRESS_BITS, CLASS_STRIDE, ENTRY_FOREIGN,
-    ENTRY_SEGMENT, MAP_ENTRIES, TAG_UNIT,
+    owner_tag_bits, slab_class, slab_class_unchecked, AddressMap, OwnerTag, Region, ADDRESS_BITS,
+    CLASS_STRIDE, ENTRY_FOREIGN, ENTRY_SEGMENT, MAP_ENTRIES, TAG_UNIT,
 };
 pub use remote::RemoteQueue;
 pub use segment::{PoolStats, Segment, SegmentPool, Slab, SlabHeap, SpinLock};

@@ -113,6 +113,24 @@ pub const fn slab_class(entry: u32) -> Option<SizeClass> {
     }
 }
 
+/// [`slab_class`] without the class check, for the checked build's free path.
+///
+/// # Safety
+/// `entry` was read from an [`AddressMap`] and is at least [`TAG_UNIT`]: such entries are
+/// written only as [`OwnerTag::entry`] of a real class.
+#[inline(always)]
+pub const unsafe fn slab_class_unchecked(entry: u32) -> SizeClass {
+    // SAFETY: the class index of an `OwnerTag::entry` (caller) is below CLASS_COUNT.
+    unsafe { SizeClass::new_unchecked(((entry % TAG_UNIT) / CLASS_STRIDE) as usize) }
+}
+
+/// The owner tag carried by `entry`: the tag of its slab's owner for a live slab's entry,
+/// 0 for any other.
+#[inline(always)]
+pub const fn owner_tag_bits(entry: u32) -> u32 {
+    entry & !(TAG_UNIT - 1)
+}
+
 /// One 32-bit entry per 64 KiB slice of the address space:
 ///
 /// | entry | meaning |
