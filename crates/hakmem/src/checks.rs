@@ -188,9 +188,9 @@ pub fn on_alloc_keeping(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
 
 /// Checks the Free tag of a block taken from a free list and marks it Allocated. The tag
 /// is the header byte an overflow from the block below reaches first, so it tells whether
-/// one reached this header while the block was free; malloc rewrites the header's first
-/// word only, so the check word behind it is verified when the block is freed, and the
-/// link in front of the program's bytes was verified by the pop.
+/// one reached this header while the block was free. The check word behind it held the
+/// link's complement, and the link in front of the program's bytes was verified against
+/// it by the pop; malloc writes the whole Allocated header.
 #[inline(always)]
 fn mark_allocated(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
     // SAFETY: `b` is a block of ours just taken from a free list.
@@ -245,7 +245,7 @@ fn verified(entry: u32, p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass)> {
     // decided by the header check below.
     let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
     // SAFETY: `addr - 16` lies in the same segment, past its metadata slice: mapped.
-    let requested = unsafe { b.expect_header(BlockState::Allocated, c.index() as u8) }? as usize;
+    let requested = unsafe { b.expect_allocated(c.index() as u8) }? as usize;
     // The requested size is behind the tag (an overflow reaching it changed the tag) but
     // outside the check word: `canary_intact` bounds it by the span, which keeps its read
     // inside the block ([`diagnose`] reports a size above the class's).

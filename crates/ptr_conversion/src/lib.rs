@@ -13,7 +13,10 @@
 //!   be converted with another layout's offsets (they are different types).
 //! - Both types are `#[repr(transparent)]` over `NonNull<u8>`: zero cost in every build.
 //! - A free block's link lives at `BASE + L::LINK_OFFSET`; only [`BlockBase::link`] and
-//!   [`BlockBase::set_link`] touch it.
+//!   [`BlockBase::set_link`] touch it. In checked layouts it is stored encoded, and its
+//!   complement takes the header's check word while the block is free (see [`Header`]):
+//!   the link's two words are one in the user area and one in the header, which leaves
+//!   the user area's second word free even in the smallest class.
 //! - The header ([`Header`], 16 bytes, only in layouts with `HEADER_SIZE == 16`) is only
 //!   encoded and decoded here.
 //!
@@ -116,8 +119,9 @@ impl<L: BlockLayout> BlockBase<L> {
     }
 
     /// Reads the free-list link of this free block. In checked layouts the link is stored
-    /// encoded twice; a mismatch (a write after free, a stray write into a free block) is
-    /// reported through [`report`] instead of followed.
+    /// encoded, and its complement in the header's check word; a mismatch (a write after
+    /// free, an overflow into a free block's header) is reported through [`report`]
+    /// instead of followed.
     ///
     /// ```
     /// # use core::ptr::NonNull;
@@ -142,14 +146,15 @@ impl<L: BlockLayout> BlockBase<L> {
     /// [`set_link`](Self::set_link) (or the caller must otherwise know it is valid).
     #[inline(always)]
     pub unsafe fn link(self) -> Option<BlockBase<L>> {
-        // SAFETY: LINK_OFFSET + 8 (16 when checked) <= stride (checked in tiny_layout);
-        // blocks are 16-aligned and LINK_OFFSET a multiple of 8: aligned and in bounds.
+        // SAFETY: LINK_OFFSET + 8 <= stride (checked in tiny_layout); blocks are
+        // 16-aligned and LINK_OFFSET a multiple of 8: aligned and in bounds.
         let slot = unsafe { self.0.add(L::LINK_OFFSET).cast::<usize>() };
         let raw = if L::CHECKED {
-            // SAFETY: as above; checked layouts reserve two words.
-            let (a, b) = unsafe { (slot.read(), slot.add(1).read()) };
+            // SAFETY: as above; checked layouts have a 16-byte header (tiny_layout), whose
+            // check word is at BASE + 8.
+            let (a, b) = unsafe { (slot.read(), self.link_check().read()) };
             if a != !b {
-                link_corrupted(self.to_user().addr(), !b, a);
+                link_corrupted::<L>(self.addr());
             }
             a ^ self.addr() ^ LINK_KEY
         } else {
@@ -172,11 +177,20 @@ impl<L: BlockLayout> BlockBase<L> {
             if L::CHECKED {
                 let enc = raw ^ self.addr() ^ LINK_KEY;
                 slot.write(enc);
-                slot.add(1).write(!enc);
+                self.link_check().write(!enc);
             } else {
                 slot.write(raw);
             }
         }
+    }
+
+    /// Where a checked layout keeps the complement of a free block's encoded link: the
+    /// header's check word, which a free block's header does not need (its link checks it).
+    #[inline(always)]
+    fn link_check(self) -> *mut usize {
+        const { assert!(!L::CHECKED || L::HEADER_SIZE == Header::SIZE) };
+        // SAFETY: BASE + 8 lies in the 16-byte header of a checked layout (asserted).
+        unsafe { self.0.add(Header::CHECK_OFFSET).cast::<usize>().as_ptr() }
     }
 
     /// Writes the header of this block (no-op in a layout without header).
@@ -192,8 +206,8 @@ impl<L: BlockLayout> BlockBase<L> {
     }
 
     /// Marks the checked Free header of a block of class `class` Allocated for `requested`
-    /// bytes: one store of word 0 (the check word does not change). No-op in a layout
-    /// without header.
+    /// bytes: both words (a free block's check word held its link's complement). No-op in a
+    /// layout without header.
     ///
     /// ```
     /// # use core::ptr::NonNull;
@@ -215,16 +229,20 @@ impl<L: BlockLayout> BlockBase<L> {
     /// The caller owns the block, whose header was checked Free of class `class`.
     #[inline(always)]
     pub unsafe fn mark_allocated(self, class: u8, requested: u32) {
-        if L::HEADER_SIZE == Header::SIZE {
-            let w0 = Header::TAG_ALLOCATED as u64 | (class as u64) << 8 | (requested as u64) << 32;
-            // SAFETY: word 0 of the header: 8 bytes at BASE, 16-aligned.
-            unsafe { self.0.cast::<u64>().write(w0) }
+        let state = BlockState::Allocated;
+        // SAFETY: forwarded.
+        unsafe {
+            self.write_header(Header {
+                state,
+                class,
+                requested,
+            })
         }
     }
 
     /// Marks the checked header of an Allocated block Free with one byte store (the tag;
-    /// class and requested size stay, and the check word, which leaves them out, still
-    /// holds). No-op in a layout without header.
+    /// class and requested size stay; the check word stays until [`set_link`](Self::set_link)
+    /// puts the link's complement there). No-op in a layout without header.
     ///
     /// ```
     /// # use core::ptr::NonNull;
@@ -241,6 +259,8 @@ impl<L: BlockLayout> BlockBase<L> {
     /// unsafe { b.mark_free() };
     /// let free = Header { state: BlockState::Free, ..h };
     /// assert_eq!(unsafe { b.read_header() }, Ok(free));
+    /// unsafe { b.set_link(None) }; // the check word now checks the link
+    /// assert_eq!(unsafe { b.read_header() }, Ok(free));
     /// ```
     ///
     /// # Safety
@@ -256,7 +276,8 @@ impl<L: BlockLayout> BlockBase<L> {
     /// Whether this block's header tag (its first byte) is that of `state`: the byte any
     /// overflow from the block below writes first, so the cheapest check that such an
     /// overflow has not reached the header. The rest of the header is for
-    /// [`expect_header`](Self::expect_header). Layouts without a header: always true.
+    /// [`expect_allocated`](Self::expect_allocated) and [`read_header`](Self::read_header).
+    /// Layouts without a header: always true.
     ///
     /// # Safety
     /// As for [`read_header`](Self::read_header).
@@ -269,8 +290,8 @@ impl<L: BlockLayout> BlockBase<L> {
         unsafe { self.0.read() == Header::tag_of(state) }
     }
 
-    /// Checks, without decoding, that this block's header is the valid header of a block in
-    /// `state` of class `class`, and returns its requested size. The fast form of
+    /// Checks, without decoding, that this block's header is the valid header of an
+    /// Allocated block of class `class`, and returns its requested size. The fast form of
     /// [`read_header`](Self::read_header) for the checked paths: two loads and two
     /// compares; on `None` the caller decodes with `read_header` to name the failure.
     /// Layouts without a header get `Some(0)`.
@@ -286,21 +307,22 @@ impl<L: BlockLayout> BlockBase<L> {
     /// // SAFETY: a 16-aligned block of 48 bytes, owned here.
     /// let b = unsafe { BlockBase::<Guarded>::from_raw(p) };
     /// unsafe { b.write_header(Header { state: BlockState::Allocated, class: 1, requested: 20 }) };
-    /// assert_eq!(unsafe { b.expect_header(BlockState::Allocated, 1) }, Some(20));
-    /// assert_eq!(unsafe { b.expect_header(BlockState::Free, 1) }, None); // wrong state
-    /// assert_eq!(unsafe { b.expect_header(BlockState::Allocated, 2) }, None); // wrong class
+    /// assert_eq!(unsafe { b.expect_allocated(1) }, Some(20));
+    /// assert_eq!(unsafe { b.expect_allocated(2) }, None); // wrong class
+    /// unsafe { b.mark_free() };
+    /// assert_eq!(unsafe { b.expect_allocated(1) }, None); // wrong state
     /// ```
     ///
     /// # Safety
     /// As for [`read_header`](Self::read_header).
     #[inline(always)]
-    pub unsafe fn expect_header(self, state: BlockState, class: u8) -> Option<u32> {
+    pub unsafe fn expect_allocated(self, class: u8) -> Option<u32> {
         if L::HEADER_SIZE != Header::SIZE {
             return Some(0);
         }
         // SAFETY: as in `write_header`.
         let [w0, w1] = unsafe { self.0.cast::<[u64; 2]>().read() };
-        let low = Header::tag_of(state) as u32 | (class as u32) << 8;
+        let low = Header::TAG_ALLOCATED as u32 | (class as u32) << 8;
         if w0 as u32 == low && w1 == Header::check_word(class, self.addr()) {
             Some((w0 >> 32) as u32)
         } else {
@@ -334,9 +356,12 @@ impl<L: BlockLayout> BlockBase<L> {
     #[inline(always)]
     pub unsafe fn read_header(self) -> Result<Header, HeaderError> {
         if L::HEADER_SIZE == Header::SIZE {
-            // SAFETY: as in `write_header`.
-            let words = unsafe { self.0.cast::<[u64; 2]>().read() };
-            Header::decode(words, self.addr())
+            // SAFETY: as in `write_header` and `link`.
+            let (words, link) = unsafe {
+                let link = self.0.add(L::LINK_OFFSET).cast::<u64>().read();
+                (self.0.cast::<[u64; 2]>().read(), link)
+            };
+            Header::decode(words, link, self.addr())
         } else {
             Ok(Header::NONE)
         }
@@ -463,17 +488,36 @@ pub fn report(r: &Report) -> ! {
     f(r)
 }
 
-/// Reports a free-list link whose two words disagree (out of line: the pop that checks
-/// it keeps no stack frame).
+/// Reports a free-list link whose two words disagree, naming an overflow into the
+/// header apart from a write after free (out of line: the pop that checks it keeps no
+/// stack frame).
 #[cold]
 #[inline(never)]
-fn link_corrupted(user: usize, expected: usize, found: usize) -> ! {
+fn link_corrupted<L: BlockLayout>(base: usize) -> ! {
+    // SAFETY: `base` is a free block of a checked layout whose link was just read.
+    let b = unsafe { BlockBase::<L>::from_raw(NonNull::new_unchecked(base as *mut u8)) };
+    // SAFETY: as above: the header and the link word are readable.
+    let (tag, check, link) = unsafe {
+        let link = b.0.add(L::LINK_OFFSET).cast::<u64>().read();
+        (b.0.read(), b.link_check().read() as u64, link)
+    };
+    // The tag is the first byte an overflow from the block below reaches, before the
+    // check word: a tag still Free means the link word was written (a write after free).
+    let (what, expected, found) = if tag == Header::TAG_FREE {
+        (Corruption::FreeListCorrupted, !check, link)
+    } else {
+        (
+            Corruption::HeaderOverwritten,
+            Header::TAG_FREE as u64,
+            tag as u64,
+        )
+    };
     report(&Report {
-        what: Corruption::FreeListCorrupted,
-        addr: user,
+        what,
+        addr: b.to_user().addr(),
         class: None,
-        expected: expected as u64,
-        found: found as u64,
+        expected,
+        found,
     })
 }
 
@@ -492,12 +536,16 @@ pub enum BlockState {
 /// `tag` is [`Header::TAG_ALLOCATED`] or [`Header::TAG_FREE`] and bits 16..32 are zero;
 /// word 1, the check word, = `class << 56` xor the block's own address xor
 /// [`Header::KEY`], so a header copied from elsewhere, shifted by an overflow or forged by
-/// user data does not check. The check word depends only on what stays fixed while the
-/// block lives in its slab, so malloc and free rewrite word 0 only
-/// ([`BlockBase::mark_allocated`], and [`BlockBase::mark_free`]: one byte store). An
-/// overflow from the previous block reaches word 0's tag byte first, which must be one of
-/// the two values; the requested size behind it is bounded by the block's span by its
-/// users.
+/// user data does not check. An overflow from the previous block reaches word 0's tag
+/// byte first, which must be one of the two values; the requested size behind it is
+/// bounded by the block's span by its users.
+///
+/// While a block is free and linked, its check word holds the complement of its encoded
+/// link instead ([`BlockBase::set_link`]): the link is checked by its two words, one in
+/// the header, one in the user area, and the user area's second word stays free (the
+/// remote queue keeps a chain index there, even in the smallest class). A Free header
+/// checks with either word. [`BlockBase::mark_free`] writes the tag only (one byte store);
+/// [`BlockBase::mark_allocated`] writes both words.
 ///
 /// Headers are written and read only through [`BlockBase::write_header`] and
 /// [`BlockBase::read_header`] (see the example there); both are no-ops for layouts
@@ -526,6 +574,8 @@ pub struct HeaderError {
 impl Header {
     /// Header bytes.
     pub const SIZE: usize = 16;
+    /// Offset of the check word (word 1) from BASE.
+    pub const CHECK_OFFSET: usize = 8;
     /// First byte of an allocated block's header.
     pub const TAG_ALLOCATED: u8 = 0xA1;
     /// First byte of a free block's header.
@@ -562,7 +612,8 @@ impl Header {
         (class as u64) << 56 ^ addr as u64 ^ Self::KEY
     }
 
-    fn decode(w: [u64; 2], addr: usize) -> Result<Header, HeaderError> {
+    /// Decodes a header whose block's link word (a free block's encoded link) is `link`.
+    fn decode(w: [u64; 2], link: u64, addr: usize) -> Result<Header, HeaderError> {
         let tag = w[0] as u8;
         let state = match tag {
             Self::TAG_ALLOCATED => BlockState::Allocated,
@@ -575,7 +626,10 @@ impl Header {
                 })
             }
         };
-        if w[1] != Self::check_word((w[0] >> 8) as u8, addr) || (w[0] >> 16) as u16 != 0 {
+        let check = Self::check_word((w[0] >> 8) as u8, addr);
+        // A free block in a list has its link's complement for check word (see `Header`).
+        let linked = state == BlockState::Free && w[1] == !link;
+        if !(w[1] == check || linked) || (w[0] >> 16) as u16 != 0 {
             return Err(HeaderError {
                 found_tag: tag,
                 found: w[0],
@@ -681,12 +735,36 @@ mod tests {
         let g = base::<Guarded>(&mut b);
         let n = base::<Guarded>(&mut other);
         unsafe {
+            g.write_header(FREE);
             g.set_link(Some(n));
             // Stored encoded: the raw word is not the pointer.
             assert_ne!(b.0.as_ptr().add(16).cast::<usize>().read(), n.addr());
             assert_eq!(base::<Guarded>(&mut b).link(), Some(n));
             b.0[16] ^= 0x40; // a write after free
             base::<Guarded>(&mut b).link(); // panics: no reporter installed in tests
+        }
+    }
+
+    const FREE: Header = Header {
+        state: BlockState::Free,
+        class: 1,
+        requested: 0,
+    };
+
+    /// An overflow from the block below that reaches a free block's check word (the
+    /// link's complement) went through its tag first: named as such, not as a write after
+    /// free.
+    #[test]
+    #[should_panic(expected = "header overwritten")]
+    fn an_overflow_into_a_linked_header_is_named() {
+        let mut b = Block([0; 64]);
+        let g = base::<Guarded>(&mut b);
+        unsafe {
+            g.write_header(FREE);
+            g.set_link(None);
+            assert_eq!(base::<Guarded>(&mut b).read_header(), Ok(FREE));
+            b.0[..16].fill(0x31);
+            base::<Guarded>(&mut b).link();
         }
     }
 

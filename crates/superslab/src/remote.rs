@@ -12,8 +12,9 @@ pub const LANES: usize = 8;
 ///
 /// The stack is made of **chains**: a [`push`](Self::push) adds a chain of one block, a
 /// [`push_chain`](Self::push_chain) one of many; a chain's tail links to the head of the
-/// chain pushed before it. In layouts whose link is one word (unchecked), a chain's head
-/// also keeps, in the word after its link, the head of the chain below it: the consumer
+/// chain pushed before it. A chain's head also keeps, in the word after its link (in the
+/// smallest class too, in both layouts of `tiny_layout`), the head of the chain below it:
+/// the consumer
 /// finds every chain with one cache miss per chain, then walks up to `LANES` (8) chains side
 /// by side, so that their blocks' cache misses overlap instead of forming one dependent
 /// chain of misses per block.
@@ -75,8 +76,7 @@ impl<L: BlockLayout> RemoteQueue<L> {
         }
     }
 
-    /// Hands a block to the owner. Overwrites the block's link and, in unchecked layouts,
-    /// the word after it (16 bytes from `LINK_OFFSET` either way).
+    /// Hands a block to the owner. Overwrites the block's link and the word after it.
     ///
     /// # Safety
     /// The caller gives up `b` (a free block whose owner consumes this queue); nobody
@@ -87,8 +87,8 @@ impl<L: BlockLayout> RemoteQueue<L> {
     }
 
     /// Hands a whole chain `head` … `tail` (linked through their links) to the owner with
-    /// one CAS: remote frees batched by the freeing thread. Overwrites the tail's link and,
-    /// in unchecked layouts, the word after the head's link.
+    /// one CAS: remote frees batched by the freeing thread. Overwrites the tail's link and
+    /// the word after the head's link.
     ///
     /// # Safety
     /// The caller gives up every block of the chain, as for [`push`](Self::push).
@@ -224,9 +224,10 @@ fn walk<L: BlockLayout>(mut p: *mut u8, end: *mut u8, f: &mut impl FnMut(BlockBa
 }
 
 /// True if a block of layout `L` has a spare word after its link even in the smallest
-/// class (a one-word link: unchecked layouts), where a chain head keeps the next chain.
+/// class, where a chain head keeps the next chain. (The link takes one word of the user
+/// area in every layout: a checked layout keeps its complement in the header.)
 const fn chain_index<L: BlockLayout>() -> bool {
-    !L::CHECKED && L::LINK_OFFSET + 16 <= L::HEADER_SIZE + SMALLEST_BLOCK
+    L::LINK_OFFSET + 16 <= L::HEADER_SIZE + SMALLEST_BLOCK
 }
 
 /// User bytes of the smallest class.

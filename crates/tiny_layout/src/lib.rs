@@ -364,7 +364,8 @@ const fn layout_ok<L: BlockLayout>() -> bool {
     L::HEADER_SIZE.is_multiple_of(BLOCK_ALIGN) && L::LINK_OFFSET >= L::HEADER_SIZE
 }
 const_assert!(layout_ok::<Plain>() && layout_ok::<Guarded>());
-// The encoded link (two words) fits in the smallest block's user area.
+// The link and the word after it (a remote chain index) fit in the smallest block's user
+// area; a checked layout keeps the link's complement in its header (`ptr_conversion`).
 const_assert!(Guarded::LINK_OFFSET - Guarded::HEADER_SIZE + 16 <= 16);
 const_assert!(MAX_SLAB_BYTES.is_multiple_of(MIN_SLAB_BYTES));
 

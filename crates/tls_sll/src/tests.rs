@@ -2,6 +2,7 @@ extern crate std;
 use super::*;
 use core::ptr::NonNull;
 use proptest::prelude::*;
+use ptr_conversion::Header;
 use std::vec::Vec;
 use tiny_layout::{Guarded, Plain};
 
@@ -222,9 +223,15 @@ impl<L: BlockLayout> Model<L> {
         );
         off / STRIDE
     }
-    /// The link's bytes within a block: left alone by the content check of free blocks.
+    /// The link's bytes within a block: left alone by the content check of free blocks
+    /// (checked layouts: the header's check word, then the encoded link).
     fn link_bytes() -> core::ops::Range<usize> {
-        L::LINK_OFFSET..L::LINK_OFFSET + if L::CHECKED { 16 } else { 8 }
+        let start = if L::CHECKED {
+            Header::CHECK_OFFSET
+        } else {
+            L::LINK_OFFSET
+        };
+        start..L::LINK_OFFSET + 8
     }
     fn bytes(&self, i: usize) -> &[u8] {
         &self.mem.0[i * STRIDE..(i + 1) * STRIDE]
