@@ -4,7 +4,8 @@
 //! `cargo test --workspace`, hakmem's tests with the `checked` feature, `cargo doc` without
 //! warnings, prove the preload takes effect (`tests/c/preload_check.c`), the C/C++ programs
 //! of `tests/c/`, the process and misuse tests, then real programs (`tests/real/*.sh`) whose
-//! output under the preload must equal their plain output.
+//! output under the preload must equal their plain output, under the release build and
+//! then (for hakmem) under the checked build.
 //! Stops at the first failed step unless `--keep-going`; `--only` runs just the steps whose
 //! name contains SUBSTRING (never `cargo test`). Ends with the line `N passed, M failed`.
 
@@ -171,6 +172,26 @@ fn steps(r: &mut Run, so: &Path, is_hakmem: bool) {
         let step = format!("real/{name}");
         if r.wanted(&step) && !r.record(&step, real_program(name, so)) {
             return;
+        }
+    }
+    // The checked build must raise no false alarm on real programs either.
+    if is_hakmem
+        && REAL
+            .iter()
+            .any(|n| r.wanted(&format!("real/{n} (checked)")))
+    {
+        let checked = match crate::build::checked_cdylib() {
+            Ok(checked) => checked,
+            Err(e) => {
+                r.record("real (checked build)", Err(e));
+                return;
+            }
+        };
+        for name in REAL {
+            let step = format!("real/{name} (checked)");
+            if r.wanted(&step) && !r.record(&step, real_program(name, &checked)) {
+                return;
+            }
         }
     }
 }
