@@ -14,10 +14,9 @@ pub const LANES: usize = 8;
 /// [`push_chain`](Self::push_chain) one of many; a chain's tail links to the head of the
 /// chain pushed before it. A chain's head also keeps, in the word after its link (in the
 /// smallest class too, in both layouts of `tiny_layout`), the head of the chain below it:
-/// the consumer
-/// finds every chain with one cache miss per chain, then walks up to `LANES` (8) chains side
-/// by side, so that their blocks' cache misses overlap instead of forming one dependent
-/// chain of misses per block.
+/// the consumer finds every chain with one cache miss per chain, then walks up to `LANES`
+/// (8) chains side by side, so that their blocks' cache misses overlap instead of forming
+/// one dependent chain of misses per block.
 ///
 /// Ordering contract: [`push`](Self::push) writes the block's link, then publishes the
 /// block with a `Release` CAS; [`drain`](Self::drain) (and [`take_all`](Self::take_all),
