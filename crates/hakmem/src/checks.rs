@@ -131,14 +131,20 @@ fn span(c: SizeClass) -> usize {
     Layout::stride(c) - Layout::HEADER_SIZE
 }
 
-/// Writes the report line and aborts.
+/// Writes the report line and aborts. A report without a class (from a box that does not
+/// know slabs: a damaged free-list link) gets the class of the live slab the address lies
+/// in, if any.
 pub fn reporter(r: &Report) -> ! {
     let mut l = Line::new();
     l.text("hakmem: ")
         .text(r.what.describe())
         .text(" at ")
         .hex(r.addr);
-    if let Some(c) = r.class.and_then(|c| SizeClass::new(c as usize)) {
+    let class = match r.class {
+        Some(c) => SizeClass::new(c as usize),
+        None => superslab::slab_class(heap::MAP.entry(r.addr)),
+    };
+    if let Some(c) = class {
         l.text(": class ")
             .dec(c.index() as u64)
             .text(" (")

@@ -424,7 +424,7 @@ impl Corruption {
                 "free of a pointer hakmem did not allocate (interior, stack or foreign)"
             }
             Corruption::ClassMismatch => "class mismatch between header and slab",
-            Corruption::FreeListCorrupted => "free list corrupted (write after free?)",
+            Corruption::FreeListCorrupted => "free list corrupted",
         }
     }
     /// A hint at the likely cause, if any.
