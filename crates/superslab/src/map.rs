@@ -348,16 +348,15 @@ impl AddressMap {
         }
         let all = self.entries();
         let range = all.get(first..first.checked_add(n)?)?;
-        let per_chunk = COMMIT_CHUNK / core::mem::size_of::<AtomicU32>();
-        for chunk in first / per_chunk..=(first + n - 1) / per_chunk {
+        for chunk in first / CHUNK_ENTRIES..=(first + n - 1) / CHUNK_ENTRIES {
             let (word, bit) = (&self.committed[chunk / 64], 1u64 << (chunk % 64));
             if word.load(Ordering::Acquire) & bit != 0 {
                 continue;
             }
-            // SAFETY: the chunk lies inside our reservation (`chunk * per_chunk` is a valid
+            // SAFETY: the chunk lies inside our reservation (`chunk * CHUNK_ENTRIES` is a valid
             // index); committing it twice (a race) is harmless.
             let ok = unsafe {
-                let p = NonNull::new_unchecked(all.as_ptr().add(chunk * per_chunk) as *mut u8);
+                let p = NonNull::new_unchecked(all.as_ptr().add(chunk * CHUNK_ENTRIES) as *mut u8);
                 pages.commit(p, COMMIT_CHUNK)
             };
             if !ok {
