@@ -69,8 +69,13 @@ use tls_sll::FreeList;
 pub const MAX_BATCH: u32 = 64;
 /// Most blocks cached per class.
 pub const MAX_CACHED: u32 = 128;
-/// Byte budget of one class's cache.
+/// Byte budget of one class's cache, for classes above [`SMALL_MAX`].
 pub const CACHE_BYTES_PER_CLASS: usize = 32 * 1024;
+/// Largest block size cached by count alone: [`MAX_CACHED`] blocks (at most 128 KiB for
+/// the largest such class), so that a burst of that many small blocks freed and allocated
+/// again stays in the thread cache instead of spilling to the slabs and refilling (as
+/// jemalloc's thread cache holds up to 200 blocks of each small class).
+pub const SMALL_MAX: usize = 1024;
 /// Fewest blocks cached per class for blocks of at most [`MEDIUM_MAX`] bytes.
 pub const MEDIUM_MIN_CACHED: u32 = 4;
 /// Largest block size given at least [`MEDIUM_MIN_CACHED`] cached blocks.
@@ -102,14 +107,17 @@ pub trait BlockSink<L: BlockLayout> {
 /// use refill::{cache_cap, MAX_CACHED};
 /// use tiny_layout::{class_of, MAX_CLASS_SIZE};
 /// assert_eq!(cache_cap(class_of(16).unwrap()), MAX_CACHED); // small: by count
-/// assert_eq!(cache_cap(class_of(1024).unwrap()), 32); // 32 KiB / 1 KiB
+/// assert_eq!(cache_cap(class_of(1024).unwrap()), MAX_CACHED); // small: by count
+/// assert_eq!(cache_cap(class_of(2048).unwrap()), 16); // 32 KiB / 2 KiB
 /// assert_eq!(cache_cap(class_of(16 * 1024).unwrap()), 4); // medium: at least 4
 /// assert_eq!(cache_cap(class_of(32 * 1024).unwrap()), 4);
 /// assert_eq!(cache_cap(class_of(MAX_CLASS_SIZE).unwrap()), 1); // at least one block
 /// ```
 pub const fn cache_cap(c: SizeClass) -> u32 {
     let by_bytes = CACHE_BYTES_PER_CLASS / c.block_size();
-    if by_bytes < MEDIUM_MIN_CACHED as usize && c.block_size() <= MEDIUM_MAX {
+    if c.block_size() <= SMALL_MAX {
+        MAX_CACHED
+    } else if by_bytes < MEDIUM_MIN_CACHED as usize && c.block_size() <= MEDIUM_MAX {
         MEDIUM_MIN_CACHED
     } else if by_bytes == 0 {
         1
@@ -126,7 +134,8 @@ pub const fn cache_cap(c: SizeClass) -> u32 {
 /// use refill::{refill_batch, MAX_BATCH};
 /// use tiny_layout::class_of;
 /// assert_eq!(refill_batch(class_of(16).unwrap()), MAX_BATCH);
-/// assert_eq!(refill_batch(class_of(1024).unwrap()), 16);
+/// assert_eq!(refill_batch(class_of(1024).unwrap()), MAX_BATCH);
+/// assert_eq!(refill_batch(class_of(4096).unwrap()), 4); // cap 8
 /// ```
 pub const fn refill_batch(c: SizeClass) -> u32 {
     let half = cache_cap(c).div_ceil(2);
@@ -223,13 +232,18 @@ mod tests {
         for c in SizeClass::all() {
             let cap = cache_cap(c);
             assert!((1..=MAX_CACHED).contains(&cap));
-            let budget = if c.block_size() <= MEDIUM_MAX {
+            let budget = if c.block_size() <= SMALL_MAX {
+                MAX_CACHED as usize * c.block_size()
+            } else if c.block_size() <= MEDIUM_MAX {
                 CACHE_BYTES_PER_CLASS.max(MEDIUM_MIN_CACHED as usize * c.block_size())
             } else {
                 CACHE_BYTES_PER_CLASS.max(c.block_size())
             };
             assert!(cap as usize * c.block_size() <= budget);
-            // Medium classes keep at least MEDIUM_MIN_CACHED blocks.
+            // Small classes keep MAX_CACHED blocks, medium ones at least MEDIUM_MIN_CACHED.
+            if c.block_size() <= SMALL_MAX {
+                assert_eq!(cap, MAX_CACHED);
+            }
             if c.block_size() <= MEDIUM_MAX {
                 assert!(cap >= MEDIUM_MIN_CACHED);
             }

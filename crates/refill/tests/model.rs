@@ -243,6 +243,7 @@ fn caps_and_batches_hold_for_every_class() {
         assert!((1..=MAX_BATCH).contains(&batch) && batch <= cap);
         assert!(
             cap == 1
+                || (cap == refill::MAX_CACHED && c.block_size() <= refill::SMALL_MAX)
                 || cap as usize * c.block_size() <= refill::CACHE_BYTES_PER_CLASS
                 || (cap == refill::MEDIUM_MIN_CACHED && c.block_size() <= refill::MEDIUM_MAX),
             "class {}",
