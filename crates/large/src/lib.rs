@@ -357,7 +357,8 @@ impl<P: PageSource + 'static> LargeHeap<P> {
     /// A cached mapping of exactly `need` bytes (or at most 12.5% more): the best fitting
     /// one as it is, or the closest one resized in place with `remap` (its resident pages
     /// stay, no byte is copied). `None` if the cache is empty or the mapping cannot be
-    /// resized where it is (it is unmapped then).
+    /// resized where it is; it stays cached then, still aging from its free, for a
+    /// request it fits.
     fn take_cached(&self, need: usize, now_ms: u64) -> Option<(usize, usize)> {
         self.lock.lock();
         // SAFETY: under the lock.
@@ -388,10 +389,14 @@ impl<P: PageSource + 'static> LargeHeap<P> {
             let s = c.slots[i];
             c.slots[i].base = 0;
             c.bytes -= s.total;
-            (s.base, s.total)
+            s
         });
         self.lock.unlock();
-        let (base, total) = taken?;
+        let Cached {
+            base,
+            total,
+            freed_at,
+        } = taken?;
         if total >= need && total - need <= need / 8 {
             return Some((base, total));
         }
@@ -405,11 +410,14 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         } {
             Some(nb) => Some((nb.as_ptr() as usize, need)),
             None => {
-                // SAFETY: as above; it could not be resized, so it is given back.
-                unsafe {
-                    self.pages
-                        .unmap(NonNull::new_unchecked(base as *mut u8), total)
-                };
+                // It could not grow where it is: it stays cached for a later request.
+                if !self.put_cached(base, total, freed_at) {
+                    // SAFETY: as above.
+                    unsafe {
+                        self.pages
+                            .unmap(NonNull::new_unchecked(base as *mut u8), total)
+                    };
+                }
                 None
             }
         }

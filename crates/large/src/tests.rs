@@ -86,3 +86,63 @@ fn resize_keeps_contents() {
     }
     assert!(unsafe { heap.free(p, 0) });
 }
+
+/// `mmap` pages whose mappings can shrink but never grow where they are (as when the
+/// address space after a mapping is taken).
+struct NoGrowth;
+
+// SAFETY: forwards to `MmapPages`, refusing only some remaps (allowed by the contract).
+unsafe impl PageSource for NoGrowth {
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        MmapPages.map(size, align)
+    }
+    unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded.
+        unsafe { MmapPages.unmap(p, size) }
+    }
+    unsafe fn purge(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded.
+        unsafe { MmapPages.purge(p, size) }
+    }
+    unsafe fn remap(
+        &self,
+        p: NonNull<u8>,
+        old: usize,
+        new: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded.
+        (new <= old).then(|| unsafe { MmapPages.remap(p, old, new, may_move) })?
+    }
+}
+
+static MAP4: AddressMap = AddressMap::new();
+
+#[test]
+fn a_mapping_that_cannot_grow_stays_cached() {
+    let heap = LargeHeap::new(NoGrowth, &MAP4, 8 << 20, 1000);
+    let p = heap.alloc(1 << 20, 16, false, 0);
+    unsafe { heap.free(p, 0) };
+    let cached = heap.cached_bytes();
+    assert!(cached > 1 << 20);
+    // Larger than anything cached: the cached mapping cannot grow, so a new one is mapped
+    // and the cached one is kept for a later request that fits it.
+    let big = heap.alloc(3 << 20, 16, false, 10);
+    assert!(!big.is_null() && big != p);
+    assert_eq!(heap.cached_bytes(), cached);
+    let again = heap.alloc(1 << 20, 16, false, 20);
+    assert_eq!(again, p, "the kept mapping is reused");
+    assert_eq!(heap.cached_bytes(), 0);
+    unsafe {
+        heap.free(big, 30);
+        heap.free(again, 40);
+    }
+    // A kept mapping still ages from its free, not from the failed growth: `big`'s,
+    // freed at 30 and kept at 50, is gone at 1045.
+    let bigger = heap.alloc(4 << 20, 16, false, 50); // takes `big`, which cannot grow: kept
+    assert!(heap.in_cache(p) && heap.in_cache(big));
+    let _ = heap.alloc(6 << 20, 16, false, 1045);
+    assert!(!heap.in_cache(big), "expired 1000 ms after its free");
+    unsafe { heap.free(bigger, 1045) };
+    heap.trim();
+}
