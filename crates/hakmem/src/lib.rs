@@ -46,6 +46,7 @@ mod cabi;
 use core::alloc::{GlobalAlloc, Layout as RustLayout};
 use core::ptr::{null_mut, NonNull};
 use front_api::{Api, Backend, MIN_ALIGN};
+use os_pages::PageSource;
 use ptr_conversion::UserPtr;
 use superslab::{Region, Segment, CLASS_STRIDE, TAG_UNIT};
 use tiny_layout::{class_of, SizeClass, LOOKUP_MAX, MAX_CLASS_SIZE};
@@ -408,6 +409,13 @@ fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
     if !zero {
         // SAFETY: the block holds at least `size` bytes.
         unsafe { core::ptr::write_bytes(p, 0, size) };
+    } else {
+        // Fresh pages, not touched yet: made writable now, so that the caller's first read
+        // does not map the zero page that its first write must then replace.
+        let start = p as usize & !(os::PAGE - 1);
+        let end = (p as usize + size).next_multiple_of(os::PAGE);
+        // SAFETY: the pages hold the block (and maybe free neighbours); contents unchanged.
+        unsafe { os::Os.prefault_writable(NonNull::new_unchecked(start as *mut u8), end - start) };
     }
     p
 }

@@ -124,6 +124,18 @@ pub unsafe trait PageSource {
     fn hint_huge_pages(&self, p: NonNull<u8>, size: usize) {
         let _ = (p, size);
     }
+    /// Makes the pages of a range resident and writable now, as writes would (a hint; the
+    /// default does nothing). For memory about to be read before it is written (a
+    /// `calloc` block from fresh pages): a read of an untouched page maps the shared zero
+    /// page, and the first write must then replace it and flush the old translation from
+    /// every CPU that runs the process, an interrupt to each.
+    ///
+    /// # Safety
+    /// `p`/`size` is a page-aligned range of one of this source's mappings; its contents
+    /// are unchanged.
+    unsafe fn prefault_writable(&self, p: NonNull<u8>, size: usize) {
+        let _ = (p, size);
+    }
     /// Reserves `size` bytes (a multiple of the page) of address space that reads as zero
     /// and may not be written until [`commit`](Self::commit)ted: no memory is charged for
     /// it, only the pages that are committed and written become resident. For large
@@ -248,6 +260,12 @@ unsafe impl PageSource for MmapPages {
     fn hint_huge_pages(&self, p: NonNull<u8>, size: usize) {
         // SAFETY: advice only, on one of our mappings; contents and mapping are unchanged.
         unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
+    }
+
+    unsafe fn prefault_writable(&self, p: NonNull<u8>, size: usize) {
+        // SAFETY: on one of our mappings (caller); populating keeps the contents. Kernels
+        // before 5.14 answer EINVAL and nothing happens.
+        unsafe { libc::madvise(p.as_ptr().cast(), size, libc::MADV_POPULATE_WRITE) };
     }
 
     fn reserve(&self, size: usize) -> Option<NonNull<u8>> {

@@ -298,3 +298,35 @@ fn reserve_reads_zero_and_commit_makes_part_writable() {
     }
     assert!(!is_mapped(a));
 }
+
+/// Pages of `p`/`size` that are resident (`mincore`).
+fn resident_pages(p: NonNull<u8>, size: usize) -> usize {
+    let mut vec = std::vec![0u8; size / PAGE];
+    // SAFETY: mincore only reads the page tables; `vec` has one entry per page.
+    let r = unsafe { libc::mincore(p.as_ptr().cast(), size, vec.as_mut_ptr()) };
+    assert_eq!(r, 0);
+    vec.iter().filter(|&&v| v & 1 != 0).count()
+}
+
+#[test]
+fn prefault_makes_pages_resident_and_keeps_contents() {
+    let _g = lock();
+    let pages = MmapPages;
+    let size = 16 * PAGE;
+    let p = pages.map(size, PAGE).expect("mmap");
+    // SAFETY: the range is ours throughout.
+    unsafe {
+        fill(p, 2 * PAGE, 0x77);
+        assert_eq!(resident_pages(p, size), 2);
+        pages.prefault_writable(p, size);
+        assert_eq!(
+            resident_pages(p, size),
+            16,
+            "MADV_POPULATE_WRITE (Linux 5.14)"
+        );
+        assert_eq!(first_mismatch(p, 2 * PAGE, 0x77), None);
+        let rest = NonNull::new(p.as_ptr().add(2 * PAGE)).unwrap();
+        assert!(all_zero(rest, 14 * PAGE));
+        pages.unmap(p, size);
+    }
+}
