@@ -31,8 +31,8 @@ use tls_sll::FreeList;
 pub static MAP: AddressMap = AddressMap::new();
 /// Empty segments, process-wide.
 pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 8);
-/// The large tier: at most 128 MiB of freed mappings cached for at most 1 s.
-pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 128 << 20, 1000);
+/// The large tier: at most 256 MiB of freed mappings cached for at most 1 s.
+pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 256 << 20, 1000);
 
 /// The heap of threads that have none yet (and of exiting ones): its lists are empty
 /// with cap 0 and no slab has it as owner, so every fast path on it falls through to the

@@ -65,7 +65,7 @@ const HUGE_PAGE: usize = 2 << 20;
 const HUGE_FROM: usize = 2 << 20;
 
 /// Mappings the cache can hold.
-pub const CACHE_SLOTS: usize = 16;
+pub const CACHE_SLOTS: usize = 32;
 const MAGIC: usize = 0x6c61_7267_6568_616b;
 const HEADER_OFFSET: usize = 64;
 
