@@ -64,6 +64,10 @@ const HUGE_PAGE: usize = 2 << 20;
 /// Mappings from this size on are huge-page aligned and hinted.
 const HUGE_FROM: usize = 2 << 20;
 
+/// A cached mapping is shrunk to a request only up to this many times the request's size;
+/// a larger one stays cached for a request near its own size.
+const SHRINK_RATIO: usize = 4;
+
 /// Mappings the cache can hold.
 pub const CACHE_SLOTS: usize = 32;
 const MAGIC: usize = 0x6c61_7267_6568_616b;
@@ -385,6 +389,10 @@ impl<P: PageSource + 'static> LargeHeap<P> {
                 best = Some(i);
             }
         }
+        // A mapping much larger than the need stays cached for a request near its size:
+        // shrinking it would give back pages that a later big request must fault and
+        // zero again.
+        let best = best.filter(|&i| c.slots[i].total <= need.saturating_mul(SHRINK_RATIO));
         let taken = best.map(|i| {
             let s = c.slots[i];
             c.slots[i].base = 0;

@@ -146,3 +146,26 @@ fn a_mapping_that_cannot_grow_stays_cached() {
     unsafe { heap.free(bigger, 1045) };
     heap.trim();
 }
+
+static MAP5: AddressMap = AddressMap::new();
+
+#[test]
+fn a_much_larger_mapping_is_kept_for_a_larger_request() {
+    let heap = LargeHeap::new(MmapPages, &MAP5, 64 << 20, 1000);
+    let big = heap.alloc(8 << 20, 16, false, 0);
+    unsafe { heap.free(big, 0) };
+    let cached = heap.cached_bytes();
+    // More than SHRINK_RATIO times the request: not cut down, a new mapping is made.
+    let small = heap.alloc(1 << 20, 16, false, 10);
+    assert_ne!(small, big);
+    assert_eq!(heap.cached_bytes(), cached);
+    // A request near its size takes it.
+    let again = heap.alloc(7 << 20, 16, false, 20);
+    assert_eq!(again, big);
+    assert_eq!(heap.cached_bytes(), 0);
+    unsafe {
+        heap.free(small, 30);
+        heap.free(again, 30);
+    }
+    heap.trim();
+}
