@@ -360,7 +360,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
 
     /// A cached mapping of exactly `need` bytes (or at most 12.5% more): the best fitting
     /// one as it is, or the closest one resized in place with `remap` (its resident pages
-    /// stay, no byte is copied). `None` if the cache is empty or the mapping cannot be
+    /// stay, no byte is copied), shrunk only from at most [`SHRINK_RATIO`] times `need`. `None` if the cache is empty or the mapping cannot be
     /// resized where it is; it stays cached then, still aging from its free, for a
     /// request it fits.
     fn take_cached(&self, need: usize, now_ms: u64) -> Option<(usize, usize)> {
