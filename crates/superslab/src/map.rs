@@ -84,9 +84,8 @@ impl OwnerTag {
     }
     /// The class of an entry of this owner's live slab, if `entry` is one.
     pub fn class_of(self, entry: u32) -> Option<SizeClass> {
-        let off = entry ^ self.0;
-        if off < TAG_UNIT {
-            SizeClass::new((off / CLASS_STRIDE) as usize)
+        if entry ^ self.0 < TAG_UNIT {
+            SizeClass::new(class_index(entry))
         } else {
             None
         }
@@ -107,7 +106,7 @@ impl OwnerTag {
 #[inline(always)]
 pub const fn slab_class(entry: u32) -> Option<SizeClass> {
     if entry >= TAG_UNIT {
-        SizeClass::new(((entry % TAG_UNIT) / CLASS_STRIDE) as usize)
+        SizeClass::new(class_index(entry))
     } else {
         None
     }
@@ -121,7 +120,14 @@ pub const fn slab_class(entry: u32) -> Option<SizeClass> {
 #[inline(always)]
 pub const unsafe fn slab_class_unchecked(entry: u32) -> SizeClass {
     // SAFETY: the class index of an `OwnerTag::entry` (caller) is below CLASS_COUNT.
-    unsafe { SizeClass::new_unchecked(((entry % TAG_UNIT) / CLASS_STRIDE) as usize) }
+    unsafe { SizeClass::new_unchecked(class_index(entry)) }
+}
+
+/// The class index an entry carries below its owner tag (the inverse of
+/// [`OwnerTag::entry`]): meaningful only for a live slab's entry.
+#[inline(always)]
+const fn class_index(entry: u32) -> usize {
+    ((entry % TAG_UNIT) / CLASS_STRIDE) as usize
 }
 
 /// The owner tag carried by `entry`: the tag of its slab's owner for a live slab's entry,
