@@ -12,16 +12,25 @@
 //! knows with one load that a pointer may be large before reading its header; the header's
 //! magic (xor'd with the user address) and self-pointer confirm it.
 //!
-//! Freed mappings go to a small cache (bounded by count, bytes and age) so that repeated
-//! alloc/free of large sizes does not map and unmap every time; `realloc` grows or
-//! shrinks a block with `remap` (mremap), which moves pages without copying.
+//! Freed blocks' ranges go to a small cache (bounded by count, bytes and age) so that
+//! repeated alloc/free of large sizes neither maps and unmaps every time nor faults and
+//! zeroes the same pages again. A cached range larger than a request is split (the rest
+//! stays cached), ranges that touch are merged when freed, and a range too small for a
+//! request grows with `remap` (mremap), which moves pages without copying; `realloc`
+//! resizes a block the same way.
+//!
+//! A block's range may span several of the OS's mappings (after merges); every
+//! operation on it either works on any range (`unmap`, the huge-page hint) or may fail
+//! (`remap`, which then leaves it as it was).
 //!
 //! ## Invariants owned here
 //! - A live block's header is at `USER - HEADER_OFFSET`, and `USER` is counted once in the
 //!   address map for as long as the block is live.
-//! - Cached mappings are not counted in the address map and are never handed out twice.
-//! - The cache holds at most [`CACHE_SLOTS`] mappings and `max_bytes` bytes; entries
-//!   older than `max_age_ms` are unmapped at the next cache operation.
+//! - Cached ranges are not counted in the address map, never overlap a live block or each
+//!   other, and are never handed out twice.
+//! - The cache holds at most [`CACHE_SLOTS`] ranges and `max_bytes` bytes, and after a
+//!   free no more than four times the live large blocks' bytes plus half of `max_bytes`;
+//!   entries older than `max_age_ms` are unmapped at the next cache operation.
 //!
 //! ## Example
 //! Over `mmap` pages (`os_pages::MmapPages`, which also gives `remap` with `mremap`):
@@ -63,10 +72,6 @@ use superslab::{AddressMap, SpinLock};
 const HUGE_PAGE: usize = 2 << 20;
 /// Mappings from this size on are huge-page aligned and hinted.
 const HUGE_FROM: usize = 2 << 20;
-
-/// A cached mapping is shrunk to a request only up to this many times the request's size;
-/// a larger one stays cached for a request near its own size.
-const SHRINK_RATIO: usize = 4;
 
 /// Mappings the cache can hold.
 pub const CACHE_SLOTS: usize = 32;
@@ -166,6 +171,18 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         &self.lock
     }
 
+    /// The size and alignment of a new mapping of at least `need` bytes. Big mappings start
+    /// on a huge-page boundary and ask for huge pages (a large block is usually touched
+    /// whole, and one fault per 2 MiB beats 512), in whole huge pages (a partial last one
+    /// would fault in 4 KiB pages).
+    fn geometry(need: usize) -> (usize, usize) {
+        if need >= HUGE_FROM {
+            ((need + HUGE_PAGE - 1) & !(HUGE_PAGE - 1), HUGE_PAGE)
+        } else {
+            (need, P::PAGE)
+        }
+    }
+
     /// Mapping bytes needed for `size` bytes at alignment `align` (None on overflow).
     fn mapping_for(size: usize, align: usize) -> Option<usize> {
         // At least one usable byte, so a live block never has a usable size of 0 (which
@@ -191,14 +208,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         let (base, total) = match reused {
             Some(r) => r,
             None => {
-                // Big mappings start on a huge-page boundary and ask for huge pages: a
-                // large block is usually touched whole, and one fault per 2 MiB beats 512.
-                let (need, align) = if need >= HUGE_FROM {
-                    // Whole huge pages: a partial last one would fault in 4 KiB pages.
-                    ((need + HUGE_PAGE - 1) & !(HUGE_PAGE - 1), HUGE_PAGE)
-                } else {
-                    (need, P::PAGE)
-                };
+                let (need, align) = Self::geometry(need);
                 match self.pages.map(need, align) {
                     Some(b) => {
                         if need >= HUGE_FROM {
@@ -278,13 +288,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         self.stats
             .bytes_live
             .fetch_sub(total as u64, Ordering::Relaxed);
-        if !self.put_cached(base, total, now_ms) {
-            // SAFETY: the block is freed; nothing refers to its mapping.
-            unsafe {
-                self.pages
-                    .unmap(NonNull::new_unchecked(base as *mut u8), total)
-            };
-        }
+        self.release(base, total, now_ms);
         true
     }
 
@@ -334,7 +338,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
                 NonNull::new_unchecked(base as *mut u8),
                 total,
                 new_total,
-                true,
+                Some(Self::geometry(new_total).1),
             )
         }?;
         let nb = nb.as_ptr() as usize;
@@ -358,17 +362,22 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         Some(user as *mut u8)
     }
 
-    /// A cached mapping of exactly `need` bytes (or at most 12.5% more): the best fitting
-    /// one as it is, or the closest one resized in place with `remap` (its resident pages
-    /// stay, no byte is copied), shrunk only from at most [`SHRINK_RATIO`] times `need`. `None` if the cache is empty or the mapping cannot be
-    /// resized where it is; it stays cached then, still aging from its free, for a
-    /// request it fits.
+    /// A cached range for a block of `need` bytes, and its size. The smallest cached range
+    /// of at least `need` bytes is taken whole if it is at most 12.5% larger, else split:
+    /// the block takes its head (in whole huge pages for a big block, so that the rest
+    /// starts on a huge-page boundary) and the rest stays cached, in the same slot and with
+    /// the same age. Failing that, the largest cached range is grown: in place if the
+    /// address space after it is free, else moved (its pages, not their bytes) to a fresh
+    /// range aligned as a new mapping of that size would be. Either way its resident pages
+    /// are reused and only what the block needs beyond them is faulted and zeroed. `None`
+    /// if the cache is empty or the growth fails (the range then stays cached, still aging
+    /// from its free).
     fn take_cached(&self, need: usize, now_ms: u64) -> Option<(usize, usize)> {
         self.lock.lock();
         // SAFETY: under the lock.
         let c = unsafe { &mut *self.cache.get() };
         self.expire(c, now_ms);
-        // Smallest mapping at least `need`, else the largest one.
+        // Smallest range at least `need`, else the largest one.
         let mut best: Option<usize> = None;
         for (i, s) in c.slots.iter().enumerate() {
             if s.base == 0 {
@@ -389,58 +398,109 @@ impl<P: PageSource + 'static> LargeHeap<P> {
                 best = Some(i);
             }
         }
-        // A mapping much larger than the need stays cached for a request near its size:
-        // shrinking it would give back pages that a later big request must fault and
-        // zero again.
-        let best = best.filter(|&i| c.slots[i].total <= need.saturating_mul(SHRINK_RATIO));
-        let taken = best.map(|i| {
-            let s = c.slots[i];
-            c.slots[i].base = 0;
-            c.bytes -= s.total;
-            s
-        });
-        self.lock.unlock();
-        let Cached {
-            base,
-            total,
-            freed_at,
-        } = taken?;
-        if total >= need && total - need <= need / 8 {
-            return Some((base, total));
+        let Some(i) = best else {
+            self.lock.unlock();
+            return None;
+        };
+        let s = c.slots[i];
+        if s.total >= need {
+            let head = Self::geometry(need).0;
+            let taken = if head >= s.total || s.total - need <= need / 8 {
+                c.slots[i].base = 0;
+                s.total
+            } else {
+                c.slots[i].base = s.base + head;
+                c.slots[i].total = s.total - head;
+                head
+            };
+            c.bytes -= taken;
+            self.lock.unlock();
+            return Some((s.base, taken));
         }
-        // Resized in place only (a shrink never moves; a growth only into free address
-        // space after it): a moved mapping loses its huge-page alignment, and its pages
-        // then fault in 4 KiB at a time (the `large` workload took 4.7 times the faults).
-        // SAFETY: a cached mapping is ours and unused; on success the old range is gone.
+        c.slots[i].base = 0;
+        c.bytes -= s.total;
+        self.lock.unlock();
+        let (need, align) = Self::geometry(need);
+        // SAFETY: a cached range is ours and unused; on success the old range is gone.
         match unsafe {
-            self.pages
-                .remap(NonNull::new_unchecked(base as *mut u8), total, need, false)
+            self.pages.remap(
+                NonNull::new_unchecked(s.base as *mut u8),
+                s.total,
+                need,
+                Some(align),
+            )
         } {
-            Some(nb) => Some((nb.as_ptr() as usize, need)),
-            None => {
-                // It could not grow where it is: it stays cached for a later request.
-                if !self.put_cached(base, total, freed_at) {
-                    // SAFETY: as above.
-                    unsafe {
-                        self.pages
-                            .unmap(NonNull::new_unchecked(base as *mut u8), total)
-                    };
+            Some(nb) => {
+                if need >= HUGE_FROM {
+                    self.pages.hint_huge_pages(nb, need);
                 }
+                Some((nb.as_ptr() as usize, need))
+            }
+            None => {
+                // It could not grow (a range merged from neighbouring mappings cannot be
+                // remapped whole, and the OS may refuse): it stays cached for a later
+                // request it fits.
+                self.release(s.base, s.total, s.freed_at);
                 None
             }
         }
     }
 
-    fn put_cached(&self, base: usize, total: usize, now_ms: u64) -> bool {
-        if total > self.max_bytes {
-            return false;
-        }
+    /// Caches a freed range, merged with the cached ranges it touches (a range split by
+    /// `take_cached` becomes whole again when its block is freed), or unmaps it. The cache
+    /// keeps at most four times the live large blocks' bytes plus half of `max_bytes`,
+    /// and never more than `max_bytes`: when that bound falls below what it holds, it
+    /// unmaps its oldest ranges, so a program that has freed its large blocks keeps at
+    /// most half of `max_bytes` of them resident even if it never comes back to this
+    /// tier (merged ranges are few: the slot count alone no longer bounds their bytes).
+    fn release(&self, base: usize, total: usize, now_ms: u64) {
+        let live = self.stats.bytes_live.load(Ordering::Relaxed) as usize;
+        let bound = self
+            .max_bytes
+            .min(live.saturating_mul(4).saturating_add(self.max_bytes / 2));
         self.lock.lock();
         // SAFETY: under the lock.
         let c = unsafe { &mut *self.cache.get() };
         self.expire(c, now_ms);
-        let ok = c.bytes + total <= self.max_bytes
-            && match c.slots.iter_mut().find(|s| s.base == 0) {
+        // The bound falls as large blocks are freed: the oldest ranges go first.
+        while c.bytes > bound {
+            let Some(old) = c
+                .slots
+                .iter_mut()
+                .filter(|s| s.base != 0)
+                .min_by_key(|s| s.freed_at)
+            else {
+                break;
+            };
+            // SAFETY: cached ranges are ours and unused.
+            unsafe {
+                self.pages
+                    .unmap(NonNull::new_unchecked(old.base as *mut u8), old.total)
+            };
+            c.bytes -= old.total;
+            old.base = 0;
+        }
+        // No room for it: it goes, the cached ranges stay (freed earlier, they are as
+        // likely to be reused, and larger when merged).
+        let (mut base, mut total) = (base, total);
+        let cached = c.bytes + total <= bound && {
+            // At most one cached range ends where this one starts and one starts where it
+            // ends; merging either leaves the other's test unchanged. The merged range
+            // ages from this free.
+            for s in c.slots.iter_mut() {
+                if s.base == 0 {
+                    continue;
+                }
+                if s.base + s.total == base {
+                    base = s.base;
+                } else if base + total != s.base {
+                    continue;
+                }
+                total += s.total;
+                c.bytes -= s.total;
+                s.base = 0;
+            }
+            match c.slots.iter_mut().find(|s| s.base == 0) {
                 Some(s) => {
                     *s = Cached {
                         base,
@@ -450,10 +510,18 @@ impl<P: PageSource + 'static> LargeHeap<P> {
                     c.bytes += total;
                     true
                 }
+                // No slot: nothing was merged (a merge frees one).
                 None => false,
-            };
+            }
+        };
         self.lock.unlock();
-        ok
+        if !cached {
+            // SAFETY: the freed range is ours and unused (nothing was merged into it).
+            unsafe {
+                self.pages
+                    .unmap(NonNull::new_unchecked(base as *mut u8), total)
+            };
+        }
     }
 
     /// Unmaps cached mappings older than the age limit (all of them with `now_ms == u64::MAX`).

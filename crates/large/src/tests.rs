@@ -51,17 +51,25 @@ fn cache_reuses_mappings_within_bounds() {
     assert_eq!(q, p, "the cached mapping is reused, not a new one mapped");
     assert_eq!(heap.cached_bytes(), 0);
     unsafe { heap.free(q, 30) };
-    // A much smaller request takes the cached mapping shrunk to fit (waste bound kept).
+    // A much smaller request takes the head of the cached range; the rest stays cached.
+    let whole = heap.cached_bytes();
     let small = heap.alloc(300_000, 16, false, 40);
-    assert_eq!(heap.cached_bytes(), 0);
+    assert_eq!(small, p, "the head of the cached range");
     let usable = unsafe { heap.usable_size(small) };
     assert!(
         (300_000..300_000 + 8192).contains(&usable),
         "usable {usable}"
     );
+    assert_eq!(heap.cached_bytes(), whole - (usable + 4096));
+    // Freed, it merges with the rest: the whole range serves a request of its size again.
     unsafe { heap.free(small, 40) };
+    assert_eq!(heap.cached_bytes(), whole);
+    let q = heap.alloc(1 << 20, 16, false, 40);
+    assert_eq!(q, p);
+    assert_eq!(heap.cached_bytes(), 0);
+    unsafe { heap.free(q, 40) };
     // Too old: expired at the next operation.
-    let r = heap.alloc(2 << 20, 16, false, 5000);
+    let r = heap.alloc(1 << 20, 16, false, 5000);
     assert_eq!(heap.cached_bytes(), 0);
     unsafe { heap.free(r, 5000) };
     assert!(heap.trim() > 0);
@@ -109,10 +117,10 @@ unsafe impl PageSource for NoGrowth {
         p: NonNull<u8>,
         old: usize,
         new: usize,
-        may_move: bool,
+        move_align: Option<usize>,
     ) -> Option<NonNull<u8>> {
         // SAFETY: forwarded.
-        (new <= old).then(|| unsafe { MmapPages.remap(p, old, new, may_move) })?
+        (new <= old).then(|| unsafe { MmapPages.remap(p, old, new, move_align) })?
     }
 }
 
@@ -120,7 +128,7 @@ static MAP4: AddressMap = AddressMap::new();
 
 #[test]
 fn a_mapping_that_cannot_grow_stays_cached() {
-    let heap = LargeHeap::new(NoGrowth, &MAP4, 8 << 20, 1000);
+    let heap = LargeHeap::new(NoGrowth, &MAP4, 64 << 20, 1000);
     let p = heap.alloc(1 << 20, 16, false, 0);
     unsafe { heap.free(p, 0) };
     let cached = heap.cached_bytes();
@@ -150,22 +158,76 @@ fn a_mapping_that_cannot_grow_stays_cached() {
 static MAP5: AddressMap = AddressMap::new();
 
 #[test]
-fn a_much_larger_mapping_is_kept_for_a_larger_request() {
+fn a_larger_range_is_split_and_merged_back() {
     let heap = LargeHeap::new(MmapPages, &MAP5, 64 << 20, 1000);
     let big = heap.alloc(8 << 20, 16, false, 0);
     unsafe { heap.free(big, 0) };
     let cached = heap.cached_bytes();
-    // More than SHRINK_RATIO times the request: not cut down, a new mapping is made.
+    assert_eq!(
+        cached,
+        10 << 20,
+        "8 MiB and a header page, in whole huge pages"
+    );
+    // A small block takes the head, page-granular; a big one the next whole huge pages.
     let small = heap.alloc(1 << 20, 16, false, 10);
-    assert_ne!(small, big);
+    assert_eq!(small, big);
+    let mid = heap.alloc(7 << 20, 16, false, 10);
+    assert_eq!(mid as usize, big as usize + (1 << 20) + 4096);
+    assert_eq!(heap.cached_bytes(), cached - (1 << 20) - 4096 - (8 << 20));
+    unsafe {
+        heap.free(mid, 20);
+        heap.free(small, 20);
+    }
+    // The three parts are one range again.
     assert_eq!(heap.cached_bytes(), cached);
-    // A request near its size takes it.
-    let again = heap.alloc(7 << 20, 16, false, 20);
+    let again = heap.alloc(8 << 20, 16, false, 30);
     assert_eq!(again, big);
     assert_eq!(heap.cached_bytes(), 0);
-    unsafe {
-        heap.free(small, 30);
-        heap.free(again, 30);
+    unsafe { heap.free(again, 30) };
+    heap.trim();
+}
+
+static MAP6: AddressMap = AddressMap::new();
+
+#[test]
+fn a_smaller_range_grows_with_its_pages() {
+    let heap = LargeHeap::new(MmapPages, &MAP6, 64 << 20, 1000);
+    let p = heap.alloc(1 << 20, 16, false, 0);
+    unsafe { p.write_bytes(0x3c, 1 << 20) };
+    unsafe { heap.free(p, 0) };
+    // Larger than anything cached: the cached range grows, in place or moved to a range
+    // aligned for huge pages; its pages (and so their old bytes) come along.
+    let q = heap.alloc(3 << 20, 16, false, 10);
+    assert_eq!(heap.cached_bytes(), 0);
+    assert_eq!(q as usize % 4096, 0);
+    let old = unsafe { core::slice::from_raw_parts(q, 1 << 20) };
+    assert!(old.iter().all(|&b| b == 0x3c), "the pages were reused");
+    let grown = unsafe { core::slice::from_raw_parts(q.add(1 << 20), 2 << 20) };
+    assert!(grown.iter().all(|&b| b == 0), "the growth is fresh");
+    assert!(unsafe { heap.usable_size(q) } >= 3 << 20);
+    unsafe { heap.free(q, 20) };
+    heap.trim();
+}
+
+static MAP7: AddressMap = AddressMap::new();
+
+#[test]
+fn the_cache_keeps_little_once_large_blocks_are_freed() {
+    let heap = LargeHeap::new(MmapPages, &MAP7, 64 << 20, 1000);
+    let blocks: [*mut u8; 7] = core::array::from_fn(|_| heap.alloc(7 << 20, 16, false, 0));
+    let mut most = 0;
+    for (i, &b) in blocks.iter().enumerate() {
+        unsafe { heap.free(b, i as u64) };
+        // Four times the live bytes plus half of the bound (32 MiB), at most 64 MiB; each
+        // block's mapping is 8 MiB.
+        let live = (blocks.len() - 1 - i) * (8 << 20);
+        assert!(
+            heap.cached_bytes() <= (4 * live + (32 << 20)).min(64 << 20),
+            "after free {i}"
+        );
+        most = most.max(heap.cached_bytes());
     }
+    assert!(most > 32 << 20, "while blocks are live, more is kept");
+    assert!(heap.cached_bytes() <= 32 << 20);
     heap.trim();
 }

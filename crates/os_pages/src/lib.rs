@@ -10,7 +10,7 @@
 //! | [`unmap`](PageSource::unmap) | `munmap` |
 //! | [`purge`](PageSource::purge) | `madvise(MADV_DONTNEED)`: the pages go back to the OS, the range stays mapped and reads zero |
 //! | [`hint_huge_pages`](PageSource::hint_huge_pages) | `madvise(MADV_HUGEPAGE)` |
-//! | [`remap`](PageSource::remap) | `mremap` (with `MREMAP_MAYMOVE` when allowed) |
+//! | [`remap`](PageSource::remap) | `mremap` in place; else, when moving is allowed, `mremap(MREMAP_MAYMOVE \| MREMAP_FIXED)` onto an aligned reservation |
 //! | [`reserve`](PageSource::reserve) | `mmap(PROT_READ, MAP_NORESERVE)`: address space that reads zero, charged nothing |
 //! | [`commit`](PageSource::commit) | `mprotect(PROT_READ \| PROT_WRITE)` on part of a reservation |
 //!
@@ -93,7 +93,7 @@ pub const PAGE: usize = 4096;
 /// // The defaults: no huge-page hint, no remap.
 /// pages.hint_huge_pages(p, 1 << 16);
 /// // SAFETY: `p` is a whole mapping of 64 KiB from `map`.
-/// assert!(unsafe { pages.remap(p, 1 << 16, 1 << 17, true) }.is_none());
+/// assert!(unsafe { pages.remap(p, 1 << 16, 1 << 17, Some(1 << 16)) }.is_none());
 /// // SAFETY: nothing uses `p` afterwards.
 /// unsafe { pages.unmap(p, 1 << 16) };
 /// ```
@@ -153,8 +153,10 @@ pub unsafe trait PageSource {
         // SAFETY: forwarded from the caller.
         unsafe { MmapPages.commit(p, size) }
     }
-    /// Resizes a mapping, keeping its contents (moving it if `may_move`); `None` if the
-    /// OS cannot. The default cannot.
+    /// Resizes a mapping, keeping its contents: in place if it can, else, when
+    /// `move_align` is `Some(align)`, by moving its pages (not copying them) to a fresh
+    /// range aligned to `align` (a power of two), so that a mapping that was aligned for
+    /// huge pages stays so; `None` if the OS cannot. The default cannot.
     ///
     /// # Safety
     /// `p`/`old` is a whole mapping from `map`; on success the old range must not be used.
@@ -163,9 +165,9 @@ pub unsafe trait PageSource {
         p: NonNull<u8>,
         old: usize,
         new: usize,
-        may_move: bool,
+        move_align: Option<usize>,
     ) -> Option<NonNull<u8>> {
-        let _ = (p, old, new, may_move);
+        let _ = (p, old, new, move_align);
         None
     }
 }
@@ -179,16 +181,17 @@ pub unsafe trait PageSource {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MmapPages;
 
-/// `mmap` of a fresh anonymous private read-write range of `len` bytes.
-fn mmap_anonymous(len: usize) -> Option<NonNull<u8>> {
+/// `mmap` of a fresh anonymous private range of `len` bytes with protection `prot` (and
+/// extra `flags`).
+fn mmap_anonymous(len: usize, prot: libc::c_int, flags: libc::c_int) -> Option<NonNull<u8>> {
     // SAFETY: a new anonymous mapping at an address the kernel picks; no existing memory
     // is affected.
     let p = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
             -1,
             0,
         )
@@ -198,6 +201,43 @@ fn mmap_anonymous(len: usize) -> Option<NonNull<u8>> {
     } else {
         NonNull::new(p.cast())
     }
+}
+
+/// A fresh anonymous range of `size` bytes (rounded up to the page) aligned to `align`:
+/// over-mapped by `align - PAGE` bytes, then the unaligned head and the unused tail are
+/// unmapped, so the result is exactly the range.
+fn map_aligned(
+    size: usize,
+    align: usize,
+    prot: libc::c_int,
+    flags: libc::c_int,
+) -> Option<NonNull<u8>> {
+    let size = size.checked_add(PAGE - 1)? & !(PAGE - 1);
+    let align = align.max(PAGE);
+    debug_assert!(align.is_power_of_two());
+    // mmap's result is page-aligned, so `align - PAGE` extra bytes always hold an aligned
+    // start.
+    let extra = align - PAGE;
+    let total = size.checked_add(extra)?;
+    let p = mmap_anonymous(total, prot, flags)?;
+    if extra == 0 {
+        return Some(p);
+    }
+    let start = p.as_ptr() as usize;
+    let aligned = (start + (align - 1)) & !(align - 1);
+    let head = aligned - start;
+    let tail = extra - head;
+    // SAFETY: the head and the tail are parts of our fresh mapping that we never hand out;
+    // both are page-aligned (start, aligned and size are).
+    unsafe {
+        if head > 0 {
+            munmap(start, head);
+        }
+        if tail > 0 {
+            munmap(aligned + size, tail);
+        }
+    }
+    NonNull::new(aligned as *mut u8)
 }
 
 /// `munmap` of `len` bytes at `addr` (page-aligned).
@@ -219,32 +259,7 @@ unsafe impl PageSource for MmapPages {
     const PAGE: usize = PAGE;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        let size = size.checked_add(PAGE - 1)? & !(PAGE - 1);
-        let align = align.max(PAGE);
-        debug_assert!(align.is_power_of_two());
-        // mmap's result is page-aligned, so `align - PAGE` extra bytes always hold an
-        // aligned start.
-        let extra = align - PAGE;
-        let total = size.checked_add(extra)?;
-        let p = mmap_anonymous(total)?;
-        if extra == 0 {
-            return Some(p);
-        }
-        let start = p.as_ptr() as usize;
-        let aligned = (start + (align - 1)) & !(align - 1);
-        let head = aligned - start;
-        let tail = extra - head;
-        // SAFETY: the head and the tail are parts of our fresh mapping that we never hand
-        // out; both are page-aligned (start, aligned and size are).
-        unsafe {
-            if head > 0 {
-                munmap(start, head);
-            }
-            if tail > 0 {
-                munmap(aligned + size, tail);
-            }
-        }
-        NonNull::new(aligned as *mut u8)
+        map_aligned(size, align, libc::PROT_READ | libc::PROT_WRITE, 0)
     }
 
     unsafe fn unmap(&self, p: NonNull<u8>, size: usize) {
@@ -301,13 +316,32 @@ unsafe impl PageSource for MmapPages {
         p: NonNull<u8>,
         old: usize,
         new: usize,
-        may_move: bool,
+        move_align: Option<usize>,
     ) -> Option<NonNull<u8>> {
-        let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
         // SAFETY: `p`/`old` is one of our mappings (caller); the kernel keeps the contents
         // and, on failure, leaves the mapping as it was.
-        let q = unsafe { libc::mremap(p.as_ptr().cast(), old, new, flags) };
+        let q = unsafe { libc::mremap(p.as_ptr().cast(), old, new, 0) };
+        if q != libc::MAP_FAILED {
+            return NonNull::new(q.cast());
+        }
+        let align = move_align?;
+        // Where the pages go: a reservation of the new size, aligned (it charges nothing;
+        // the move replaces it).
+        let dest = map_aligned(new, align, libc::PROT_NONE, libc::MAP_NORESERVE)?;
+        // SAFETY: as above; `dest` is our fresh reservation of `new` bytes, which the move
+        // replaces (MREMAP_FIXED), and which we unmap if the move fails.
+        let q = unsafe {
+            libc::mremap(
+                p.as_ptr().cast(),
+                old,
+                new,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                dest.as_ptr(),
+            )
+        };
         if q == libc::MAP_FAILED {
+            // SAFETY: the reservation is ours and unused.
+            unsafe { munmap(dest.as_ptr() as usize, new) };
             None
         } else {
             NonNull::new(q.cast())

@@ -179,25 +179,79 @@ fn remap_keeps_contents() {
     unsafe {
         fill(p, old, 11);
         // Growing in place may or may not be possible; either way nothing is lost.
-        match pages.remap(p, old, new, false) {
+        match pages.remap(p, old, new, None) {
             Some(q) => {
                 assert_eq!(q, p, "a remap that may not move moved");
                 assert_eq!(first_mismatch(q, old, 11), None);
                 let grown = NonNull::new(q.as_ptr().add(old)).unwrap();
                 assert!(all_zero(grown, new - old));
-                let back = pages.remap(q, new, old, false).expect("shrinking in place");
+                let back = pages.remap(q, new, old, None).expect("shrinking in place");
                 assert_eq!(back, p);
             }
             None => assert_eq!(first_mismatch(p, old, 11), None),
         }
-        let q = pages.remap(p, old, new, true).expect("mremap may move");
+        let q = pages
+            .remap(p, old, new, Some(PAGE))
+            .expect("mremap may move");
         assert_eq!(first_mismatch(q, old, 11), None);
         let grown = NonNull::new(q.as_ptr().add(old)).unwrap();
         assert!(all_zero(grown, new - old));
         fill(q, new, 12);
-        let r = pages.remap(q, new, old, true).expect("shrinking");
+        let r = pages.remap(q, new, old, Some(PAGE)).expect("shrinking");
         assert_eq!(first_mismatch(r, old, 12), None);
         pages.unmap(r, old);
+    }
+}
+
+#[test]
+fn a_blocked_growth_moves_to_an_aligned_range() {
+    let _g = lock();
+    let pages = MmapPages;
+    let (old, new, align) = (3 << 20, 5 << 20, 2 << 20);
+    let p = pages.map(old, align).expect("mmap");
+    let a = p.as_ptr() as usize;
+    // Take the page after the mapping, so that it cannot grow in place.
+    // SAFETY: a new mapping at a fixed address that fails rather than replace anything.
+    let blocker = unsafe {
+        libc::mmap(
+            (a + old) as *mut libc::c_void,
+            PAGE,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    // SAFETY: each range is ours while used; the old one is not used after the move.
+    unsafe {
+        fill(p, old, 13);
+        assert!(
+            pages.remap(p, old, new, None).is_none(),
+            "grew into a taken page"
+        );
+        assert_eq!(
+            first_mismatch(p, old, 13),
+            None,
+            "a failed remap changed the mapping"
+        );
+        let q = pages
+            .remap(p, old, new, Some(align))
+            .expect("a move to a fresh range");
+        let b = q.as_ptr() as usize;
+        assert_ne!(b, a);
+        assert_eq!(b % align, 0, "the moved mapping keeps its alignment");
+        assert_eq!(
+            first_mismatch(q, old, 13),
+            None,
+            "the pages moved with their contents"
+        );
+        let grown = NonNull::new(q.as_ptr().add(old)).unwrap();
+        assert!(all_zero(grown, new - old));
+        assert!(!is_mapped(a), "the old range is gone");
+        pages.unmap(q, new);
+        if blocker != libc::MAP_FAILED {
+            libc::munmap(blocker, PAGE);
+        }
     }
 }
 
