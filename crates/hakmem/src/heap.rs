@@ -194,8 +194,7 @@ impl Heap {
     #[inline]
     pub fn alloc_slow(&mut self, c: SizeClass) -> Option<BlockBase<Layout>> {
         self.collect_remote();
-        self.slabs
-            .purge(&POOL, crate::os::now_ms(), config::PURGE_DELAY_MS.get());
+        self.purge_delayed();
         stats::bump(&self.counters.misses[c.index()]);
         let list = self.list(c);
         if let Some(b) = list.pop() {
@@ -227,8 +226,15 @@ impl Heap {
             unsafe { self.slabs.return_block(&POOL, b) };
         }
         self.collect_remote();
-        self.slabs
-            .purge(&POOL, crate::os::now_ms(), config::PURGE_DELAY_MS.get());
+        self.purge_delayed();
+    }
+
+    /// The slow paths' delayed purging: this heap's slabs free long enough, and large
+    /// mappings cached long enough.
+    fn purge_delayed(&mut self) {
+        let now = crate::os::now_ms();
+        self.slabs.purge(&POOL, now, config::PURGE_DELAY_MS.get());
+        LARGE.tick(now);
     }
 
     /// Takes back the blocks other threads freed into our slabs.

@@ -30,7 +30,8 @@
 //!   other, and are never handed out twice.
 //! - The cache holds at most [`CACHE_SLOTS`] ranges and `max_bytes` bytes, and after a
 //!   free no more than four times the live large blocks' bytes plus half of `max_bytes`;
-//!   entries older than `max_age_ms` are unmapped at the next cache operation.
+//!   entries older than `max_age_ms` are unmapped at the next cache operation or
+//!   [`LargeHeap::tick`].
 //!
 //! ## Example
 //! Over `mmap` pages (`os_pages::MmapPages`, which also gives `remap` with `mremap`):
@@ -124,6 +125,9 @@ pub struct LargeHeap<P: PageSource + 'static> {
     cache: UnsafeCell<Cache>,
     max_bytes: usize,
     max_age_ms: u64,
+    /// No cached range expires before this time (u64::MAX: none cached); may be early,
+    /// never late. Read without the lock by [`LargeHeap::tick`].
+    next_expiry_ms: AtomicU64,
 }
 
 // SAFETY: `cache` is only touched under `lock`.
@@ -158,6 +162,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
             }),
             max_bytes,
             max_age_ms,
+            next_expiry_ms: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -508,6 +513,8 @@ impl<P: PageSource + 'static> LargeHeap<P> {
                         freed_at: now_ms,
                     };
                     c.bytes += total;
+                    self.next_expiry_ms
+                        .fetch_min(now_ms.saturating_add(self.max_age_ms), Ordering::Relaxed);
                     true
                 }
                 // No slot: nothing was merged (a merge frees one).
@@ -526,8 +533,12 @@ impl<P: PageSource + 'static> LargeHeap<P> {
 
     /// Unmaps cached mappings older than the age limit (all of them with `now_ms == u64::MAX`).
     fn expire(&self, c: &mut Cache, now_ms: u64) {
+        let mut next = u64::MAX;
         for s in c.slots.iter_mut() {
-            if s.base != 0 && now_ms.saturating_sub(s.freed_at) >= self.max_age_ms {
+            if s.base == 0 {
+                continue;
+            }
+            if now_ms.saturating_sub(s.freed_at) >= self.max_age_ms {
                 // SAFETY: cached mappings are ours and unused.
                 unsafe {
                     self.pages
@@ -535,8 +546,24 @@ impl<P: PageSource + 'static> LargeHeap<P> {
                 };
                 c.bytes -= s.total;
                 s.base = 0;
+            } else {
+                next = next.min(s.freed_at.saturating_add(self.max_age_ms));
             }
         }
+        self.next_expiry_ms.store(next, Ordering::Relaxed);
+    }
+
+    /// Unmaps the cached ranges that have grown too old, if any may have: one relaxed
+    /// load when none has. For the allocator's other slow paths, so that a program that
+    /// no longer allocates or frees large blocks still gets their memory back.
+    pub fn tick(&self, now_ms: u64) {
+        if now_ms < self.next_expiry_ms.load(Ordering::Relaxed) {
+            return;
+        }
+        self.lock.lock();
+        // SAFETY: under the lock.
+        self.expire(unsafe { &mut *self.cache.get() }, now_ms);
+        self.lock.unlock();
     }
 
     /// Unmaps every cached mapping; returns the bytes released.

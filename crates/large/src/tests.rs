@@ -231,3 +231,33 @@ fn the_cache_keeps_little_once_large_blocks_are_freed() {
     assert!(heap.cached_bytes() <= 32 << 20);
     heap.trim();
 }
+
+static MAP8: AddressMap = AddressMap::new();
+
+#[test]
+fn a_tick_expires_old_ranges_without_a_large_call() {
+    let heap = LargeHeap::new(MmapPages, &MAP8, 64 << 20, 1000);
+    let a = heap.alloc(1 << 20, 16, false, 0);
+    // Live until the end, between `a` and `b` (mmap hands out addresses in order), so that
+    // their freed ranges do not touch and merge.
+    let spacer = heap.alloc(1 << 20, 16, false, 0);
+    let b = heap.alloc(3 << 20, 16, false, 0);
+    unsafe {
+        heap.free(a, 100);
+        heap.free(b, 600);
+    }
+    let both = heap.cached_bytes();
+    heap.tick(1099);
+    assert_eq!(heap.cached_bytes(), both, "nothing is a second old yet");
+    heap.tick(1100);
+    assert!(
+        !heap.in_cache(a) && heap.in_cache(b),
+        "the older range went first"
+    );
+    heap.tick(1599);
+    assert!(heap.in_cache(b));
+    heap.tick(1600);
+    assert_eq!(heap.cached_bytes(), 0);
+    unsafe { heap.free(spacer, 1600) };
+    heap.trim();
+}
