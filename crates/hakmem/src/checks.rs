@@ -32,7 +32,7 @@
 //! `docs/benchmarks.md`.
 
 use crate::os::Line;
-use crate::{heap, stats, Layout};
+use crate::{heap, Layout};
 use core::ptr::NonNull;
 use ptr_conversion::{
     BlockBase, BlockLayout, BlockState, Corruption, Header, Report, SizeClass, UserPtr,
@@ -297,8 +297,6 @@ pub unsafe fn free(p: *mut u8) -> bool {
         let s = unsafe { heap::Heap::slot_at(h, slot) };
         // SAFETY: as above.
         if unsafe { (*s).list.push_bounded(b) }.is_ok() {
-            // SAFETY: as above.
-            stats::bump(unsafe { &(*s).frees });
             return true;
         }
     }

@@ -51,26 +51,55 @@ fn empty() -> *mut Heap {
     EMPTY.0.get()
 }
 
-/// One class's fast-path state: its cache list and the two counters the fast paths
-/// bump, 32 bytes. Slot `c` sits `c × CLASS_STRIDE` bytes from the heap's start, which is
+/// One class's fast-path state: its cache list, the count of its pops (the class's
+/// allocations from the cache) and the count that turns the list's level into its frees,
+/// 32 bytes. Slot `c` sits `c × CLASS_STRIDE` bytes from the heap's start, which is
 /// the offset the address map's entry for one of our live slabs of class `c` carries
 /// (`entry ^ tag`, see `superslab::OwnerTag`) and the offset malloc's size table gives.
 #[repr(C)]
 pub struct ClassSlot {
     /// The thread cache's list of this class.
     pub list: FreeList<Layout>,
-    /// Blocks of this class allocated by this heap's thread.
+    /// Blocks popped from the list to be allocated (fast and slow paths).
     pub allocs: AtomicU64,
-    /// Blocks of this class freed into this heap by its thread.
-    pub frees: AtomicU64,
+    /// Blocks the slow paths moved into the list other than frees (refills, drained
+    /// remote frees) less those they moved out other than allocations (spills, flushes),
+    /// wrapping. Every block that enters the list is a free or a move and every block that
+    /// leaves is an allocation or a move, so the frees the list took are
+    /// `len + allocs - moved`: the fast free needs no counter of its own (see [`stats`]).
+    pub moved: AtomicU64,
 }
 static_assertions::const_assert!(core::mem::size_of::<ClassSlot>() == CLASS_STRIDE as usize);
+
+impl ClassSlot {
+    /// Records `n` blocks moved into the list (negative: out) by a slow path.
+    fn moved_in(&self, n: i64) {
+        let m = self.moved.load(Ordering::Relaxed).wrapping_add(n as u64);
+        self.moved.store(m, Ordering::Relaxed);
+    }
+    /// Blocks this heap's thread freed into the list (see [`moved`](Self::moved)), read
+    /// from any thread: the slot's atomics and the list's length, no reference to the slot
+    /// (its owner may be using it). A running owner's count may be off by one slow path's
+    /// moves (the loads are not one snapshot).
+    ///
+    /// # Safety
+    /// `slot` is a slot of a heap (heaps are never freed; their caps are set before they
+    /// are published).
+    pub unsafe fn frees(slot: *const ClassSlot) -> u64 {
+        // SAFETY: as above.
+        unsafe {
+            let len = FreeList::len_from(&raw const (*slot).list);
+            let level = len as u64 + (*slot).allocs.load(Ordering::Relaxed);
+            level.wrapping_sub((*slot).moved.load(Ordering::Relaxed))
+        }
+    }
+}
 
 /// One thread's allocator state. Heaps are 4096-aligned (the low 12 bits of an owner tag
 /// are a slot offset) and start with their slots.
 #[repr(C, align(4096))]
 pub struct Heap {
-    /// The thread cache (per-class lists) and fast-path counters, at offset 0.
+    /// The thread cache (per-class lists and their counters), at offset 0.
     pub slots: [ClassSlot; CLASS_COUNT],
     /// The value of this heap's owner tag in the address map (0 on the empty heap),
     /// widened so that the fast path's xor with a (zero-extended) entry needs no extension.
@@ -183,26 +212,27 @@ impl Heap {
         unsafe { &mut self.slots.get_unchecked_mut(c.index()).list }
     }
 
-    /// Class `c`'s slot.
-    #[inline(always)]
-    pub fn slot(&self, c: SizeClass) -> &ClassSlot {
-        // SAFETY: a SizeClass's index is < CLASS_COUNT.
-        unsafe { self.slots.get_unchecked(c.index()) }
-    }
-
     /// Pops a block of class `c`, refilling the cache from the slabs on a miss.
     #[inline]
     pub fn alloc_slow(&mut self, c: SizeClass) -> Option<BlockBase<Layout>> {
         self.collect_remote();
         self.purge_delayed();
         stats::bump(&self.counters.misses[c.index()]);
-        let list = self.list(c);
-        if let Some(b) = list.pop() {
-            return Some(b);
-        }
-        stats::bump(&self.counters.refills[c.index()]);
         let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
-        refill::refill(&mut slot.list, c, &mut Slabs(slabs))
+        let b = match slot.list.pop() {
+            Some(b) => b,
+            None => {
+                stats::bump(&self.counters.refills[c.index()]);
+                let before = slot.list.len();
+                let b = refill::refill(&mut slot.list, c, &mut Slabs(slabs));
+                // The refill's pushes are moves; its pop, an allocation.
+                let pushed = slot.list.len() + b.is_some() as u32 - before;
+                slot.moved_in(pushed as i64);
+                b?
+            }
+        };
+        stats::bump(&slot.allocs);
+        Some(b)
     }
 
     /// A block of class `c` straight from the slabs (bypassing the cache), and whether it
@@ -215,13 +245,13 @@ impl Heap {
 
     /// Caches a block of ours, spilling half the class's cache to the slabs if full.
     pub fn free_slow(&mut self, c: SizeClass, b: BlockBase<Layout>) {
-        stats::bump(&self.slot(c).frees);
         stats::bump(&self.counters.spills[c.index()]);
         let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
-        let list = &mut slot.list;
-        refill::spill(list, c, &mut Slabs(slabs));
+        let spilled = refill::spill(&mut slot.list, c, &mut Slabs(slabs));
+        slot.moved_in(-(spilled as i64));
         // SAFETY: `b` is a free block of ours; the spill made room below the cap.
-        if unsafe { list.push_bounded(b) }.is_err() {
+        if unsafe { slot.list.push_bounded(b) }.is_err() {
+            stats::bump(&self.counters.frees_direct[c.index()]);
             // SAFETY: as above.
             unsafe { self.slabs.return_block(&POOL, b) };
         }
@@ -246,14 +276,17 @@ impl Heap {
             return;
         }
         let (slots, slabs) = (&mut self.slots, &mut self.slabs);
-        // One pass over the queue's links (see `RemoteQueue::drain`).
+        // One pass over the queue's links (see `RemoteQueue::drain`). The blocks were
+        // counted as frees by the threads that freed them: here they are moves.
         self.remote.0.drain(|b| {
             // SAFETY: only blocks of our live slabs are pushed to our queue.
             let c = unsafe { Segment::<Layout>::slice_of(b.addr()) }.class();
+            let slot = &mut slots[c.index()];
             // SAFETY: the block is free and ours.
-            if let Err(b) = unsafe { slots[c.index()].list.push_bounded(b) } {
+            match unsafe { slot.list.push_bounded(b) } {
+                Ok(()) => slot.moved_in(1),
                 // SAFETY: as above.
-                unsafe { slabs.return_block(&POOL, b) };
+                Err(b) => unsafe { slabs.return_block(&POOL, b) },
             }
         });
     }
@@ -296,7 +329,7 @@ impl Heap {
         // SAFETY: `p` lies in a live slab (its entry says so): a block start of ours, not
         // null (the first slice is never ours).
         let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-        stats::bump(&self.slot(c).frees);
+        stats::bump(&self.counters.frees_direct[c.index()]);
         stats::bump(&self.counters.remote_frees[c.index()]);
         // SAFETY: `b` is a block of the pending owner's live slab, being freed (caller).
         unsafe { self.pend(b) };
@@ -350,7 +383,8 @@ impl Heap {
         self.flush_pending();
         for c in SizeClass::all() {
             let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
-            refill::flush(&mut slot.list, c, &mut Slabs(slabs));
+            let flushed = refill::flush(&mut slot.list, c, &mut Slabs(slabs));
+            slot.moved_in(-(flushed as i64));
         }
         self.collect_remote();
         self.slabs.release_empty(&POOL);

@@ -118,8 +118,6 @@ impl Alloc {
         // SAFETY: this thread's heap.
         match unsafe { (*h).alloc_slow(c) } {
             Some(b) => {
-                // SAFETY: this thread's heap.
-                stats::bump(unsafe { &(*h).slot(c).allocs });
                 #[cfg(feature = "checked")]
                 checks::on_alloc(b, c, size);
                 let _ = size;
@@ -158,9 +156,8 @@ impl Alloc {
                 // SAFETY: `p` is a block start of our slab (the checked build verifies it).
                 let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
                 // SAFETY: our own heap; the block is free now and ours.
+                // (The statistics count this free from the list's level, see `heap::ClassSlot`.)
                 if unsafe { (*s).list.push_bounded(b) }.is_ok() {
-                    // SAFETY: as above.
-                    stats::bump(unsafe { &(*s).frees });
                     return;
                 }
             }
@@ -219,9 +216,7 @@ unsafe fn free_other_slow(p: *mut u8) {
                 // fast path could not look: a chunked map (see `superslab::AddressMap`).
                 unsafe {
                     let c = slab.class();
-                    if (*h).list(c).push_bounded(b).is_ok() {
-                        stats::bump(&(*h).slot(c).frees);
-                    } else {
+                    if (*h).list(c).push_bounded(b).is_err() {
                         (*h).free_slow(c, b)
                     }
                 }
@@ -247,7 +242,7 @@ unsafe fn free_other_slow(p: *mut u8) {
                 } else {
                     // SAFETY: this thread's heap; the owner token of a live slab is its heap.
                     unsafe {
-                        stats::bump(&(*h).slots[c].frees);
+                        stats::bump(&(*h).counters.frees_direct[c]);
                         stats::bump(&(*h).counters.remote_frees[c]);
                         (*h).remote_free_batched(slab.owner(), b);
                     }
@@ -402,7 +397,7 @@ fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
         return null_mut();
     };
     // SAFETY: as above.
-    stats::bump(unsafe { &(*h).slot(c).allocs });
+    stats::bump(unsafe { &(*h).counters.allocs_direct[c.index()] });
     #[cfg(feature = "checked")]
     checks::on_alloc_keeping(b, c, size);
     let p = b.to_user().as_ptr();

@@ -1,8 +1,13 @@
 //! Statistics: per-thread counters, merged on request.
 //!
-//! Each heap counts, per size class, allocations and frees on the fast paths (one
-//! non-atomic-RMW increment of a thread-owned counter: a relaxed load and store, `incq` on
-//! x86-64) and refills, spills, misses and remote frees on slow paths. [`collect`] sums
+//! Each heap counts, per size class, allocations from its cache (one increment on
+//! malloc's fast path), frees into its cache as the list's level (length plus
+//! allocations) less the blocks the slow paths moved (`heap::ClassSlot::frees`, so free's
+//! fast path counts nothing), and everything else on slow paths: allocations and frees that bypass the
+//! cache, refills, spills, misses and remote frees. All of it is written by the heap's
+//! thread only (relaxed atomics, no read-modify-write instruction). The counts of a
+//! quiescent heap are exact; those of a thread running during [`collect`] may be off by
+//! the blocks of one slow path in flight (the level and the moves are two loads). [`collect`] sums
 //! every heap's counters (heaps are never freed, so exited threads still count) with the
 //! segment pool's and the large tier's, into a [`Stats`] snapshot. Nothing is merged or
 //! printed unless asked: `HAKMEM_STATS=1` (text) or `=json` prints at exit, `malloc_stats()`
@@ -12,9 +17,14 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tiny_layout::{SizeClass, CLASS_COUNT};
 
 /// Per-class counters of one heap's slow paths (written by its thread only; all-zero
-/// when the heap is created in zeroed memory). The fast paths' two counters, allocations
-/// and frees, live in the heap's class slots next to the lists they count.
+/// when the heap is created in zeroed memory). What the fast paths do is read from the
+/// heap's class slots (see the module docs).
 pub struct ClassCounters {
+    /// Blocks allocated without the cache list (`calloc` from fresh slab pages).
+    pub allocs_direct: [AtomicU64; CLASS_COUNT],
+    /// Blocks freed without the cache list: remote frees, and a block a full cache
+    /// returned straight to its slab.
+    pub frees_direct: [AtomicU64; CLASS_COUNT],
     pub misses: [AtomicU64; CLASS_COUNT],
     pub refills: [AtomicU64; CLASS_COUNT],
     pub spills: [AtomicU64; CLASS_COUNT],
@@ -115,16 +125,24 @@ impl Stats {
     /// Adds a heap's counters.
     ///
     /// # Safety
-    /// `h` is a heap (never freed); only its atomic counters are read.
+    /// `h` is a heap (never freed); only its atomic counters and its lists' caps (set
+    /// before the heap was published) are read.
     unsafe fn add_counters(&mut self, h: *const crate::heap::Heap) {
         // SAFETY: references to the atomics only, never to the rest of the heap.
         let c = unsafe { &(*h).counters };
         for (i, s) in self.classes.iter_mut().enumerate() {
             // SAFETY: as above (built-in array indexing of a place creates no reference).
-            let (allocs, frees) = unsafe { (&(*h).slots[i].allocs, &(*h).slots[i].frees) };
-            let allocs = allocs.load(Relaxed);
+            let slot = unsafe { &raw const (*h).slots[i] };
+            // SAFETY: as above (a reference to the atomic only); a heap's slot.
+            let (allocs, frees) = unsafe {
+                (
+                    (*slot).allocs.load(Relaxed),
+                    crate::heap::ClassSlot::frees(slot),
+                )
+            };
+            let allocs = allocs + c.allocs_direct[i].load(Relaxed);
             s.allocs += allocs;
-            s.frees += frees.load(Relaxed);
+            s.frees += frees + c.frees_direct[i].load(Relaxed);
             s.cache_hits += allocs.saturating_sub(c.misses[i].load(Relaxed));
             s.refills += c.refills[i].load(Relaxed);
             s.spills += c.spills[i].load(Relaxed);

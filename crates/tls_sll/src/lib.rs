@@ -39,6 +39,7 @@
 #![no_std]
 #![warn(missing_docs)]
 
+use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
 use tiny_layout::CLASS_COUNT;
 
@@ -49,10 +50,12 @@ use tiny_layout::CLASS_COUNT;
 ///
 /// The length is kept as the room left below the cap (`room = cap - len`, negative while
 /// a refill batch overfills the list), so a bounded push tests and updates one field and
-/// a pop updates one.
+/// a pop updates one. The room is a relaxed atomic written only by the list's owner (a
+/// plain load and store, no read-modify-write instruction), so that another thread may
+/// read [`len`](Self::len), for statistics.
 pub struct FreeList<L: BlockLayout> {
     head: Option<BlockBase<L>>,
-    room: i32,
+    room: AtomicI32,
     cap: u32,
 }
 
@@ -116,14 +119,36 @@ impl<L: BlockLayout> FreeList<L> {
         };
         FreeList {
             head: None,
-            room: cap as i32,
+            room: AtomicI32::new(cap as i32),
             cap,
         }
+    }
+    /// Sets the room (the owner's plain store).
+    #[inline(always)]
+    fn set_room(&self, room: i32) {
+        self.room.store(room, Relaxed);
+    }
+    /// Adds `delta` to the room (the owner's load and store).
+    #[inline(always)]
+    fn add_room(&self, delta: i32) {
+        self.set_room(self.room.load(Relaxed) + delta);
     }
     /// Blocks in the list.
     #[inline(always)]
     pub fn len(&self) -> u32 {
-        (self.cap as i64 - self.room as i64) as u32
+        (self.cap as i64 - self.room.load(Relaxed) as i64) as u32
+    }
+    /// [`len`](Self::len) from another thread than the owner (statistics): reads the cap
+    /// and the (atomic) room through a pointer, without a reference to the list, whose
+    /// owner may be changing it. The result is the length at some recent moment.
+    ///
+    /// # Safety
+    /// `list` points to a live list whose cap is not being changed (caps are set before a
+    /// list is shared).
+    pub unsafe fn len_from(list: *const Self) -> u32 {
+        // SAFETY: the cap is read by value and the room through a reference to its atomic
+        // only (caller: a live list, cap fixed).
+        unsafe { ((*list).cap as i64 - (*list).room.load(Relaxed) as i64) as u32 }
     }
     /// No blocks?
     #[inline(always)]
@@ -141,7 +166,7 @@ impl<L: BlockLayout> FreeList<L> {
         let cap = cap.min(Self::MAX_CAP);
         let len = self.len();
         self.cap = cap;
-        self.room = (cap as i64 - len as i64) as i32;
+        self.set_room((cap as i64 - len as i64) as i32);
     }
 
     /// Pops the most recently pushed block.
@@ -151,7 +176,7 @@ impl<L: BlockLayout> FreeList<L> {
         // SAFETY: `b` is in this list, so it is free, owned by us, and its link was
         // written by `push`/`push_chain`.
         self.head = unsafe { b.link() };
-        self.room += 1;
+        self.add_room(1);
         Some(b)
     }
 
@@ -162,12 +187,12 @@ impl<L: BlockLayout> FreeList<L> {
     #[inline(always)]
     pub unsafe fn push_bounded(&mut self, b: BlockBase<L>) -> Result<(), BlockBase<L>> {
         // The room after the push, tested for sign: one decrement both tests and counts.
-        let room = self.room.wrapping_sub(1);
+        let room = self.room.load(Relaxed).wrapping_sub(1);
         if room >= 0 {
             // SAFETY: the caller owns the free block `b`.
             unsafe { b.set_link(self.head) };
             self.head = Some(b);
-            self.room = room;
+            self.set_room(room);
             Ok(())
         } else {
             Err(b)
@@ -183,7 +208,7 @@ impl<L: BlockLayout> FreeList<L> {
         // SAFETY: the caller owns the free block `b`.
         unsafe { b.set_link(self.head) };
         self.head = Some(b);
-        self.room -= 1;
+        self.add_room(-1);
     }
 
     /// Detaches up to `n` blocks from the head as a chain; `None` if the list is empty or
@@ -207,7 +232,7 @@ impl<L: BlockLayout> FreeList<L> {
         }
         // SAFETY: as above.
         self.head = unsafe { tail.link() };
-        self.room += count as i32;
+        self.add_room(count as i32);
         Some(Chain { head, tail, count })
     }
 
@@ -223,7 +248,7 @@ impl<L: BlockLayout> FreeList<L> {
         // or `Chain::from_raw_parts`, whose caller vouches for them).
         unsafe { c.tail.set_link(self.head) };
         self.head = Some(c.head);
-        self.room -= c.count as i32;
+        self.add_room(-(c.count as i32));
     }
 }
 

@@ -27,6 +27,8 @@ fn push_pop_is_lifo_and_counts() {
         "cap respected"
     );
     assert_eq!(l.len(), 3);
+    // SAFETY: a live list; its cap is not being changed.
+    assert_eq!(unsafe { FreeList::len_from(&l) }, 3);
     for i in (0..3).rev() {
         assert_eq!(l.pop(), Some(block(&mut a, i)));
     }
