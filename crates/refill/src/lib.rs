@@ -63,7 +63,7 @@
 #![warn(missing_docs)]
 
 use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
-use tls_sll::{Chain, FreeList};
+use tls_sll::FreeList;
 
 /// Most blocks moved by one refill.
 pub const MAX_BATCH: u32 = 64;
@@ -161,14 +161,14 @@ pub fn refill<L: BlockLayout, S: BlockSource<L>>(
 /// Spills blocks from `list` (class `c`) to `sink` until it holds half its cap.
 ///
 /// The most recently pushed blocks go back to the sink; a list already at or below half
-/// its cap is left alone. Returns how many blocks went back (they leave as one chain).
+/// its cap is left alone. Returns how many blocks went back.
 pub fn spill<L: BlockLayout, S: BlockSink<L>>(
     list: &mut FreeList<L>,
     c: SizeClass,
     sink: &mut S,
 ) -> u32 {
     let n = list.len().saturating_sub(list.cap() / 2);
-    give_back(list.take(n), c, sink)
+    give_back(list, n, c, sink)
 }
 
 /// Returns every block of `list` to `sink` (thread exit, trim); returns how many.
@@ -177,24 +177,23 @@ pub fn flush<L: BlockLayout, S: BlockSink<L>>(
     c: SizeClass,
     sink: &mut S,
 ) -> u32 {
-    give_back(list.take_all(), c, sink)
+    give_back(list, list.len(), c, sink)
 }
 
-/// Hands every block of `chain` to `sink`; returns how many.
+/// Hands up to `n` blocks from the top of `list` to `sink`; returns how many.
 fn give_back<L: BlockLayout, S: BlockSink<L>>(
-    chain: Option<Chain<L>>,
+    list: &mut FreeList<L>,
+    n: u32,
     c: SizeClass,
     sink: &mut S,
 ) -> u32 {
-    let mut n = 0;
-    let mut rest = chain;
-    while let Some(chain) = rest {
-        let (b, tail) = chain.split_first();
+    let mut moved = 0;
+    while moved < n {
+        let Some(b) = list.pop() else { break };
         sink.return_block(c, b);
-        n += 1;
-        rest = tail;
+        moved += 1;
     }
-    n
+    moved
 }
 
 #[cfg(test)]
