@@ -30,6 +30,9 @@ const C_TESTS: [&str; 7] = [
 /// `tests/real/<name>.sh`, each run with and without the preload.
 const REAL: [&str; 6] = ["python", "git", "gcc", "sort", "sqlite", "gxx"];
 const LIMIT: Duration = Duration::from_secs(120);
+/// One `cargo test` run, its build included (the workspace's takes a few minutes on two
+/// cores): past this a test hangs, and the run fails naming it.
+const CARGO_TEST_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 struct Run {
     only: Option<String>,
@@ -83,9 +86,12 @@ pub fn run(args: &[String]) -> Result {
     };
     println!("testing the allocator {}", so.display());
     if r.only.is_none() {
-        crate::util::run(cargo().args(["test", "--workspace"]))?;
+        crate::util::run_within(cargo().args(["test", "--workspace"]), CARGO_TEST_LIMIT)?;
         // The checked build's checks as `HakMem` users get them (cargo feature `checked`).
-        crate::util::run(cargo().args(["test", "-p", "hakmem", "--features", "checked"]))?;
+        crate::util::run_within(
+            cargo().args(["test", "-p", "hakmem", "--features", "checked"]),
+            CARGO_TEST_LIMIT,
+        )?;
         // Every public item documented, every intra-doc link resolved.
         crate::util::run(
             cargo()

@@ -80,7 +80,8 @@ impl ClassSlot {
     /// Blocks this heap's thread freed into the list (see [`moved`](Self::moved)), read
     /// from any thread: the slot's atomics and the list's length, no reference to the slot
     /// (its owner may be using it). A running owner's count may be off by one slow path's
-    /// moves (the loads are not one snapshot).
+    /// moves (the loads are not one snapshot), in either direction: a difference that
+    /// comes out negative reads as 0, never as a wrapped ~2^64.
     ///
     /// # Safety
     /// `slot` is a slot of a heap (heaps are never freed; their caps are set before they
@@ -90,7 +91,8 @@ impl ClassSlot {
         unsafe {
             let len = FreeList::len_from(&raw const (*slot).list);
             let level = len as u64 + (*slot).allocs.load(Ordering::Relaxed);
-            level.wrapping_sub((*slot).moved.load(Ordering::Relaxed))
+            // Exact values are below 2^63, so a racy negative one shows as a negative i64.
+            (level.wrapping_sub((*slot).moved.load(Ordering::Relaxed)) as i64).max(0) as u64
         }
     }
 }
@@ -481,7 +483,16 @@ fn abandon_heap(h: *mut Heap) {
 /// Calls `f` with every heap (to read its counters, which are atomics: the heap's thread
 /// may be using the rest of it) and whether a live thread uses it.
 pub fn for_each_heap(mut f: impl FnMut(*const Heap, bool)) {
+    /// Releases the registry lock even if `f` unwinds (a Rust caller's panic must not
+    /// leave every later thread exit spinning on it).
+    struct Unlock;
+    impl Drop for Unlock {
+        fn drop(&mut self) {
+            REGISTRY.lock.unlock();
+        }
+    }
     REGISTRY.lock.lock();
+    let _unlock = Unlock;
     let mut h = REGISTRY.all.get();
     while !h.is_null() {
         // SAFETY: heaps are never freed; counters are atomics, `in_use` changes only under
@@ -491,7 +502,6 @@ pub fn for_each_heap(mut f: impl FnMut(*const Heap, bool)) {
             h = (*h).next_all;
         }
     }
-    REGISTRY.lock.unlock();
 }
 
 /// See [`crate::trim`].

@@ -164,6 +164,43 @@ fn statistics_count_allocations_frees_and_remote_frees() {
 }
 
 #[test]
+fn statistics_read_while_threads_refill_and_spill_stay_sane() {
+    // Another thread's counters are read without a snapshot: its slow paths move blocks
+    // in and out of its lists between our loads. The frees derived from them must never
+    // come out negative (which wrapped to ~2^64 and overflowed the sum).
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let churners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // More blocks than any cache holds: refills on the way up, spills down.
+                    let v: Vec<Box<[u8; 100]>> = (0..3000).map(|_| Box::new([1; 100])).collect();
+                    drop(v);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..20_000 {
+        let s = hakmem::stats();
+        for c in &s.classes {
+            assert!(
+                c.frees < 1 << 48,
+                "class {}: frees {}",
+                c.block_size,
+                c.frees
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in churners {
+        c.join().unwrap();
+    }
+}
+
+#[test]
 fn blocks_freed_by_another_thread_go_back_to_their_owner() {
     // Blocks freed on another thread travel in batches (`Heap::pend_remote`, then one CAS
     // per chain) back to the heap that allocated them, which hands them out again.
