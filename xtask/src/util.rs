@@ -49,8 +49,9 @@ pub fn run_within(cmd: &mut Command, limit: Duration) -> Result {
     let names: Vec<String> = hung
         .iter()
         .map(|&pid| {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            comm.split('\0').next().unwrap_or("?").to_string()
+            let cmdline =
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.split('\0').next().unwrap_or("?").to_string()
         })
         .collect();
     for &pid in hung.iter().rev() {
