@@ -4,7 +4,11 @@
 //! ## Invariants
 //! - A heap is used by at most one thread at a time (its owner). The owner token of its
 //!   slabs is the heap's address, which never changes: heaps are never unmapped, only
-//!   abandoned at thread exit and adopted by a later thread, slabs and all.
+//!   abandoned at thread exit and adopted by a later thread with its slabs and cache.
+//! - An abandoned heap is touched only under the registry lock: adopted (taken off the
+//!   abandoned list), or visited in place when it is due (`visit_abandoned`): its cache is
+//!   flushed and its free slices purged on the usual delay, so what an exited thread left
+//!   goes back within a few purge delays of any thread's slow path, or at `trim`.
 //! - The cache holds only blocks of slabs this heap owns.
 //! - Heaps live in metadata pages of their own, never in memory this allocator hands out,
 //!   so creating one cannot recurse into malloc.
@@ -119,6 +123,9 @@ pub struct Heap {
     next_all: *mut Heap,
     /// Used by a live thread (false while abandoned).
     in_use: bool,
+    /// While abandoned: when its cache or free slices next need a visit (`u64::MAX`:
+    /// nothing left to give back). See [`visit_abandoned`].
+    due_ms: u64,
     /// Registered for thread-exit cleanup?
     registered: bool,
     /// Remote frees waiting to be handed to their owner in one batch.
@@ -265,8 +272,12 @@ impl Heap {
     /// mappings cached long enough.
     fn purge_delayed(&mut self) {
         let now = crate::os::now_ms();
-        self.slabs.purge(&POOL, now, config::PURGE_DELAY_MS.get());
+        let delay = config::PURGE_DELAY_MS.get();
+        self.slabs.purge(&POOL, now, delay);
         LARGE.tick(now);
+        if now >= NEXT_DUE.load(Ordering::Relaxed) {
+            visit_abandoned(now, delay);
+        }
     }
 
     /// Takes back the blocks other threads freed into our slabs.
@@ -378,8 +389,8 @@ impl Heap {
         unsafe { (*(owner as *const Heap)).remote.0.push(b) }
     }
 
-    /// Returns every cached block and every empty slab (thread exit, trim), and purges
-    /// the free slices that have stayed free for `purge_delay_ms` (0: all of them).
+    /// Returns every cached block and every empty slab (abandoned heaps, trim), and
+    /// purges the free slices that have stayed free for `purge_delay_ms` (0: all of them).
     /// Returns the bytes purged.
     fn flush(&mut self, purge_delay_ms: u64) -> usize {
         self.flush_pending();
@@ -391,6 +402,12 @@ impl Heap {
         self.collect_remote();
         self.slabs.release_empty(&POOL);
         self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms)
+    }
+
+    /// Whether the heap still holds something to give back: cached blocks, or free
+    /// slices not yet purged.
+    fn holds_spare_memory(&self) -> bool {
+        self.slabs.has_dirty() || self.slots.iter().any(|s| !s.list.is_empty())
     }
 }
 
@@ -406,6 +423,10 @@ struct Registry {
 }
 // SAFETY: the cells are only touched under `lock`.
 unsafe impl Sync for Registry {}
+
+/// The earliest `due_ms` of the abandoned heaps (`u64::MAX`: none is due ever), so that
+/// a slow path tests for a due heap with one relaxed load. Written under the registry lock.
+static NEXT_DUE: AtomicU64 = AtomicU64::new(u64::MAX);
 
 static REGISTRY: Registry = Registry {
     lock: SpinLock::new(),
@@ -469,15 +490,64 @@ fn acquire_heap() -> *mut Heap {
     h
 }
 
-fn abandon_heap(h: *mut Heap) {
+/// Puts `h` on the abandoned list, to be visited at `due_ms` (see [`visit_abandoned`]).
+fn abandon_heap(h: *mut Heap, due_ms: u64) {
     REGISTRY.lock.lock();
     // SAFETY: the exiting thread gives up `h`.
     unsafe {
         (*h).in_use = false;
+        (*h).due_ms = due_ms;
         (*h).next_abandoned = REGISTRY.abandoned.get();
     }
     REGISTRY.abandoned.set(h);
+    if due_ms < NEXT_DUE.load(Ordering::Relaxed) {
+        NEXT_DUE.store(due_ms, Ordering::Relaxed);
+    }
     REGISTRY.lock.unlock();
+}
+
+/// Gives back what abandoned heaps hold: called by any thread's slow path once a heap is
+/// due, and by `trim` with `now_ms = u64::MAX` (every heap due) and a delay of 0.
+///
+/// A thread leaves its heap as it is, cache included, so that a thread adopting it soon
+/// (a pool's next worker, the next round of short-lived threads) finds its blocks cached
+/// and its pages resident. A heap still abandoned when it is due gets its cache flushed to
+/// its slabs and its free slices purged on the delay's ticks; it stays due, one delay
+/// later, until nothing is left to purge. A slow path visits one due heap (all of them
+/// with a delay of 0). Returns the bytes purged.
+///
+/// The visit runs under the registry lock, like adoption, so no thread adopts the heap
+/// mid-flush and `fork` never copies one half flushed. A slow path does not wait for the
+/// lock: if another thread holds it (visiting, or creating or abandoning a heap), the
+/// heaps stay due for a later slow path.
+fn visit_abandoned(now_ms: u64, delay_ms: u64) -> usize {
+    if now_ms == u64::MAX {
+        REGISTRY.lock.lock();
+    } else if !REGISTRY.lock.try_lock() {
+        return 0;
+    }
+    let (mut purged, mut visited, mut next_due) = (0, false, u64::MAX);
+    let mut h = REGISTRY.abandoned.get();
+    while !h.is_null() {
+        // SAFETY: heaps on the abandoned list are valid and unused; we hold the lock, so
+        // no thread adopts one while we flush it.
+        unsafe {
+            if (*h).due_ms <= now_ms && (delay_ms == 0 || !visited) {
+                visited = true;
+                purged += (*h).flush(delay_ms);
+                (*h).due_ms = if (*h).holds_spare_memory() {
+                    now_ms.saturating_add(delay_ms.max(1))
+                } else {
+                    u64::MAX
+                };
+            }
+            next_due = next_due.min((*h).due_ms);
+            h = (*h).next_abandoned;
+        }
+    }
+    NEXT_DUE.store(next_due, Ordering::Relaxed);
+    REGISTRY.lock.unlock();
+    purged
 }
 
 /// Calls `f` with every heap (to read its counters, which are atomics: the heap's thread
@@ -513,7 +583,7 @@ pub fn trim() -> usize {
     } else {
         unsafe { (*h).flush(0) }
     };
-    own + POOL.trim() + LARGE.trim()
+    own + visit_abandoned(u64::MAX, 0) + POOL.trim() + LARGE.trim()
 }
 
 // ---- thread-local state and process-wide set-up ----
@@ -688,15 +758,21 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
     if h.is_null() {
         return;
     }
+    let delay = config::PURGE_DELAY_MS.get();
     // SAFETY: the key's value is this thread's heap; the thread is exiting.
     unsafe {
-        // The delayed policy, as on any slow path: a thread that adopts this heap soon
-        // (thread pools, rounds of short-lived threads) reuses its resident slices.
-        (*h).flush(config::PURGE_DELAY_MS.get());
+        // Our remote frees go to their owners now. The cache and the slabs stay as they
+        // are for the next thread to adopt them (see `visit_abandoned`), unless memory is
+        // to go back at once.
+        if delay == 0 {
+            (*h).flush(0);
+        } else {
+            (*h).flush_pending();
+        }
         (*h).registered = false;
     }
     slot::set(empty());
-    abandon_heap(h);
+    abandon_heap(h, crate::os::now_ms() + delay);
 }
 
 extern "C" fn fork_prepare() {
@@ -724,8 +800,10 @@ extern "C" fn fork_child() {
             if (*h).in_use && h != me {
                 (*h).in_use = false;
                 (*h).registered = false;
+                (*h).due_ms = 0;
                 (*h).next_abandoned = REGISTRY.abandoned.get();
                 REGISTRY.abandoned.set(h);
+                NEXT_DUE.store(0, Ordering::Relaxed);
             }
             h = (*h).next_all;
         }

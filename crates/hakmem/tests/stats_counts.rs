@@ -1,7 +1,8 @@
 //! The statistics count every allocation and free exactly, though the fast free counts
 //! nothing itself (its frees are read from the cache list's level, see `heap::ClassSlot`):
 //! alternating pairs, batches that spill and refill the cache, remote frees, `calloc`
-//! from fresh slab pages, blocks still live, and a thread exit that flushes its cache.
+//! from fresh slab pages, blocks still live, and a thread exit that leaves its cache to
+//! the next thread.
 //! Its own process, with hakmem called directly (not the global allocator), so that
 //! nothing else allocates from hakmem while it counts.
 

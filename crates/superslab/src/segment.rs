@@ -266,6 +266,14 @@ impl SpinLock {
             }
         }
     }
+    /// Acquires if free (Acquire ordering) and returns true; false at once if held.
+    pub fn try_lock(&self) -> bool {
+        !self.locked.load(Ordering::Relaxed)
+            && self
+                .locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
     /// Releases (Release ordering).
     pub fn unlock(&self) {
         self.locked.store(false, Ordering::Release);
@@ -629,6 +637,12 @@ impl<L: BlockLayout> SlabHeap<L> {
             // SAFETY: the spare is a segment of ours with every slice free.
             unsafe { self.release_segment(pool, spare) };
         }
+    }
+
+    /// Whether some free slice is still resident (a later [`purge`](Self::purge) has
+    /// pages to give back).
+    pub fn has_dirty(&self) -> bool {
+        self.dirty
     }
 
     /// Gives the pages of closed slabs back to the OS once they have stayed free for at

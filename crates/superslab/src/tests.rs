@@ -4,7 +4,7 @@ extern crate std;
 
 use crate::{
     AddressMap, OwnerTag, PageSource, Region, RemoteQueue, Segment, SegmentPool, SlabHeap,
-    ADDRESS_BITS, ENTRY_SEGMENT, SEGMENT_SIZE, SLICE_SIZE, TAG_UNIT,
+    SpinLock, ADDRESS_BITS, ENTRY_SEGMENT, SEGMENT_SIZE, SLICE_SIZE, TAG_UNIT,
 };
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -949,4 +949,33 @@ fn guarded_blocks_have_a_header_and_a_longer_stride() {
         }
     }
     assert_disjoint(spans);
+}
+
+#[test]
+fn spin_lock_try_lock_fails_while_held_and_excludes_other_threads() {
+    static LOCK: SpinLock = SpinLock::new();
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    assert!(LOCK.try_lock());
+    assert!(!LOCK.try_lock(), "try_lock took a held lock");
+    LOCK.unlock();
+    // Two threads increment a plain read-then-write counter under the lock, one with
+    // `lock`, one with `try_lock` retries: no increment is lost.
+    let t = std::thread::spawn(|| {
+        for _ in 0..100_000 {
+            while !LOCK.try_lock() {
+                core::hint::spin_loop();
+            }
+            let v = COUNT.load(Relaxed);
+            COUNT.store(v + 1, Relaxed);
+            LOCK.unlock();
+        }
+    });
+    for _ in 0..100_000 {
+        LOCK.lock();
+        let v = COUNT.load(Relaxed);
+        COUNT.store(v + 1, Relaxed);
+        LOCK.unlock();
+    }
+    t.join().unwrap();
+    assert_eq!(COUNT.load(Relaxed), 200_000);
 }
