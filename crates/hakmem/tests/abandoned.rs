@@ -32,6 +32,8 @@ fn refills(size: usize) -> u64 {
 /// (so that its segments stay mapped, their other slices free but resident) and frees
 /// the rest. Returns the blocks it kept.
 fn churn_and_exit(n: usize) -> Vec<Block> {
+    // SAFETY: every block is allocated with `layout()`, written within it, and freed
+    // once (here, or by the caller through `free_all`).
     std::thread::spawn(move || unsafe {
         let all: Vec<Block> = (0..n).map(|_| Block(HakMem.alloc(layout()))).collect();
         let mut kept = Vec::new();
@@ -66,6 +68,7 @@ fn an_exited_threads_heap_is_adopted_warm_or_given_back() {
     // 1. Adopted warm: a thread that frees 60 blocks and exits leaves them cached, and
     // the next thread (which adopts its heap) allocates them without a refill.
     let refills_before = refills(SIZE);
+    // SAFETY: allocated and freed with the same layout, once.
     std::thread::spawn(|| unsafe {
         let v: Vec<Block> = (0..60).map(|_| Block(HakMem.alloc(layout()))).collect();
         v.iter().for_each(|b| HakMem.dealloc(b.0, layout()));
@@ -74,6 +77,7 @@ fn an_exited_threads_heap_is_adopted_warm_or_given_back() {
     .unwrap();
     let refills_first = refills(SIZE) - refills_before;
     assert!(refills_first >= 1);
+    // SAFETY: allocated with `layout()`; `free_all` frees them once.
     let kept = std::thread::spawn(|| unsafe {
         (0..60)
             .map(|_| Block(HakMem.alloc(layout())))
@@ -107,6 +111,7 @@ fn an_exited_threads_heap_is_adopted_warm_or_given_back() {
     let mut purged = 0;
     while start.elapsed() < Duration::from_secs(10) && purged < 16 << 20 {
         // 40 blocks of 2 KiB (a cache of 16): spills and refills, i.e. slow paths.
+        // SAFETY: allocated and freed with the same layout, once.
         unsafe {
             let v: Vec<Block> = (0..40).map(|_| Block(HakMem.alloc(two_kib))).collect();
             v.iter().for_each(|b| HakMem.dealloc(b.0, two_kib));
