@@ -404,6 +404,16 @@ impl Heap {
         self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms)
     }
 
+    /// What a thread exit does: hands our pending remote frees to their owners, takes back
+    /// those queued for us, gives back empty slabs and the spare segment, and purges on
+    /// the delayed policy, but leaves the cache as it is for the next thread to adopt
+    /// (see [`visit_abandoned`]). Returns the bytes purged.
+    fn leave(&mut self, purge_delay_ms: u64) -> usize {
+        self.collect_remote();
+        self.slabs.release_empty(&POOL);
+        self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms)
+    }
+
     /// Whether the heap still holds something to give back: cached blocks, or free
     /// slices not yet purged.
     fn holds_spare_memory(&self) -> bool {
@@ -761,13 +771,12 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
     let delay = config::PURGE_DELAY_MS.get();
     // SAFETY: the key's value is this thread's heap; the thread is exiting.
     unsafe {
-        // Our remote frees go to their owners now. The cache and the slabs stay as they
-        // are for the next thread to adopt them (see `visit_abandoned`), unless memory is
-        // to go back at once.
+        // The cache stays for the next thread to adopt it (see `visit_abandoned`),
+        // unless memory is to go back at once.
         if delay == 0 {
             (*h).flush(0);
         } else {
-            (*h).flush_pending();
+            (*h).leave(delay);
         }
         (*h).registered = false;
     }

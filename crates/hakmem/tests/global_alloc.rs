@@ -87,55 +87,6 @@ fn blocks_move_between_threads() {
 }
 
 #[test]
-fn short_lived_threads_do_not_grow_memory_without_bound() {
-    // Warm up, then run many threads that each leave blocks for the main thread to free.
-    let mut kept = Vec::new();
-    for round in 0..2 {
-        for _ in 0..200 {
-            let h = std::thread::spawn(|| {
-                (0..64)
-                    .map(|i| vec![i as u8; 100 + i * 10])
-                    .collect::<Vec<_>>()
-            });
-            kept.push(h.join().unwrap());
-        }
-        kept.clear();
-        if round == 0 {
-            continue;
-        }
-    }
-    let rss_before = rss_kib();
-    for _ in 0..1000 {
-        let h = std::thread::spawn(|| {
-            (0..64)
-                .map(|i| vec![i as u8; 100 + i * 10])
-                .collect::<Vec<_>>()
-        });
-        kept.push(h.join().unwrap());
-        if kept.len() > 50 {
-            kept.clear();
-        }
-    }
-    let grown = rss_kib().saturating_sub(rss_before);
-    assert!(
-        grown < 64 * 1024,
-        "RSS grew by {grown} KiB over 1000 threads"
-    );
-}
-
-fn rss_kib() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-#[test]
 fn statistics_count_allocations_frees_and_remote_frees() {
     let class = |s: &hakmem::Stats| {
         s.classes
