@@ -393,21 +393,18 @@ impl Heap {
     /// purges the free slices that have stayed free for `purge_delay_ms` (0: all of them).
     /// Returns the bytes purged.
     fn flush(&mut self, purge_delay_ms: u64) -> usize {
-        self.flush_pending();
         for c in SizeClass::all() {
             let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
             let flushed = refill::flush(&mut slot.list, c, &mut Slabs(slabs));
             slot.moved_in(-(flushed as i64));
         }
-        self.collect_remote();
-        self.slabs.release_empty(&POOL);
-        self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms)
+        self.leave(purge_delay_ms)
     }
 
-    /// What a thread exit does: hands our pending remote frees to their owners, takes back
-    /// those queued for us, gives back empty slabs and the spare segment, and purges on
-    /// the delayed policy, but leaves the cache as it is for the next thread to adopt
-    /// (see [`visit_abandoned`]). Returns the bytes purged.
+    /// [`flush`](Self::flush) but for the cache, which stays as it is (a thread exit: for
+    /// the next thread to adopt, see [`visit_abandoned`]): hands our pending remote frees
+    /// to their owners, takes back those queued for us, gives back empty slabs and the
+    /// spare segment, and purges on the delayed policy. Returns the bytes purged.
     fn leave(&mut self, purge_delay_ms: u64) -> usize {
         self.collect_remote();
         self.slabs.release_empty(&POOL);
