@@ -5,6 +5,8 @@
 //! of `benches/workloads/`, runs each under `LD_PRELOAD` with each allocator, repetitions
 //! interleaved, and reports the median wall time, the workload's own throughput and the
 //! peak RSS (`target/bench-report/`). How to read it: docs/benchmarks.md.
+//!
+//! `--real` runs real programs (`bench_real`) through the same runner instead.
 
 use crate::bench_report::{self, Cell, Row};
 use crate::util::{cargo, root, Result};
@@ -38,7 +40,7 @@ const WORKLOADS: [&str; 13] = [
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2] \
 [--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,hakmem-checked] [--baseline REV|PATH.so] \
-[--timeout SECS] [--external DIR] [--instructions]";
+[--timeout SECS] [--external DIR | --real] [--instructions]";
 
 struct Opts {
     quick: bool,
@@ -49,6 +51,8 @@ struct Opts {
     allocators: Vec<String>,
     timeout: Duration,
     external: Option<PathBuf>,
+    /// `--real`: the real programs of `bench_real` instead of the C workloads.
+    real: bool,
     instructions: bool,
     /// `--baseline`: an earlier hakmem, measured in the same run as `hakmem-base`.
     baseline: Option<String>,
@@ -72,7 +76,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             .map(String::from)
             .collect()
     }
-    let (mut reps, mut scale, mut timeout) = (None, None, None);
+    let (mut reps, mut scale, mut timeout, mut threads) = (None, None, None, None);
     let mut o = Opts {
         quick: false,
         reps: 0,
@@ -82,6 +86,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         allocators: ALLOCATORS.map(String::from).to_vec(),
         timeout: Duration::ZERO,
         external: None,
+        real: false,
         instructions: false,
         baseline: None,
     };
@@ -94,14 +99,17 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--scale" => scale = Some(num(value(&mut it, a)?)?),
             "--timeout" => timeout = Some(num(value(&mut it, a)?)?),
             "--threads" => {
-                o.threads = list(value(&mut it, a)?)
-                    .iter()
-                    .map(|t| num(t))
-                    .collect::<Result<_>>()?
+                threads = Some(
+                    list(value(&mut it, a)?)
+                        .iter()
+                        .map(|t| num(t))
+                        .collect::<Result<Vec<_>>>()?,
+                )
             }
             "--workloads" => o.workloads = Some(list(value(&mut it, a)?)),
             "--allocators" => o.allocators = list(value(&mut it, a)?),
             "--external" => o.external = Some(PathBuf::from(value(&mut it, a)?)),
+            "--real" => o.real = true,
             "--baseline" => o.baseline = Some(value(&mut it, a)?.to_string()),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -116,13 +124,21 @@ fn parse(args: &[String]) -> Result<Opts> {
             KNOWN.join(", ")
         ));
     }
+    if o.real && (scale.is_some() || threads.is_some() || o.external.is_some() || o.instructions) {
+        return Err(format!(
+            "--real takes none of --scale, --threads, --external, --instructions\n{USAGE}"
+        ));
+    }
+    o.threads = threads.unwrap_or(o.threads);
     if o.allocators.is_empty() || o.threads.is_empty() {
         return Err(format!("nothing to run\n{USAGE}"));
     }
-    // On 2 cores, quick takes about a minute and full about six (builds aside).
+    // On 2 cores, quick takes about a minute and full about six (builds aside). The real
+    // programs run for seconds each in both modes.
     o.reps = reps.unwrap_or(if o.quick { 3 } else { 5 });
     o.scale = scale.unwrap_or(if o.quick { 1 } else { 3 });
-    o.timeout = Duration::from_secs(timeout.unwrap_or(if o.quick { 20 } else { 60 }) as u64);
+    let default_timeout = if o.quick && !o.real { 20 } else { 60 };
+    o.timeout = Duration::from_secs(timeout.unwrap_or(default_timeout) as u64);
     Ok(o)
 }
 
@@ -133,7 +149,7 @@ pub struct Allocator {
     pub absent: Option<String>,
 }
 
-fn benches_dir() -> PathBuf {
+pub fn benches_dir() -> PathBuf {
     root().join("benches")
 }
 
@@ -280,14 +296,24 @@ pub enum Metric {
 
 pub struct Job {
     pub name: String,
-    pub threads: usize,
-    exe: PathBuf,
-    args: Vec<String>,
-    cwd: PathBuf,
-    stdin: Option<PathBuf>,
+    /// The thread count, for workloads that take one.
+    pub threads: Option<usize>,
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub stdin: Option<PathBuf>,
     /// The text after which the program prints its throughput (ops/s), if it does.
-    throughput_key: Option<&'static str>,
+    pub throughput_key: Option<&'static str>,
     pub metric: Metric,
+    /// The environment variable that gets the allocator's library: `LD_PRELOAD`, or another
+    /// one for a driver that preloads it into one of the processes it starts.
+    pub preload_var: &'static str,
+    /// The text after which the program prints the peak RSS (KiB) to report, when it is not
+    /// the whole process tree's (`wait4`): a server's, measured by its driver.
+    pub rss_key: Option<&'static str>,
+    /// The start of the line by which the program says it succeeded; the rest of that line
+    /// (a checksum) must be the same in every run of the job, under every allocator.
+    pub result_key: Option<&'static str>,
 }
 
 pub struct Sample {
@@ -295,6 +321,36 @@ pub struct Sample {
     pub rss_kib: u64,
     pub throughput: Option<f64>,
     pub cost: f64,
+    /// The rest of the job's result line (see [`Job::result_key`]).
+    pub result: Option<String>,
+}
+
+impl Job {
+    /// "churn t=2", "lua".
+    fn label(&self) -> String {
+        match self.threads {
+            Some(t) => format!("{} t={t}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// A job whose program is measured by wall time and peak RSS of the whole run, and
+    /// checked only by its exit status unless told otherwise.
+    pub fn new(name: &str, exe: PathBuf, args: Vec<String>, cwd: PathBuf) -> Job {
+        Job {
+            name: name.into(),
+            threads: None,
+            exe,
+            args,
+            cwd,
+            stdin: None,
+            throughput_key: None,
+            metric: Metric::Wall,
+            preload_var: "LD_PRELOAD",
+            rss_key: None,
+            result_key: None,
+        }
+    }
 }
 
 fn own_jobs(o: &Opts) -> Result<Vec<Job>> {
@@ -320,14 +376,14 @@ fn own_jobs(o: &Opts) -> Result<Vec<Job>> {
         compile_c(&benches_dir().join(format!("workloads/{name}.c")), &exe)?;
         for &t in &o.threads {
             jobs.push(Job {
-                name: name.into(),
-                threads: t,
-                exe: exe.clone(),
-                args: vec![t.to_string(), o.scale.to_string()],
-                cwd: root(),
-                stdin: None,
+                threads: Some(t),
                 throughput_key: Some("throughput:"),
-                metric: Metric::Wall,
+                ..Job::new(
+                    name,
+                    exe.clone(),
+                    vec![t.to_string(), o.scale.to_string()],
+                    root(),
+                )
             });
         }
     }
@@ -454,14 +510,11 @@ fn external_jobs(o: &Opts, dir: &Path) -> Result<Vec<Job>> {
                 }
             }
             jobs.push(Job {
-                name: format!("ext:{name}"),
-                threads: t,
-                exe: exe.clone(),
-                args: argv,
-                cwd: dir.clone(),
+                threads: Some(t),
                 stdin,
                 throughput_key: key,
                 metric,
+                ..Job::new(&format!("ext:{name}"), exe.clone(), argv, dir.clone())
             });
         }
     }
@@ -520,9 +573,10 @@ fn run_once(
         .stdout(out.try_clone().map_err(|e| format!("FAIL ({e})"))?)
         .stderr(out)
         .env_remove("LD_PRELOAD")
+        .env_remove(job.preload_var)
         .process_group(0); // its own group, so that a timeout kills its children too
     if let Some(p) = preload {
-        cmd.env("LD_PRELOAD", p);
+        cmd.env(job.preload_var, p);
     }
     let start = Instant::now();
     let child = cmd
@@ -534,9 +588,18 @@ fn run_once(
     let (status, rss_kib, end) = match rx.recv_timeout(timeout) {
         Ok(r) => r,
         Err(_) => {
-            // SAFETY: the child (the group leader) is not reaped until the waiting thread returns.
+            // SIGTERM first, so that a driver can stop what it started and clean up; what is
+            // left of the group after two seconds is killed.
+            // SAFETY: kill(2) on the group we created; its leader is not reaped before the
+            // waiting thread reports, so the group id is still ours.
+            unsafe { libc::kill(-pid, libc::SIGTERM) };
+            let ended = rx.recv_timeout(Duration::from_secs(2)).is_ok();
+            // SAFETY: as above; after the leader ended, the signal reaches what remains of
+            // its group (a group id is not reused while the group has members).
             unsafe { libc::kill(-pid, libc::SIGKILL) };
-            let _ = rx.recv();
+            if !ended {
+                let _ = rx.recv();
+            }
             return Err(format!("TIMEOUT (>{} s)", timeout.as_secs()));
         }
     };
@@ -555,13 +618,27 @@ fn run_once(
         Metric::Throughput => throughput.filter(|&x| x > 0.0).map(|x| 1.0 / x),
         Metric::Seconds(k) => number_after(&text, k),
     };
-    match cost {
-        Some(cost) if job.throughput_key.is_none() || throughput.is_some() => Ok(Sample {
-            wall,
-            rss_kib,
-            throughput,
-            cost,
-        }),
+    let rss_kib = match job.rss_key {
+        None => Some(rss_kib),
+        Some(k) => number_after(&text, k).map(|x| x as u64),
+    };
+    let result = match job.result_key {
+        None => None,
+        Some(k) => match text.lines().rev().find_map(|l| l.strip_prefix(k)) {
+            Some(r) => Some(r.trim().to_string()),
+            None => return Err(format!("FAIL (no {k:?} line in its output)")),
+        },
+    };
+    match (cost, rss_kib) {
+        (Some(cost), Some(rss_kib)) if job.throughput_key.is_none() || throughput.is_some() => {
+            Ok(Sample {
+                wall,
+                rss_kib,
+                throughput,
+                cost,
+                result,
+            })
+        }
         _ => Err("FAIL (no result in its output)".into()),
     }
 }
@@ -587,17 +664,24 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(args: &[String]) -> Result {
     let o = parse(args)?;
-    let jobs = match (&o.external, o.instructions) {
-        (_, true) => Vec::new(),
-        (Some(dir), _) => external_jobs(&o, dir)?,
-        (None, _) => own_jobs(&o)?,
+    let jobs = match (&o.external, o.instructions, o.real) {
+        (_, true, _) => Vec::new(),
+        (_, _, true) => crate::bench_real::jobs(o.workloads.as_deref())?,
+        (Some(dir), _, _) => external_jobs(&o, dir)?,
+        (None, _, _) => own_jobs(&o)?,
+    };
+    let layout = if o.real {
+        &bench_report::REAL
+    } else {
+        &bench_report::SUITE
     };
     let mut names = o.allocators.clone();
     if o.baseline.is_some() {
         names.push("hakmem-base".into());
     }
     let allocs = prepare_allocators(&names, o.baseline.as_deref())?;
-    fs::create_dir_all(report_dir().join("logs")).map_err(|e| e.to_string())?;
+    let logs = report_dir().join(layout.logs);
+    fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
     if o.instructions {
         return crate::bench_instr::run(
             &allocs,
@@ -616,6 +700,8 @@ pub fn run(args: &[String]) -> Result {
         .collect();
     let mut failures: Vec<Vec<Option<(String, PathBuf)>>> =
         jobs.iter().map(|_| vec![None; allocs.len()]).collect();
+    // Per job, the first result line printed and by which allocator.
+    let mut first_result: Vec<Option<(String, &str)>> = jobs.iter().map(|_| None).collect();
     let total = jobs.len() * o.reps * allocs.len();
     let (mut done, mut runs, mut running) = (0usize, 0usize, 0f64);
     let started = Instant::now();
@@ -632,14 +718,25 @@ pub fn run(args: &[String]) -> Result {
                 let timeout = fastest.map_or(o.timeout, |f| {
                     Duration::from_secs_f64((20.0 * f).max(5.0).min(o.timeout.as_secs_f64()))
                 });
-                let log = report_dir().join(format!(
-                    "logs/{}-t{}-{}.log",
+                let log = logs.join(format!(
+                    "{}{}-{}.log",
                     job.name.replace(':', "_"),
-                    job.threads,
+                    job.threads.map_or(String::new(), |t| format!("-t{t}")),
                     alloc.name
                 ));
                 let t0 = Instant::now();
-                let result = run_once(job, alloc.preload.as_deref(), timeout, &log);
+                let result = run_once(job, alloc.preload.as_deref(), timeout, &log).and_then(|s| {
+                    match (&s.result, &first_result[j]) {
+                        (Some(r), Some((want, by))) if r != want => {
+                            Err(format!("FAIL (printed {r:?}, {by} printed {want:?})"))
+                        }
+                        (Some(r), None) => {
+                            first_result[j] = Some((r.clone(), &alloc.name));
+                            Ok(s)
+                        }
+                        _ => Ok(s),
+                    }
+                });
                 running += t0.elapsed().as_secs_f64();
                 runs += 1;
                 let shown = match &result {
@@ -648,9 +745,8 @@ pub fn run(args: &[String]) -> Result {
                 };
                 let left = running / runs as f64 * (total - done) as f64;
                 eprintln!(
-                    "[{done:>4}/{total}] {} t={} {:<8} rep {}/{}: {shown}   (about {} left)",
-                    job.name,
-                    job.threads,
+                    "[{done:>4}/{total}] {} {:<8} rep {}/{}: {shown}   (about {} left)",
+                    job.label(),
                     alloc.name,
                     rep + 1,
                     o.reps,
@@ -700,33 +796,40 @@ pub fn run(args: &[String]) -> Result {
         })
         .collect();
     let names: Vec<String> = allocs.iter().map(|a| a.name.clone()).collect();
-    let mode = format!(
-        "{} (repetitions {}, scale {}, threads {}{})",
-        if o.quick { "quick" } else { "full" },
-        o.reps,
-        o.scale,
-        o.threads
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        o.external.as_ref().map_or(String::new(), |d| format!(
-            ", external programs of {}",
-            d.display()
-        ))
-    );
-    let md = bench_report::markdown(&names, &rows, &mode, &crate::bench_report::machine());
+    let mode = if o.real {
+        format!(
+            "real programs (repetitions {}): {}",
+            o.reps,
+            crate::bench_real::versions(&jobs)
+        )
+    } else {
+        format!(
+            "{} (repetitions {}, scale {}, threads {}{})",
+            if o.quick { "quick" } else { "full" },
+            o.reps,
+            o.scale,
+            o.threads
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            o.external.as_ref().map_or(String::new(), |d| format!(
+                ", external programs of {}",
+                d.display()
+            ))
+        )
+    };
+    let md = bench_report::markdown(layout, &names, &rows, &mode, &bench_report::machine());
     println!("{md}");
-    fs::write(report_dir().join("report.md"), &md).map_err(|e| e.to_string())?;
-    let chart = report_dir().join("chart.svg");
+    let (report, chart) = (
+        report_dir().join(layout.report),
+        report_dir().join(layout.chart),
+    );
+    fs::write(&report, &md).map_err(|e| e.to_string())?;
     match bench_report::svg(&names, &rows) {
         Some(svg) => fs::write(&chart, svg).map_err(|e| e.to_string())?,
         None => eprintln!("bench: no chart (it needs mimalloc as the reference)"),
     }
-    eprintln!(
-        "bench: wrote {} and {}",
-        report_dir().join("report.md").display(),
-        chart.display()
-    );
+    eprintln!("bench: wrote {} and {}", report.display(), chart.display());
     Ok(())
 }

@@ -1,4 +1,8 @@
 //! The report of `cargo xtask bench`: markdown tables and a hand-written SVG chart.
+//!
+//! A [`Layout`] says which allocators the ratios are taken against: the suite compares with
+//! glibc and mimalloc, the real programs (`--real`) with mimalloc, jemalloc and, per row, the
+//! better of the two.
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -35,7 +39,8 @@ impl Cell {
 
 pub struct Row {
     pub workload: String,
-    pub threads: usize,
+    /// The thread count, for workloads that take one.
+    pub threads: Option<usize>,
     /// The program runs for a fixed time: its ratios come from its own throughput.
     pub fixed_time: bool,
     pub cells: Vec<Cell>,
@@ -76,10 +81,80 @@ pub fn machine() -> String {
     )
 }
 
-/// `a / b` of two cells' values, when both have one.
-fn ratio(row: &Row, a: usize, b: Option<usize>, pick: fn((f64, f64)) -> f64) -> Option<f64> {
-    let (x, y) = (row.cells[a].ok()?, row.cells[b?].ok()?);
-    Some(pick(x) / pick(y))
+/// What ratios are taken against: the lowest value among these allocators' cells in the
+/// same row (one allocator, or the better of several).
+pub struct Reference {
+    /// How the report names it: "glibc", "the better of mimalloc and jemalloc".
+    pub label: &'static str,
+    pub allocators: &'static [&'static str],
+}
+
+/// A report's title, the references of its time and RSS ratios, and where it is written
+/// (file names in `target/bench-report/`).
+pub struct Layout {
+    pub title: &'static str,
+    pub time: &'static [Reference],
+    pub rss: &'static [Reference],
+    pub report: &'static str,
+    pub chart: &'static str,
+    /// The directory of the runs' outputs.
+    pub logs: &'static str,
+}
+
+const GLIBC: Reference = Reference {
+    label: "glibc",
+    allocators: &["glibc"],
+};
+const MIMALLOC: Reference = Reference {
+    label: "mimalloc",
+    allocators: &["mimalloc"],
+};
+const JEMALLOC: Reference = Reference {
+    label: "jemalloc",
+    allocators: &["jemalloc"],
+};
+const BETTER_PEER: Reference = Reference {
+    label: "the better of mimalloc and jemalloc",
+    allocators: &["mimalloc", "jemalloc"],
+};
+
+/// The suite of C workloads (and `--external`).
+pub const SUITE: Layout = Layout {
+    title: "hakmem benchmark report",
+    time: &[GLIBC, MIMALLOC],
+    rss: &[MIMALLOC],
+    report: "report.md",
+    chart: "chart.svg",
+    logs: "logs",
+};
+
+/// The real programs (`--real`).
+pub const REAL: Layout = Layout {
+    title: "hakmem real-program benchmark report",
+    time: &[MIMALLOC, JEMALLOC, BETTER_PEER],
+    rss: &[MIMALLOC, JEMALLOC, BETTER_PEER],
+    report: "real.md",
+    chart: "real.svg",
+    logs: "logs/real",
+};
+
+/// A [`Reference`] as positions in the report's allocator list (those that took part).
+type Base = Vec<usize>;
+
+fn resolve(allocs: &[String], r: &Reference) -> Base {
+    (0..allocs.len())
+        .filter(|&a| r.allocators.contains(&allocs[a].as_str()))
+        .collect()
+}
+
+/// `a / base` of a row's values, when both have one.
+fn ratio(row: &Row, a: usize, base: &[usize], pick: fn((f64, f64)) -> f64) -> Option<f64> {
+    let x = pick(row.cells[a].ok()?);
+    let y = base
+        .iter()
+        .filter_map(|&b| row.cells[b].ok().map(pick))
+        .min_by(|p, q| p.total_cmp(q))?;
+    Some(x / y)
 }
 
 fn geomean(v: &[f64]) -> Option<f64> {
@@ -109,113 +184,165 @@ fn opt(r: Option<f64>) -> String {
     r.map_or("–".into(), |r| format!("{r:.2}"))
 }
 
-fn header(out: &mut String, allocs: &[String]) {
-    let _ = writeln!(out, "| workload | threads | {} |", allocs.join(" | "));
-    let _ = writeln!(out, "|---|---:|{}", "---:|".repeat(allocs.len()));
+/// The table's first columns: the workload, and its thread count if the rows have one.
+fn lead(rows: &[Row], name: &str, threads: Option<usize>) -> String {
+    match threads {
+        Some(t) => format!("| {name} | {t} |"),
+        None if rows.iter().any(|r| r.threads.is_some()) => format!("| {name} | |"),
+        None => format!("| {name} |"),
+    }
+}
+
+fn header(out: &mut String, allocs: &[String], rows: &[Row]) {
+    let (names, rule) = if rows.iter().any(|r| r.threads.is_some()) {
+        ("| workload | threads |", "|---|---:|")
+    } else {
+        ("| workload |", "|---|")
+    };
+    let _ = writeln!(out, "{names} {} |", allocs.join(" | "));
+    let _ = writeln!(out, "{rule}{}", "---:|".repeat(allocs.len()));
 }
 
 fn row_label(r: &Row) -> String {
     format!("{}{}", r.workload, if r.fixed_time { " †" } else { "" })
 }
 
-/// One geometric-mean cell: the mean of the ratios over rows where both sides have a value.
-fn geo_cell(
-    rows: &[Row],
-    a: usize,
-    base: Option<usize>,
-    pick: fn((f64, f64)) -> f64,
-) -> (Option<f64>, usize) {
-    let v: Vec<f64> = rows
-        .iter()
-        .filter_map(|r| ratio(r, a, base, pick))
-        .collect();
-    (geomean(&v), v.len())
+/// "churn with 2 thread(s)", "lua".
+fn row_name(r: &Row) -> String {
+    match r.threads {
+        Some(t) => format!("{} with {t} thread(s)", r.workload),
+        None => r.workload.clone(),
+    }
 }
 
-pub fn markdown(allocs: &[String], rows: &[Row], mode: &str, machine: &str) -> String {
-    let pos = |n: &str| allocs.iter().position(|a| a == n);
-    let (glibc, mi) = (pos("glibc"), pos("mimalloc"));
-    let cost = |x: (f64, f64)| x.0;
-    let rss = |x: (f64, f64)| x.1;
+/// The ratios of every row (where both sides have a value) of one allocator to one base.
+fn ratios(rows: &[Row], a: usize, base: &[usize], pick: fn((f64, f64)) -> f64) -> Vec<f64> {
+    rows.iter()
+        .filter_map(|r| ratio(r, a, base, pick))
+        .collect()
+}
+
+/// A table of one measure: per row and allocator its median (`value`), then in brackets its
+/// ratio to each reference; then the geometric mean of the ratios and the highest one.
+fn ratio_table(
+    s: &mut String,
+    allocs: &[String],
+    rows: &[Row],
+    refs: &[Reference],
+    pick: fn((f64, f64)) -> f64,
+    value: fn(&Cell) -> Option<String>,
+) {
+    let bases: Vec<Base> = refs.iter().map(|r| resolve(allocs, r)).collect();
+    header(s, allocs, rows);
+    let bracket = |v: Vec<String>| format!("({})", v.join(" · "));
+    for r in rows {
+        let cells: Vec<String> = (0..allocs.len())
+            .map(|a| match value(&r.cells[a]) {
+                Some(v) => {
+                    let rs = bases.iter().map(|b| opt(ratio(r, a, b, pick))).collect();
+                    format!("{v} {}", bracket(rs))
+                }
+                None => r.cells[a].failure().unwrap_or_default(),
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "{} {} |",
+            lead(rows, &row_label(r), r.threads),
+            cells.join(" | ")
+        );
+    }
+    let n = rows.len();
+    let summary = |reduce: fn(&[f64]) -> Option<f64>| -> Vec<String> {
+        (0..allocs.len())
+            .map(|a| {
+                let per_base: Vec<Vec<f64>> =
+                    bases.iter().map(|b| ratios(rows, a, b, pick)).collect();
+                let counts: Vec<usize> = per_base.iter().map(Vec::len).collect();
+                let count = if counts.iter().all(|&c| c == n) {
+                    String::new()
+                } else {
+                    let c: Vec<String> = counts.iter().map(|c| c.to_string()).collect();
+                    format!(" [{} of {n} rows]", c.join("·"))
+                };
+                let v = per_base.iter().map(|v| opt(reduce(v))).collect();
+                format!("{}{count}", bracket(v))
+            })
+            .collect()
+    };
+    let highest = |v: &[f64]| v.iter().copied().max_by(|p, q| p.total_cmp(q));
+    for (name, reduce) in [
+        ("**geometric mean**", geomean as fn(&[f64]) -> Option<f64>),
+        ("**highest**", highest),
+    ] {
+        let _ = writeln!(
+            s,
+            "{} {} |",
+            lead(rows, name, None),
+            summary(reduce).join(" | ")
+        );
+    }
+}
+
+/// "to glibc · to mimalloc"
+fn ratio_names(refs: &[Reference]) -> String {
+    refs.iter()
+        .map(|r| format!("to {}", r.label))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+pub fn markdown(
+    layout: &Layout,
+    allocs: &[String],
+    rows: &[Row],
+    mode: &str,
+    machine: &str,
+) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# hakmem benchmark report\n\n{machine}- mode: {mode}\n");
+    let _ = writeln!(s, "# {}\n\n{machine}- mode: {mode}\n", layout.title);
 
     let _ = writeln!(
         s,
-        "## Time\n\nMedian wall time in seconds, then in brackets the ratio to glibc · to mimalloc \
-         (lower is better). † runs for a fixed time: its ratios compare the inverse of the \
-         throughput it reports.\n"
+        "## Time\n\nMedian wall time in seconds, then in brackets the ratio {} (lower is \
+         better); under the rows the geometric mean and the highest of each ratio.{}\n",
+        ratio_names(layout.time),
+        if rows.iter().any(|r| r.fixed_time) {
+            " † runs for a fixed time: its ratios compare the inverse of the throughput it \
+             reports."
+        } else {
+            ""
+        }
     );
-    header(&mut s, allocs);
-    let n = rows.len();
-    for r in rows {
-        let cells: Vec<String> = (0..allocs.len())
-            .map(|a| match &r.cells[a] {
-                Cell::Ok { wall, .. } => {
-                    format!(
-                        "{wall:.3} ({} · {})",
-                        opt(ratio(r, a, glibc, cost)),
-                        opt(ratio(r, a, mi, cost))
-                    )
-                }
-                c => c.failure().unwrap(),
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} |",
-            row_label(r),
-            r.threads,
-            cells.join(" | ")
-        );
-    }
-    let geo: Vec<String> = (0..allocs.len())
-        .map(|a| {
-            let ((g, ng), (m, nm)) = (geo_cell(rows, a, glibc, cost), geo_cell(rows, a, mi, cost));
-            let count = if ng == n && nm == n {
-                String::new()
-            } else {
-                format!(" [{ng}·{nm} of {n} rows]")
-            };
-            format!("({} · {}){count}", opt(g), opt(m))
-        })
-        .collect();
-    let _ = writeln!(s, "| **geometric mean** | | {} |", geo.join(" | "));
+    ratio_table(
+        &mut s,
+        allocs,
+        rows,
+        layout.time,
+        |x| x.0,
+        |c| match c {
+            Cell::Ok { wall, .. } => Some(format!("{wall:.3}")),
+            _ => None,
+        },
+    );
 
-    let _ = writeln!(s, "\n## Peak RSS\n\nMedian peak resident set in MiB, then in brackets the ratio to mimalloc (lower is better).\n");
-    header(&mut s, allocs);
-    for r in rows {
-        let cells: Vec<String> = (0..allocs.len())
-            .map(|a| match &r.cells[a] {
-                Cell::Ok { rss_kib, .. } => {
-                    format!("{:.1} ({})", rss_kib / 1024.0, opt(ratio(r, a, mi, rss)))
-                }
-                c => c.failure().unwrap(),
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} |",
-            row_label(r),
-            r.threads,
-            cells.join(" | ")
-        );
-    }
-    let geo: Vec<String> = (0..allocs.len())
-        .map(|a| {
-            let (m, nm) = geo_cell(rows, a, mi, rss);
-            format!(
-                "({}){}",
-                opt(m),
-                if nm == n {
-                    String::new()
-                } else {
-                    format!(" [{nm} of {n} rows]")
-                }
-            )
-        })
-        .collect();
-    let _ = writeln!(s, "| **geometric mean** | | {} |", geo.join(" | "));
+    let _ = writeln!(
+        s,
+        "\n## Peak RSS\n\nMedian peak resident set in MiB, then in brackets the ratio {} \
+         (lower is better).\n",
+        ratio_names(layout.rss)
+    );
+    ratio_table(
+        &mut s,
+        allocs,
+        rows,
+        layout.rss,
+        |x| x.1,
+        |c| match c {
+            Cell::Ok { rss_kib, .. } => Some(format!("{:.1}", rss_kib / 1024.0)),
+            _ => None,
+        },
+    );
 
     if rows.iter().any(|r| {
         r.cells.iter().any(|c| {
@@ -229,7 +356,7 @@ pub fn markdown(allocs: &[String], rows: &[Row], mode: &str, machine: &str) -> S
         })
     }) {
         let _ = writeln!(s, "\n## Throughput\n\nAs the workload reports it, median, in operations (malloc-family calls and frees) per second (higher is better; k = 10^3, M = 10^6).\n");
-        header(&mut s, allocs);
+        header(&mut s, allocs, rows);
         for r in rows {
             let cells: Vec<String> = r
                 .cells
@@ -245,9 +372,8 @@ pub fn markdown(allocs: &[String], rows: &[Row], mode: &str, machine: &str) -> S
                 .collect();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} |",
-                row_label(r),
-                r.threads,
+                "{} {} |",
+                lead(rows, &row_label(r), r.threads),
                 cells.join(" | ")
             );
         }
@@ -270,9 +396,8 @@ pub fn markdown(allocs: &[String], rows: &[Row], mode: &str, machine: &str) -> S
                 let tail: Vec<String> = tail.into_iter().rev().collect();
                 let _ = writeln!(
                     problems,
-                    "- {name}, {} with {} thread(s): {e}; last output: `{}` ({})",
-                    r.workload,
-                    r.threads,
+                    "- {name}, {}: {e}; last output: `{}` ({})",
+                    row_name(r),
                     tail.join(" / ").replace('`', "'"),
                     log.display()
                 );
@@ -358,7 +483,7 @@ pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
         .map(|r| {
             let bars = shown
                 .iter()
-                .map(|&a| match ratio(r, a, Some(mi), |x| x.0) {
+                .map(|&a| match ratio(r, a, &[mi], |x| x.0) {
                     Some(q) => Ok(q),
                     None => Err(r.cells[a]
                         .failure()
@@ -366,16 +491,16 @@ pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
                         .unwrap_or_default()),
                 })
                 .collect();
-            (format!("{} · {}t", row_label(r), r.threads), bars)
+            let name = match r.threads {
+                Some(t) => format!("{} · {t}t", row_label(r)),
+                None => row_label(r),
+            };
+            (name, bars)
         })
         .collect();
     let geo = shown
         .iter()
-        .map(|&a| {
-            geo_cell(rows, a, Some(mi), |x| x.0)
-                .0
-                .ok_or_else(String::new)
-        })
+        .map(|&a| geomean(&ratios(rows, a, &[mi], |x| x.0)).ok_or_else(String::new))
         .collect();
     groups.push(("geometric mean".into(), geo));
     for (k, (name, bars)) in groups.iter().enumerate() {
@@ -423,4 +548,132 @@ pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
     }
     s.push_str("</svg>\n");
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(wall: f64, rss_mib: f64) -> Cell {
+        Cell::Ok {
+            wall,
+            cost: wall,
+            rss_kib: rss_mib * 1024.0,
+            throughput: None,
+        }
+    }
+
+    fn names() -> Vec<String> {
+        ["hakmem", "mimalloc", "jemalloc"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// Two real-program rows: in the second, jemalloc is the faster peer; in both, the
+    /// smaller one.
+    fn real_rows() -> Vec<Row> {
+        vec![
+            Row {
+                workload: "lua".into(),
+                threads: None,
+                fixed_time: false,
+                cells: vec![ok(1.8, 10.0), ok(2.0, 20.0), ok(4.0, 16.0)],
+            },
+            Row {
+                workload: "redis".into(),
+                threads: None,
+                fixed_time: false,
+                cells: vec![ok(4.5, 8.0), ok(5.0, 40.0), ok(4.0, 32.0)],
+            },
+        ]
+    }
+
+    fn line<'a>(md: &'a str, section: &str, start: &str) -> &'a str {
+        let from = md.find(section).expect("section");
+        md[from..]
+            .lines()
+            .find(|l| l.starts_with(start))
+            .expect("line")
+    }
+
+    #[test]
+    fn real_report_compares_with_each_peer_and_the_better_one_per_row() {
+        let md = markdown(&REAL, &names(), &real_rows(), "test", "");
+        // hakmem's geometric means: sqrt(0.9 · 0.9), sqrt(0.45 · 1.125), sqrt(0.9 · 1.125).
+        let expected = [
+            ("## Time", "| workload | hakmem | mimalloc | jemalloc |"),
+            (
+                "## Time",
+                "| lua | 1.800 (0.90 · 0.45 · 0.90) | 2.000 (1.00 · 0.50 · 1.00) \
+                 | 4.000 (2.00 · 1.00 · 2.00) |",
+            ),
+            (
+                "## Time",
+                "| redis | 4.500 (0.90 · 1.12 · 1.12) | 5.000 (1.00 · 1.25 · 1.25) \
+                 | 4.000 (0.80 · 1.00 · 1.00) |",
+            ),
+            (
+                "## Time",
+                "| **geometric mean** | (0.90 · 0.71 · 1.01) | (1.00 · 0.79 · 1.12) \
+                 | (1.26 · 1.00 · 1.41) |",
+            ),
+            (
+                "## Time",
+                "| **highest** | (0.90 · 1.12 · 1.12) | (1.00 · 1.25 · 1.25) \
+                 | (2.00 · 1.00 · 2.00) |",
+            ),
+            (
+                "## Peak RSS",
+                "| redis | 8.0 (0.20 · 0.25 · 0.25) | 40.0 (1.00 · 1.25 · 1.25) \
+                 | 32.0 (0.80 · 1.00 · 1.00) |",
+            ),
+        ];
+        for (section, want) in expected {
+            let start = &want[..want[2..].find(" |").unwrap() + 2];
+            assert_eq!(line(&md, section, start), want);
+        }
+    }
+
+    #[test]
+    fn a_failed_peer_leaves_the_other_as_the_better_one_and_is_counted() {
+        let mut rows = real_rows();
+        rows[1].cells[2] = Cell::Failed("CRASH (SIGSEGV)".into(), PathBuf::from("/nonexistent"));
+        let md = markdown(&REAL, &names(), &rows, "test", "");
+        assert_eq!(
+            line(&md, "## Time", "| redis"),
+            "| redis | 4.500 (0.90 · – · 0.90) | 5.000 (1.00 · – · 1.00) | CRASH (SIGSEGV) |"
+        );
+        assert_eq!(
+            line(&md, "## Time", "| **geometric mean**"),
+            "| **geometric mean** | (0.90 · 0.45 · 0.90) [2·1·2 of 2 rows] \
+             | (1.00 · 0.50 · 1.00) [2·1·2 of 2 rows] | (2.00 · 1.00 · 2.00) [1·1·1 of 2 rows] |"
+        );
+        assert!(md.contains("- jemalloc, redis: CRASH (SIGSEGV)"));
+    }
+
+    #[test]
+    fn suite_report_keeps_its_threads_column_and_references() {
+        let allocs = ["hakmem", "glibc", "mimalloc"].map(String::from).to_vec();
+        let rows = vec![Row {
+            workload: "churn".into(),
+            threads: Some(2),
+            fixed_time: false,
+            cells: vec![ok(1.0, 4.0), ok(2.0, 6.0), ok(1.25, 5.0)],
+        }];
+        let md = markdown(&SUITE, &allocs, &rows, "test", "");
+        assert!(md.starts_with("# hakmem benchmark report"));
+        assert!(md.contains("the ratio to glibc · to mimalloc (lower"));
+        assert_eq!(
+            line(&md, "## Time", "| churn"),
+            "| churn | 2 | 1.000 (0.50 · 0.80) | 2.000 (1.00 · 1.60) | 1.250 (0.62 · 1.00) |"
+        );
+        assert_eq!(
+            line(&md, "## Peak RSS", "| churn"),
+            "| churn | 2 | 4.0 (0.80) | 6.0 (1.20) | 5.0 (1.00) |"
+        );
+        assert_eq!(
+            line(&md, "## Peak RSS", "| **geometric mean**"),
+            "| **geometric mean** | | (0.80) | (1.20) | (1.00) |"
+        );
+    }
 }
