@@ -1,7 +1,7 @@
 /* Shared helpers for the hakmem benchmark workloads (our own code).
  *
  * Every workload is run as `prog THREADS SCALE`: THREADS worker threads (>= 1), and SCALE a
- * positive work multiplier (per-thread work grows linearly with it). It checks the contents
+ * positive work multiplier (the work grows linearly with it). It checks the contents
  * of its objects before freeing them, exits with status 3 on corruption (4 on an allocation
  * failure, 2 on bad arguments), and prints `throughput: <ops/s>` where an operation is one
  * call of the malloc family or free. */
@@ -23,6 +23,18 @@ static void parse_args(int argc, char **argv) {
         fprintf(stderr, "usage: %s [THREADS>=1] [SCALE>=1]\n", argv[0]);
         exit(2);
     }
+}
+
+/* The work of one thread: n units with up to FULL_WORK_THREADS threads, so that up to the 2
+ * cores of the machines we measure on the threads run side by side, each doing the same work;
+ * with more threads, the work of FULL_WORK_THREADS threads split among them, so that a run
+ * with more threads than cores (16) lasts about as long as one with 2 instead of growing with
+ * the thread count. */
+#define FULL_WORK_THREADS 2
+static inline long thread_share(long n) {
+    if (g_threads <= FULL_WORK_THREADS) return n;
+    long share = n * FULL_WORK_THREADS / g_threads;
+    return share > 0 ? share : 1;
 }
 
 static double now(void) {
