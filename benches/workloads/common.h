@@ -7,6 +7,7 @@
  * call of the malloc family or free. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,13 +122,20 @@ static inline void obj_free(obj_t *o) {
     }
 }
 
-/* Runs fn(0..n-1) in n threads and waits for them. */
-static inline void run_threads(int n, void *(*fn)(void *)) {
+/* Starts fn(0..n-1) in n threads; join_threads waits for them. */
+static inline pthread_t *start_threads(int n, void *(*fn)(void *)) {
     pthread_t *t = check_alloc(malloc(sizeof *t * (size_t)n), sizeof *t * (size_t)n);
     for (intptr_t i = 0; i < n; i++)
         if (pthread_create(&t[i], NULL, fn, (void *)i) != 0) { perror("pthread_create"); exit(4); }
+    return t;
+}
+static inline void join_threads(pthread_t *t, int n) {
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
     free(t);
+}
+/* Runs fn(0..n-1) in n threads and waits for them. */
+static inline void run_threads(int n, void *(*fn)(void *)) {
+    join_threads(start_threads(n, fn), n);
 }
 
 /* Operation counter summed over threads. */
