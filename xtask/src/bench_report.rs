@@ -118,9 +118,28 @@ fn row_label(r: &Row) -> String {
     format!("{}{}", r.workload, if r.fixed_time { " †" } else { "" })
 }
 
+/// The rows geometric means are taken over, with the thread count they are labelled by: those
+/// of each thread count when there are several, then all rows.
+fn mean_groups(rows: &[Row]) -> Vec<(String, Vec<&Row>)> {
+    let mut counts: Vec<usize> = rows.iter().map(|r| r.threads).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let mut groups = Vec::new();
+    if counts.len() > 1 {
+        for t in counts {
+            groups.push((
+                t.to_string(),
+                rows.iter().filter(|r| r.threads == t).collect(),
+            ));
+        }
+    }
+    groups.push(("all".to_string(), rows.iter().collect()));
+    groups
+}
+
 /// One geometric-mean cell: the mean of the ratios over rows where both sides have a value.
 fn geo_cell(
-    rows: &[Row],
+    rows: &[&Row],
     a: usize,
     base: Option<usize>,
     pick: fn((f64, f64)) -> f64,
@@ -130,6 +149,23 @@ fn geo_cell(
         .filter_map(|r| ratio(r, a, base, pick))
         .collect();
     (geomean(&v), v.len())
+}
+
+/// The geometric-mean rows of a table (see `mean_groups`); `cell(group, a)` is allocator a's.
+fn mean_rows(
+    s: &mut String,
+    allocs: &[String],
+    rows: &[Row],
+    cell: impl Fn(&[&Row], usize) -> String,
+) {
+    for (threads, group) in mean_groups(rows) {
+        let cells: Vec<String> = (0..allocs.len()).map(|a| cell(&group, a)).collect();
+        let _ = writeln!(
+            s,
+            "| **geometric mean** | {threads} | {} |",
+            cells.join(" | ")
+        );
+    }
 }
 
 pub fn markdown(allocs: &[String], rows: &[Row], mode: &str, machine: &str) -> String {
@@ -147,7 +183,6 @@ pub fn markdown(allocs: &[String], rows: &[Row], mode: &str, machine: &str) -> S
          throughput it reports.\n"
     );
     header(&mut s, allocs);
-    let n = rows.len();
     for r in rows {
         let cells: Vec<String> = (0..allocs.len())
             .map(|a| match &r.cells[a] {
@@ -169,18 +204,19 @@ pub fn markdown(allocs: &[String], rows: &[Row], mode: &str, machine: &str) -> S
             cells.join(" | ")
         );
     }
-    let geo: Vec<String> = (0..allocs.len())
-        .map(|a| {
-            let ((g, ng), (m, nm)) = (geo_cell(rows, a, glibc, cost), geo_cell(rows, a, mi, cost));
-            let count = if ng == n && nm == n {
-                String::new()
-            } else {
-                format!(" [{ng}·{nm} of {n} rows]")
-            };
-            format!("({} · {}){count}", opt(g), opt(m))
-        })
-        .collect();
-    let _ = writeln!(s, "| **geometric mean** | | {} |", geo.join(" | "));
+    mean_rows(&mut s, allocs, rows, |group, a| {
+        let n = group.len();
+        let ((g, ng), (m, nm)) = (
+            geo_cell(group, a, glibc, cost),
+            geo_cell(group, a, mi, cost),
+        );
+        let count = if ng == n && nm == n {
+            String::new()
+        } else {
+            format!(" [{ng}·{nm} of {n} rows]")
+        };
+        format!("({} · {}){count}", opt(g), opt(m))
+    });
 
     let _ = writeln!(s, "\n## Peak RSS\n\nMedian peak resident set in MiB, then in brackets the ratio to mimalloc (lower is better).\n");
     header(&mut s, allocs);
@@ -201,21 +237,15 @@ pub fn markdown(allocs: &[String], rows: &[Row], mode: &str, machine: &str) -> S
             cells.join(" | ")
         );
     }
-    let geo: Vec<String> = (0..allocs.len())
-        .map(|a| {
-            let (m, nm) = geo_cell(rows, a, mi, rss);
-            format!(
-                "({}){}",
-                opt(m),
-                if nm == n {
-                    String::new()
-                } else {
-                    format!(" [{nm} of {n} rows]")
-                }
-            )
-        })
-        .collect();
-    let _ = writeln!(s, "| **geometric mean** | | {} |", geo.join(" | "));
+    mean_rows(&mut s, allocs, rows, |group, a| {
+        let (n, (m, nm)) = (group.len(), geo_cell(group, a, mi, rss));
+        let count = if nm == n {
+            String::new()
+        } else {
+            format!(" [{nm} of {n} rows]")
+        };
+        format!("({}){count}", opt(m))
+    });
 
     if rows.iter().any(|r| {
         r.cells.iter().any(|c| {
@@ -307,11 +337,43 @@ fn color(name: &str) -> &'static str {
 pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
     let mi = allocs.iter().position(|a| a == "mimalloc")?;
     let shown: Vec<usize> = (0..allocs.len()).filter(|&a| a != mi).collect();
+    // One group per row, then the geometric means: per allocator a ratio, or why there is none.
+    let mut groups: Vec<(String, Vec<std::result::Result<f64, String>>)> = rows
+        .iter()
+        .map(|r| {
+            let bars = shown
+                .iter()
+                .map(|&a| match ratio(r, a, Some(mi), |x| x.0) {
+                    Some(q) => Ok(q),
+                    None => Err(r.cells[a]
+                        .failure()
+                        .or(r.cells[mi].failure().map(|f| format!("mimalloc {f}")))
+                        .unwrap_or_default()),
+                })
+                .collect();
+            (format!("{} · {}t", row_label(r), r.threads), bars)
+        })
+        .collect();
+    for (threads, group) in mean_groups(rows) {
+        let geo = shown
+            .iter()
+            .map(|&a| {
+                geo_cell(&group, a, Some(mi), |x| x.0)
+                    .0
+                    .ok_or_else(String::new)
+            })
+            .collect();
+        let label = match threads.as_str() {
+            "all" => "geometric mean".to_string(),
+            t => format!("geometric mean · {t}t"),
+        };
+        groups.push((label, geo));
+    }
     let (label, plot, bar, gap, top) = (200.0, 560.0, 12.0, 10.0, 70.0);
     let group = shown.len() as f64 * bar + gap;
     let (width, height) = (
         label + plot + 110.0,
-        top + (rows.len() + 1) as f64 * group + 30.0,
+        top + groups.len() as f64 * group + 30.0,
     );
     let x = |r: f64| label + (r.log2().clamp(-2.0, 2.0) + 2.0) / 4.0 * plot;
     let mut s = String::new();
@@ -338,6 +400,20 @@ pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
             esc(&allocs[a])
         );
     }
+    // Every other workload's rows on a grey band, so that a workload's thread counts read as one.
+    let mut shaded = false;
+    for (k, r) in rows.iter().enumerate() {
+        if k > 0 && rows[k - 1].workload != r.workload {
+            shaded = !shaded;
+        }
+        if shaded {
+            let _ = writeln!(
+                s,
+                r##"<rect x="0" y="{}" width="{width}" height="{group}" fill="#f2f2f2"/>"##,
+                top + k as f64 * group - gap / 2.0
+            );
+        }
+    }
     for t in [0.25, 0.5, 1.0, 2.0, 4.0] {
         let (tx, stroke) = (x(t), if t == 1.0 { "#000" } else { "#ddd" });
         let _ = writeln!(
@@ -352,35 +428,9 @@ pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
             height - 12.0
         );
     }
-    // One group per row, then the geometric means: per allocator a ratio, or why there is none.
-    let mut groups: Vec<(String, Vec<std::result::Result<f64, String>>)> = rows
-        .iter()
-        .map(|r| {
-            let bars = shown
-                .iter()
-                .map(|&a| match ratio(r, a, Some(mi), |x| x.0) {
-                    Some(q) => Ok(q),
-                    None => Err(r.cells[a]
-                        .failure()
-                        .or(r.cells[mi].failure().map(|f| format!("mimalloc {f}")))
-                        .unwrap_or_default()),
-                })
-                .collect();
-            (format!("{} · {}t", row_label(r), r.threads), bars)
-        })
-        .collect();
-    let geo = shown
-        .iter()
-        .map(|&a| {
-            geo_cell(rows, a, Some(mi), |x| x.0)
-                .0
-                .ok_or_else(String::new)
-        })
-        .collect();
-    groups.push(("geometric mean".into(), geo));
     for (k, (name, bars)) in groups.iter().enumerate() {
         let y0 = top + k as f64 * group;
-        let weight = if k == rows.len() { "bold" } else { "normal" };
+        let weight = if k >= rows.len() { "bold" } else { "normal" };
         let _ = writeln!(
             s,
             r#"<text x="{}" y="{}" text-anchor="end" font-weight="{weight}">{}</text>"#,
@@ -423,4 +473,57 @@ pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
     }
     s.push_str("</svg>\n");
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(workload: &str, threads: usize, costs: &[f64]) -> Row {
+        Row {
+            workload: workload.into(),
+            threads,
+            fixed_time: false,
+            cells: costs
+                .iter()
+                .map(|&c| Cell::Ok {
+                    wall: c,
+                    cost: c,
+                    rss_kib: 1024.0,
+                    throughput: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn geometric_means_per_thread_count_then_over_all_rows() {
+        let allocs = ["hakmem", "glibc", "mimalloc"].map(String::from);
+        let rows = [
+            row("a", 1, &[1.0, 1.0, 1.0]),
+            row("a", 16, &[2.0, 1.0, 1.0]),
+            row("b", 1, &[4.0, 1.0, 1.0]),
+            row("b", 16, &[8.0, 1.0, 1.0]),
+        ];
+        let groups: Vec<(String, usize)> = mean_groups(&rows)
+            .into_iter()
+            .map(|(t, g)| (t, g.len()))
+            .collect();
+        let expected = [("1", 2), ("16", 2), ("all", 4)].map(|(t, n)| (t.to_string(), n));
+        assert_eq!(groups, expected);
+        let md = markdown(&allocs, &rows, "test", "");
+        // hakmem's ratios: 1 and 4 with 1 thread, 2 and 8 with 16, all four over all rows.
+        assert!(md.contains("| **geometric mean** | 1 | (2.00 · 2.00) |"), "{md}");
+        assert!(md.contains("| **geometric mean** | 16 | (4.00 · 4.00) |"), "{md}");
+        assert!(md.contains("| **geometric mean** | all | (2.83 · 2.83) |"), "{md}");
+        let svg = svg(&allocs, &rows).unwrap();
+        assert!(svg.contains("geometric mean · 16t"), "{svg}");
+    }
+
+    #[test]
+    fn one_thread_count_gives_one_geometric_mean() {
+        let rows = [row("a", 2, &[1.0]), row("b", 2, &[1.0])];
+        let labels: Vec<String> = mean_groups(&rows).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(labels, ["all"]);
+    }
 }
