@@ -8,8 +8,8 @@
 /* Totals over all threads since start-up. */
 typedef struct hakmem_stats {
     uint64_t allocs, frees;        /* small and medium blocks */
-    uint64_t cache_hits;           /* allocations served by a thread cache */
-    uint64_t refills, spills;      /* batches between thread caches and slabs */
+    uint64_t cache_hits;           /* allocations served by malloc's fast path */
+    uint64_t refills, misses;      /* slow paths: carves or slab switches; all of them */
     uint64_t remote_frees;         /* frees from a thread other than the owner */
     uint64_t large_allocs, large_frees;
     uint64_t bytes_mapped;         /* segments and large mappings now */

@@ -9,7 +9,7 @@
 
 static void *worker(void *arg) {
     int i = (int)(intptr_t)arg;
-    long iters = ITERS * g_scale;
+    long iters = thread_share(ITERS) * g_scale;
     for (long n = 0; n < iters; n++) {
         volatile unsigned char *p = check_alloc(malloc(OBJ), OBJ);
         for (int w = 0; w < WRITES; w++)

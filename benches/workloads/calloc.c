@@ -31,7 +31,7 @@ static void *worker(void *arg) {
     rng_t r = rng_seed(31 + (uintptr_t)arg);
     obj_t *slots = check_alloc(calloc(SLOTS, sizeof(obj_t)), SLOTS * sizeof(obj_t));
     uint64_t ops = 1;
-    long iters = ITERS * g_scale;
+    long iters = thread_share(ITERS) * g_scale;
     for (long n = 0; n < iters; n++) {
         obj_t *o = &slots[rnd(&r) % SLOTS];
         if (o->p) { check_dirty(o->p, o->size, o->tag); free(o->p); ops++; }

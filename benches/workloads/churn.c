@@ -13,7 +13,7 @@ static void *worker(void *arg) {
     uint64_t ops = 0;
     for (int i = 0; i < LIVE; i++) obj_new(&live[i], rnd_range(&r, 8, 64), tag_of(i));
     ops += LIVE;
-    long steps = STEPS * g_scale;
+    long steps = thread_share(STEPS) * g_scale;
     for (long s = 0; s < steps; s++) {
         obj_t *a = &live[rnd(&r) % LIVE], *b = &live[rnd(&r) % LIVE];
         check(a->p, a->size, a->tag);

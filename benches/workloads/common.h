@@ -1,12 +1,13 @@
 /* Shared helpers for the hakmem benchmark workloads (our own code).
  *
  * Every workload is run as `prog THREADS SCALE`: THREADS worker threads (>= 1), and SCALE a
- * positive work multiplier (per-thread work grows linearly with it). It checks the contents
+ * positive work multiplier (the work grows linearly with it). It checks the contents
  * of its objects before freeing them, exits with status 3 on corruption (4 on an allocation
  * failure, 2 on bad arguments), and prints `throughput: <ops/s>` where an operation is one
  * call of the malloc family or free. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,18 @@ static void parse_args(int argc, char **argv) {
         fprintf(stderr, "usage: %s [THREADS>=1] [SCALE>=1]\n", argv[0]);
         exit(2);
     }
+}
+
+/* The work of one thread: n units with up to FULL_WORK_THREADS threads, so that up to the 2
+ * cores of the machines we measure on the threads run side by side, each doing the same work;
+ * with more threads, the work of FULL_WORK_THREADS threads split among them, so that a run
+ * with more threads than cores (16) lasts about as long as one with 2 instead of growing with
+ * the thread count. */
+#define FULL_WORK_THREADS 2
+static inline long thread_share(long n) {
+    if (g_threads <= FULL_WORK_THREADS) return n;
+    long share = n * FULL_WORK_THREADS / g_threads;
+    return share > 0 ? share : 1;
 }
 
 static double now(void) {
@@ -109,13 +122,20 @@ static inline void obj_free(obj_t *o) {
     }
 }
 
-/* Runs fn(0..n-1) in n threads and waits for them. */
-static inline void run_threads(int n, void *(*fn)(void *)) {
+/* Starts fn(0..n-1) in n threads; join_threads waits for them. */
+static inline pthread_t *start_threads(int n, void *(*fn)(void *)) {
     pthread_t *t = check_alloc(malloc(sizeof *t * (size_t)n), sizeof *t * (size_t)n);
     for (intptr_t i = 0; i < n; i++)
         if (pthread_create(&t[i], NULL, fn, (void *)i) != 0) { perror("pthread_create"); exit(4); }
+    return t;
+}
+static inline void join_threads(pthread_t *t, int n) {
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
     free(t);
+}
+/* Runs fn(0..n-1) in n threads and waits for them. */
+static inline void run_threads(int n, void *(*fn)(void *)) {
+    join_threads(start_threads(n, fn), n);
 }
 
 /* Operation counter summed over threads. */

@@ -16,12 +16,13 @@ static void *worker(void *arg) {
     int i = (int)(intptr_t)arg;
     obj_t *a = g_arrays[(i + g_round) % g_threads];
     rng_t r = rng_seed((uint64_t)g_round * 1024 + (uint64_t)i);
-    for (int k = 0; k < REPLACE; k++) {
+    long replace = thread_share(REPLACE);
+    for (long k = 0; k < replace; k++) {
         obj_t *o = &a[rnd(&r) % SLOTS];
         obj_free(o);
         obj_new(o, rnd_range(&r, 8, 1024), tag_of(rnd(&r)));
     }
-    add_ops(2 * REPLACE);
+    add_ops(2 * (uint64_t)replace);
     return NULL;
 }
 

@@ -35,7 +35,8 @@ static void *worker(void *arg) {
     rng_t r = rng_seed((uint64_t)g_round * 1024 + (uintptr_t)arg + 1);
     obj_t *local[LOCAL] = {0};
     uint64_t ops = 0;
-    for (int s = 0; s < STEPS; s++) {
+    long steps = thread_share(STEPS);
+    for (long s = 0; s < steps; s++) {
         uint64_t x = rnd(&r) % 100;
         obj_t **slot = &local[rnd(&r) % LOCAL];
         if (x < 60) {                      /* replace a local object */

@@ -13,7 +13,7 @@ static void *worker(void *arg) {
     rng_t r = rng_seed(29 + (uintptr_t)arg);
     chain_t c[CHAINS] = {0};
     uint64_t ops = 0;
-    long steps = STEPS * g_scale;
+    long steps = thread_share(STEPS) * g_scale;
     for (long n = 0; n < steps; n++, ops++) {
         chain_t *ch = &c[rnd(&r) % CHAINS];
         obj_t *o = &ch->o;

@@ -10,7 +10,7 @@ static queue_t g_q;
 
 static void *producer(void *arg) {
     rng_t r = rng_seed(17 + (uintptr_t)arg);
-    long batches = BATCHES * g_scale;
+    long batches = thread_share(BATCHES) * g_scale;
     for (long n = 0; n < batches; n++) {
         obj_t *b = check_alloc(malloc(BATCH * sizeof(obj_t)), BATCH * sizeof(obj_t));
         for (int k = 0; k < BATCH; k++) obj_new(&b[k], rnd_range(&r, 16, 512), tag_of(n + k));

@@ -21,24 +21,33 @@ const ALLOCATORS: [&str; 4] = ["hakmem", "glibc", "mimalloc", "jemalloc"];
 /// Also accepted by `--allocators`: the checked build, to measure what the checks cost.
 const KNOWN: [&str; 5] = ["hakmem", "glibc", "mimalloc", "jemalloc", "hakmem-checked"];
 
-/// Our workloads, in report order: `benches/workloads/<name>.c`, run as `<name> THREADS SCALE`.
-const WORKLOADS: [&str; 13] = [
-    "churn",
-    "larson",
-    "sh6bench",
-    "sh8bench",
-    "xmalloc",
-    "cache-scratch",
-    "cache-thrash",
-    "mstress",
-    "random-mixed",
-    "medium",
-    "large",
-    "realloc-chain",
-    "calloc",
+/// Thread counts of the workloads modelled on single-threaded programs: with 2 threads, two
+/// copies run side by side.
+const SINGLE_THREADED: &[usize] = &[1, 2];
+/// Thread counts of the models of multi-threaded programs: also 16, more threads than cores.
+const THREADED: &[usize] = &[1, 2, 16];
+/// sh6bench and sh8bench also run with 4 threads, as the original programs were measured.
+const SHBENCH: &[usize] = &[1, 2, 4, 16];
+
+/// Our workloads, in report order: `benches/workloads/<name>.c`, run as `<name> THREADS SCALE`
+/// with each of its default thread counts (unless `--threads` says otherwise).
+const WORKLOADS: [(&str, &[usize]); 13] = [
+    ("churn", SINGLE_THREADED),
+    ("larson", THREADED),
+    ("sh6bench", SHBENCH),
+    ("sh8bench", SHBENCH),
+    ("xmalloc", THREADED),
+    ("cache-scratch", THREADED),
+    ("cache-thrash", THREADED),
+    ("mstress", THREADED),
+    ("random-mixed", SINGLE_THREADED),
+    ("medium", SINGLE_THREADED),
+    ("large", SINGLE_THREADED),
+    ("realloc-chain", SINGLE_THREADED),
+    ("calloc", SINGLE_THREADED),
 ];
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2] \
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2,16] \
 [--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,hakmem-checked] [--baseline REV|PATH.so] \
 [--timeout SECS] [--external DIR | --real] [--instructions]";
 
@@ -46,7 +55,8 @@ struct Opts {
     quick: bool,
     reps: usize,
     scale: usize,
-    threads: Vec<usize>,
+    /// `--threads`: instead of each workload's default thread counts.
+    threads: Option<Vec<usize>>,
     workloads: Option<Vec<String>>,
     allocators: Vec<String>,
     timeout: Duration,
@@ -81,7 +91,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         quick: false,
         reps: 0,
         scale: 0,
-        threads: vec![1, 2],
+        threads: None,
         workloads: None,
         allocators: ALLOCATORS.map(String::from).to_vec(),
         timeout: Duration::ZERO,
@@ -129,11 +139,11 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--real takes none of --scale, --threads, --external, --instructions\n{USAGE}"
         ));
     }
-    o.threads = threads.unwrap_or(o.threads);
-    if o.allocators.is_empty() || o.threads.is_empty() {
+    o.threads = threads;
+    if o.allocators.is_empty() || o.threads.as_ref().is_some_and(|t| t.is_empty()) {
         return Err(format!("nothing to run\n{USAGE}"));
     }
-    // On 2 cores, quick takes about a minute and full about six (builds aside). The real
+    // On 2 cores, quick takes about 1.5 minutes and full about 10 (builds aside). The real
     // programs run for seconds each in both modes.
     o.reps = reps.unwrap_or(if o.quick { 3 } else { 5 });
     o.scale = scale.unwrap_or(if o.quick { 1 } else { 3 });
@@ -354,27 +364,28 @@ impl Job {
 }
 
 fn own_jobs(o: &Opts) -> Result<Vec<Job>> {
-    let chosen: Vec<&str> = match &o.workloads {
-        None => WORKLOADS.to_vec(),
-        Some(w) => {
-            if let Some(bad) = w.iter().find(|x| !WORKLOADS.contains(&x.as_str())) {
-                return Err(format!(
-                    "unknown workload {bad} (known: {})",
-                    WORKLOADS.join(", ")
-                ));
-            }
-            WORKLOADS
-                .iter()
-                .copied()
-                .filter(|x| w.iter().any(|y| y == x))
-                .collect()
-        }
-    };
+    if let Some(bad) = o
+        .workloads
+        .iter()
+        .flatten()
+        .find(|x| !WORKLOADS.iter().any(|(name, _)| name == x))
+    {
+        let known: Vec<&str> = WORKLOADS.iter().map(|(name, _)| *name).collect();
+        return Err(format!(
+            "unknown workload {bad} (known: {})",
+            known.join(", ")
+        ));
+    }
+    let chosen = WORKLOADS.iter().filter(|(name, _)| {
+        o.workloads
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|x| x == name))
+    });
     let mut jobs = Vec::new();
-    for name in chosen {
+    for &(name, default_threads) in chosen {
         let exe = c_bin_dir().join(name);
         compile_c(&benches_dir().join(format!("workloads/{name}.c")), &exe)?;
-        for &t in &o.threads {
+        for &t in o.threads.as_deref().unwrap_or(default_threads) {
             jobs.push(Job {
                 threads: Some(t),
                 throughput_key: Some("throughput:"),
@@ -466,6 +477,9 @@ const EXTERNAL: [(&str, &str, bool, Option<&str>, Metric); 16] = [
     ("malloc-large", "", false, None, Metric::Wall),
 ];
 
+/// Thread counts of the external programs that take one (their work grows with it).
+const EXTERNAL_THREADS: &[usize] = &[1, 2];
+
 fn external_jobs(o: &Opts, dir: &Path) -> Result<Vec<Job>> {
     let dir = fs::canonicalize(dir).map_err(|e| format!("--external {}: {e}", dir.display()))?;
     let mut jobs = Vec::new();
@@ -481,7 +495,11 @@ fn external_jobs(o: &Opts, dir: &Path) -> Result<Vec<Job>> {
             eprintln!("bench: external {name}: not in {}, skipped", dir.display());
             continue;
         }
-        let threads = if threaded { o.threads.clone() } else { vec![1] };
+        let threads = match (threaded, &o.threads) {
+            (false, _) => vec![1],
+            (true, Some(t)) => t.clone(),
+            (true, None) => EXTERNAL_THREADS.to_vec(),
+        };
         'threads: for t in threads {
             let (mut argv, mut stdin) = (Vec::new(), None);
             for a in args.split_whitespace() {
@@ -803,16 +821,19 @@ pub fn run(args: &[String]) -> Result {
             crate::bench_real::versions(&jobs)
         )
     } else {
-        format!(
-            "{} (repetitions {}, scale {}, threads {}{})",
-            if o.quick { "quick" } else { "full" },
-            o.reps,
-            o.scale,
-            o.threads
+        let threads = match &o.threads {
+            Some(t) => t
                 .iter()
                 .map(|t| t.to_string())
                 .collect::<Vec<_>>()
                 .join(","),
+            None => "per workload".into(),
+        };
+        format!(
+            "{} (repetitions {}, scale {}, threads {threads}{})",
+            if o.quick { "quick" } else { "full" },
+            o.reps,
+            o.scale,
             o.external.as_ref().map_or(String::new(), |d| format!(
                 ", external programs of {}",
                 d.display()

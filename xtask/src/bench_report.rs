@@ -184,17 +184,27 @@ fn opt(r: Option<f64>) -> String {
     r.map_or("–".into(), |r| format!("{r:.2}"))
 }
 
-/// The table's first columns: the workload, and its thread count if the rows have one.
-fn lead(rows: &[Row], name: &str, threads: Option<usize>) -> String {
-    match threads {
-        Some(t) => format!("| {name} | {t} |"),
-        None if rows.iter().any(|r| r.threads.is_some()) => format!("| {name} | |"),
-        None => format!("| {name} |"),
+/// Whether the table has a threads column: the rows have thread counts.
+fn has_threads(rows: &[Row]) -> bool {
+    rows.iter().any(|r| r.threads.is_some())
+}
+
+/// "2", or nothing for a program that takes no thread count.
+fn threads_text(threads: Option<usize>) -> String {
+    threads.map_or(String::new(), |t| t.to_string())
+}
+
+/// The table's first columns: the name, and the threads column's text if the table has one.
+fn lead(rows: &[Row], name: &str, threads: &str) -> String {
+    if has_threads(rows) {
+        format!("| {name} | {threads} |")
+    } else {
+        format!("| {name} |")
     }
 }
 
 fn header(out: &mut String, allocs: &[String], rows: &[Row]) {
-    let (names, rule) = if rows.iter().any(|r| r.threads.is_some()) {
+    let (names, rule) = if has_threads(rows) {
         ("| workload | threads |", "|---|---:|")
     } else {
         ("| workload |", "|---|")
@@ -215,15 +225,35 @@ fn row_name(r: &Row) -> String {
     }
 }
 
+/// The rows summaries are taken over, with the label of their threads column: those of each
+/// thread count when there are several, then all rows ("all").
+fn mean_groups(rows: &[Row]) -> Vec<(String, Vec<&Row>)> {
+    let mut counts: Vec<Option<usize>> = rows.iter().map(|r| r.threads).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let mut groups = Vec::new();
+    if counts.len() > 1 {
+        for t in counts {
+            groups.push((
+                threads_text(t),
+                rows.iter().filter(|r| r.threads == t).collect(),
+            ));
+        }
+    }
+    groups.push(("all".to_string(), rows.iter().collect()));
+    groups
+}
+
 /// The ratios of every row (where both sides have a value) of one allocator to one base.
-fn ratios(rows: &[Row], a: usize, base: &[usize], pick: fn((f64, f64)) -> f64) -> Vec<f64> {
+fn ratios(rows: &[&Row], a: usize, base: &[usize], pick: fn((f64, f64)) -> f64) -> Vec<f64> {
     rows.iter()
         .filter_map(|r| ratio(r, a, base, pick))
         .collect()
 }
 
 /// A table of one measure: per row and allocator its median (`value`), then in brackets its
-/// ratio to each reference; then the geometric mean of the ratios and the highest one.
+/// ratio to each reference; then the geometric means of the ratios (see `mean_groups`) and
+/// the highest ratio over all rows.
 fn ratio_table(
     s: &mut String,
     allocs: &[String],
@@ -248,16 +278,17 @@ fn ratio_table(
         let _ = writeln!(
             s,
             "{} {} |",
-            lead(rows, &row_label(r), r.threads),
+            lead(rows, &row_label(r), &threads_text(r.threads)),
             cells.join(" | ")
         );
     }
-    let n = rows.len();
-    let summary = |reduce: fn(&[f64]) -> Option<f64>| -> Vec<String> {
+    // Per allocator, the reduced ratios to each base over a group of rows.
+    let summary = |group: &[&Row], reduce: fn(&[f64]) -> Option<f64>| -> Vec<String> {
+        let n = group.len();
         (0..allocs.len())
             .map(|a| {
                 let per_base: Vec<Vec<f64>> =
-                    bases.iter().map(|b| ratios(rows, a, b, pick)).collect();
+                    bases.iter().map(|b| ratios(group, a, b, pick)).collect();
                 let counts: Vec<usize> = per_base.iter().map(Vec::len).collect();
                 let count = if counts.iter().all(|&c| c == n) {
                     String::new()
@@ -271,16 +302,24 @@ fn ratio_table(
             .collect()
     };
     let highest = |v: &[f64]| v.iter().copied().max_by(|p, q| p.total_cmp(q));
-    for (name, reduce) in [
-        ("**geometric mean**", geomean as fn(&[f64]) -> Option<f64>),
-        ("**highest**", highest),
+    let groups = mean_groups(rows);
+    let all = &groups[groups.len() - 1..]; // the group of all rows, last of `mean_groups`
+    for (name, reduce, groups) in [
+        (
+            "**geometric mean**",
+            geomean as fn(&[f64]) -> Option<f64>,
+            &groups[..],
+        ),
+        ("**highest**", highest, all),
     ] {
-        let _ = writeln!(
-            s,
-            "{} {} |",
-            lead(rows, name, None),
-            summary(reduce).join(" | ")
-        );
+        for (threads, group) in groups {
+            let _ = writeln!(
+                s,
+                "{} {} |",
+                lead(rows, name, threads),
+                summary(group, reduce).join(" | ")
+            );
+        }
     }
 }
 
@@ -305,8 +344,13 @@ pub fn markdown(
     let _ = writeln!(
         s,
         "## Time\n\nMedian wall time in seconds, then in brackets the ratio {} (lower is \
-         better); under the rows the geometric mean and the highest of each ratio.{}\n",
+         better); under the rows the geometric mean of each ratio{} and its highest value.{}\n",
         ratio_names(layout.time),
+        if mean_groups(rows).len() > 1 {
+            " (per thread count, then over all rows)"
+        } else {
+            ""
+        },
         if rows.iter().any(|r| r.fixed_time) {
             " † runs for a fixed time: its ratios compare the inverse of the throughput it \
              reports."
@@ -373,7 +417,7 @@ pub fn markdown(
             let _ = writeln!(
                 s,
                 "{} {} |",
-                lead(rows, &row_label(r), r.threads),
+                lead(rows, &row_label(r), &threads_text(r.threads)),
                 cells.join(" | ")
             );
         }
@@ -432,11 +476,43 @@ fn color(name: &str) -> &'static str {
 pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
     let mi = allocs.iter().position(|a| a == "mimalloc")?;
     let shown: Vec<usize> = (0..allocs.len()).filter(|&a| a != mi).collect();
+    // One group per row, then the geometric means: per allocator a ratio, or why there is none.
+    let mut groups: Vec<(String, Vec<std::result::Result<f64, String>>)> = rows
+        .iter()
+        .map(|r| {
+            let bars = shown
+                .iter()
+                .map(|&a| match ratio(r, a, &[mi], |x| x.0) {
+                    Some(q) => Ok(q),
+                    None => Err(r.cells[a]
+                        .failure()
+                        .or(r.cells[mi].failure().map(|f| format!("mimalloc {f}")))
+                        .unwrap_or_default()),
+                })
+                .collect();
+            let name = match r.threads {
+                Some(t) => format!("{} · {t}t", row_label(r)),
+                None => row_label(r),
+            };
+            (name, bars)
+        })
+        .collect();
+    for (threads, group) in mean_groups(rows) {
+        let geo = shown
+            .iter()
+            .map(|&a| geomean(&ratios(&group, a, &[mi], |x| x.0)).ok_or_else(String::new))
+            .collect();
+        let label = match threads.as_str() {
+            "all" => "geometric mean".to_string(),
+            t => format!("geometric mean · {t}t"),
+        };
+        groups.push((label, geo));
+    }
     let (label, plot, bar, gap, top) = (200.0, 560.0, 12.0, 10.0, 70.0);
     let group = shown.len() as f64 * bar + gap;
     let (width, height) = (
         label + plot + 110.0,
-        top + (rows.len() + 1) as f64 * group + 30.0,
+        top + groups.len() as f64 * group + 30.0,
     );
     let x = |r: f64| label + (r.log2().clamp(-2.0, 2.0) + 2.0) / 4.0 * plot;
     let mut s = String::new();
@@ -463,6 +539,20 @@ pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
             esc(&allocs[a])
         );
     }
+    // Every other workload's rows on a grey band, so that a workload's thread counts read as one.
+    let mut shaded = false;
+    for (k, r) in rows.iter().enumerate() {
+        if k > 0 && rows[k - 1].workload != r.workload {
+            shaded = !shaded;
+        }
+        if shaded {
+            let _ = writeln!(
+                s,
+                r##"<rect x="0" y="{}" width="{width}" height="{group}" fill="#f2f2f2"/>"##,
+                top + k as f64 * group - gap / 2.0
+            );
+        }
+    }
     for t in [0.25, 0.5, 1.0, 2.0, 4.0] {
         let (tx, stroke) = (x(t), if t == 1.0 { "#000" } else { "#ddd" });
         let _ = writeln!(
@@ -477,35 +567,9 @@ pub fn svg(allocs: &[String], rows: &[Row]) -> Option<String> {
             height - 12.0
         );
     }
-    // One group per row, then the geometric means: per allocator a ratio, or why there is none.
-    let mut groups: Vec<(String, Vec<std::result::Result<f64, String>>)> = rows
-        .iter()
-        .map(|r| {
-            let bars = shown
-                .iter()
-                .map(|&a| match ratio(r, a, &[mi], |x| x.0) {
-                    Some(q) => Ok(q),
-                    None => Err(r.cells[a]
-                        .failure()
-                        .or(r.cells[mi].failure().map(|f| format!("mimalloc {f}")))
-                        .unwrap_or_default()),
-                })
-                .collect();
-            let name = match r.threads {
-                Some(t) => format!("{} · {t}t", row_label(r)),
-                None => row_label(r),
-            };
-            (name, bars)
-        })
-        .collect();
-    let geo = shown
-        .iter()
-        .map(|&a| geomean(&ratios(rows, a, &[mi], |x| x.0)).ok_or_else(String::new))
-        .collect();
-    groups.push(("geometric mean".into(), geo));
     for (k, (name, bars)) in groups.iter().enumerate() {
         let y0 = top + k as f64 * group;
-        let weight = if k == rows.len() { "bold" } else { "normal" };
+        let weight = if k >= rows.len() { "bold" } else { "normal" };
         let _ = writeln!(
             s,
             r#"<text x="{}" y="{}" text-anchor="end" font-weight="{weight}">{}</text>"#,
@@ -632,6 +696,8 @@ mod tests {
             let start = &want[..want[2..].find(" |").unwrap() + 2];
             assert_eq!(line(&md, section, start), want);
         }
+        // No thread counts: one geometric-mean row per table, over all rows.
+        assert_eq!(md.matches("| **geometric mean** |").count(), 2, "{md}");
     }
 
     #[test]
@@ -673,7 +739,59 @@ mod tests {
         );
         assert_eq!(
             line(&md, "## Peak RSS", "| **geometric mean**"),
-            "| **geometric mean** | | (0.80) | (1.20) | (1.00) |"
+            "| **geometric mean** | all | (0.80) | (1.20) | (1.00) |"
         );
+    }
+
+    fn row(workload: &str, threads: usize, costs: &[f64]) -> Row {
+        Row {
+            workload: workload.into(),
+            threads: Some(threads),
+            fixed_time: false,
+            cells: costs.iter().map(|&c| ok(c, 1.0)).collect(),
+        }
+    }
+
+    #[test]
+    fn geometric_means_per_thread_count_then_over_all_rows() {
+        let allocs = ["hakmem", "glibc", "mimalloc"].map(String::from);
+        let rows = [
+            row("a", 1, &[1.0, 1.0, 1.0]),
+            row("a", 16, &[2.0, 1.0, 1.0]),
+            row("b", 1, &[4.0, 1.0, 1.0]),
+            row("b", 16, &[8.0, 1.0, 1.0]),
+        ];
+        let groups: Vec<(String, usize)> = mean_groups(&rows)
+            .into_iter()
+            .map(|(t, g)| (t, g.len()))
+            .collect();
+        let expected = [("1", 2), ("16", 2), ("all", 4)].map(|(t, n)| (t.to_string(), n));
+        assert_eq!(groups, expected);
+        let md = markdown(&SUITE, &allocs, &rows, "test", "");
+        // hakmem's ratios: 1 and 4 with 1 thread, 2 and 8 with 16, all four over all rows.
+        assert!(
+            md.contains("| **geometric mean** | 1 | (2.00 · 2.00) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **geometric mean** | 16 | (4.00 · 4.00) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **geometric mean** | all | (2.83 · 2.83) |"),
+            "{md}"
+        );
+        // One highest row, over all rows.
+        assert!(md.contains("| **highest** | all | (8.00 · 8.00) |"), "{md}");
+        assert_eq!(md.matches("| **highest** |").count(), 2, "{md}");
+        let svg = svg(&allocs, &rows).unwrap();
+        assert!(svg.contains("geometric mean · 16t"), "{svg}");
+    }
+
+    #[test]
+    fn one_thread_count_gives_one_geometric_mean() {
+        let rows = [row("a", 2, &[1.0]), row("b", 2, &[1.0])];
+        let labels: Vec<String> = mean_groups(&rows).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(labels, ["all"]);
     }
 }

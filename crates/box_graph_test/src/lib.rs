@@ -55,7 +55,7 @@ pub const ALLOWED: &[(&str, &[&str])] = &[
     ("tiny_layout", &[]),
     ("ptr_conversion", &["tiny_layout"]),
     ("tls_sll", &["tiny_layout", "ptr_conversion"]),
-    ("refill", &["tiny_layout", "ptr_conversion", "tls_sll"]),
+    ("refill", &["tiny_layout"]),
     (
         "superslab",
         &["os_pages", "tiny_layout", "ptr_conversion", "tls_sll"],
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn check_rejects_unknown_crates_and_edges() {
         let edges = [
-            Edge::new("refill", "tls_sll"),
+            Edge::new("tls_sll", "ptr_conversion"),
             Edge::new("refill", "superslab"),
             Edge::new("tiny_layout", "hakmem"),
         ];

@@ -37,7 +37,7 @@ use core::ptr::NonNull;
 use ptr_conversion::{
     BlockBase, BlockLayout, BlockState, Corruption, Header, Report, SizeClass, UserPtr,
 };
-use superslab::{Region, Segment, ENTRY_FOREIGN, TAG_UNIT};
+use superslab::{Region, Segment, ENTRY_FOREIGN, FULL_FLAG};
 use tiny_layout::BLOCK_ALIGN;
 
 const CANARY: u8 = 0xCA;
@@ -142,7 +142,9 @@ pub fn reporter(r: &Report) -> ! {
         .hex(r.addr);
     let class = match r.class {
         Some(c) => SizeClass::new(c as usize),
-        None => superslab::slab_class(heap::MAP.entry(r.addr)),
+        // SAFETY: a live slab's entry gives its record in `r.addr`'s segment.
+        None => superslab::slab_record(heap::MAP.entry(r.addr))
+            .map(|rec| unsafe { (*Segment::<Layout>::slab_at(r.addr, rec)).class() }),
     };
     if let Some(c) = class {
         l.text(": class ")
@@ -242,11 +244,12 @@ fn verified(entry: u32, p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass)> {
     let addr = p as usize;
     // A live slab's entry: its slice is never a segment's first (metadata) slice, so the
     // header 16 bytes before `addr` lies in the segment's mapped memory.
-    if entry < TAG_UNIT || !addr.is_multiple_of(BLOCK_ALIGN) {
+    let record = superslab::slab_record(entry)?;
+    if !addr.is_multiple_of(BLOCK_ALIGN) {
         return None;
     }
-    // SAFETY: a map entry of at least TAG_UNIT (tested above).
-    let c = unsafe { superslab::slab_class_unchecked(entry) };
+    // SAFETY: a live slab's entry (tested above) gives its record in `addr`'s segment.
+    let c = unsafe { (*Segment::<Layout>::slab_at(addr, record)).class() };
     // SAFETY: `addr` is non-null (it lies in a slab); whether it is a block start is
     // decided by the header check below.
     let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
@@ -271,7 +274,7 @@ fn mark_free(b: BlockBase<Layout>) {
 }
 
 /// The checked free: verifies `p` and marks it Free, then frees it: a block of this
-/// thread's heap whose cache has room is pushed here, with the one map lookup the checks
+/// thread's heap that is not full is pushed here, with the one map lookup the checks
 /// made (as the release build's fast path does); anything else goes to the release
 /// build's [`free_other`](crate::free_other). A thread without a heap, a pointer the
 /// fast checks refuse and a large block take [`free_slow`]. A misuse is reported and
@@ -290,15 +293,12 @@ pub unsafe fn free(p: *mut u8) -> bool {
     };
     mark_free(b);
     // SAFETY: `h` is a heap; `entry` is a live slab's (verified).
-    let slot = (entry as u64 ^ unsafe { (*h).tag }) as usize;
-    if slot < TAG_UNIT as usize {
-        // SAFETY: this heap's slab: `slot` is class `c`'s slot offset; the block is free
-        // now and ours.
-        let s = unsafe { heap::Heap::slot_at(h, slot) };
-        // SAFETY: as above.
-        if unsafe { (*s).list.push_bounded(b) }.is_ok() {
-            return true;
-        }
+    let record = (entry as u64 ^ unsafe { (*h).tag }) as usize;
+    if record < FULL_FLAG as usize {
+        // SAFETY: this heap's slab, not full: `record` is its record's offset; the block
+        // is free now and ours.
+        unsafe { (*Segment::<Layout>::slab_at(p as usize, record)).push(b) };
+        return true;
     }
     // SAFETY: a verified block of a live slab, now marked Free.
     unsafe { crate::free_other(p) };

@@ -1,15 +1,19 @@
-//! Thread heaps: a thread cache (`tls_sll` lists) over the thread's slabs (`superslab`),
-//! plus the remote-free queue other threads use to hand blocks back.
+//! Thread heaps: per class the slab malloc pops from, over the thread's slabs
+//! (`superslab`), plus the remote-free queue other threads use to hand blocks back.
 //!
 //! ## Invariants
 //! - A heap is used by at most one thread at a time (its owner). The owner token of its
 //!   slabs is the heap's address, which never changes: heaps are never unmapped, only
-//!   abandoned at thread exit and adopted by a later thread with its slabs and cache.
+//!   abandoned at thread exit and adopted by a later thread with its slabs.
+//! - `current[c]` is class `c`'s current slab (`SlabState::Current`, owned by this heap),
+//!   or the shared detached record [`NO_SLAB`], whose list is always empty: malloc's fast
+//!   path pops from it without a null test. A slab is the current slab of at most one
+//!   slot.
 //! - An abandoned heap is touched only under the registry lock: adopted (taken off the
-//!   abandoned list), or visited in place when it is due (`visit_abandoned`): its cache is
-//!   flushed and its free slices purged on the usual delay, so what an exited thread left
-//!   goes back within a few purge delays of any thread's slow path, or at `trim`.
-//! - The cache holds only blocks of slabs this heap owns.
+//!   abandoned list), or visited in place when it is due (`visit_abandoned`): its current
+//!   slabs are given back and its free slices purged on the usual delay, so what an exited
+//!   thread left goes back within a few purge delays of any thread's slow path, or at
+//!   `trim`.
 //! - Heaps live in metadata pages of their own, never in memory this allocator hands out,
 //!   so creating one cannot recurse into malloc.
 
@@ -23,13 +27,11 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use large::LargeHeap;
 use ptr_conversion::{BlockBase, SizeClass, UserPtr};
-use refill::{BlockSink, BlockSource};
+use refill::SlabSource;
 use superslab::{
-    AddressMap, OwnerTag, PageSource, RemoteQueue, Segment, SegmentPool, SlabHeap, SpinLock,
-    CLASS_STRIDE,
+    AddressMap, OwnerTag, PageSource, RemoteQueue, SegmentPool, Slab, SlabHeap, SpinLock,
 };
 use tiny_layout::CLASS_COUNT;
-use tls_sll::FreeList;
 
 /// Which granules are ours.
 pub static MAP: AddressMap = AddressMap::new();
@@ -38,16 +40,35 @@ pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 8);
 /// The large tier: at most 256 MiB of freed mappings cached for at most 1 s.
 pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 256 << 20, 1000);
 
-/// The heap of threads that have none yet (and of exiting ones): its lists are empty
-/// with cap 0 and no slab has it as owner, so every fast path on it falls through to the
-/// slow path, which gives the thread a real heap. Never written (see [`current`]).
+/// Bytes from one class's slot to the next in a heap (one pointer): malloc's size table
+/// holds `class × CLASS_STRIDE`, the offset of the class's slot.
+pub const CLASS_STRIDE: usize = core::mem::size_of::<*mut Slab<Layout>>();
+
+/// The record of "no current slab": detached, its list empty and never written (a pop
+/// from it returns before writing; no map entry points to it, so no free pushes onto
+/// it; `SlabHeap` leaves detached records alone).
+struct NoSlab(core::cell::UnsafeCell<Slab<Layout>>);
+// SAFETY: never written (above).
+unsafe impl Sync for NoSlab {}
+static NO_SLAB_RECORD: NoSlab = NoSlab(core::cell::UnsafeCell::new(Slab::detached()));
+
+/// The shared "no current slab" record's address.
+#[inline(always)]
+pub fn no_slab() -> *mut Slab<Layout> {
+    NO_SLAB_RECORD.0.get()
+}
+
+/// The heap of threads that have none yet (and of exiting ones): every class's current
+/// slab is [`no_slab`] and no slab has it as owner, so every fast path on it falls through
+/// to the slow path, which gives the thread a real heap. Never written (see [`current`]).
 struct EmptyHeap(core::cell::UnsafeCell<Heap>);
-// SAFETY: nothing ever writes the empty heap: pops from its empty lists return before
-// writing, pushes fail its cap-0 check or its owner check first, and every slow path
+// SAFETY: nothing ever writes the empty heap: pops from its detached records return
+// before writing, its map is empty so no free takes its fast path, and every slow path
 // replaces it with a real heap (`current_or_init`) or tests for it (`current_real`).
 unsafe impl Sync for EmptyHeap {}
-// SAFETY: an all-zero `Heap` is valid: null pointers, empty lists, zero counts and caps.
-static EMPTY: EmptyHeap = EmptyHeap(core::cell::UnsafeCell::new(unsafe { core::mem::zeroed() }));
+static EMPTY: EmptyHeap = EmptyHeap(core::cell::UnsafeCell::new(Heap::new(
+    NO_SLAB_RECORD.0.get(),
+)));
 
 /// The shared empty heap's address.
 #[inline(always)]
@@ -55,58 +76,11 @@ fn empty() -> *mut Heap {
     EMPTY.0.get()
 }
 
-/// One class's fast-path state: its cache list, the count of its pops (the class's
-/// allocations from the cache) and the count that turns the list's level into its frees,
-/// 32 bytes. Slot `c` sits `c × CLASS_STRIDE` bytes from the heap's start, which is
-/// the offset the address map's entry for one of our live slabs of class `c` carries
-/// (`entry ^ tag`, see `superslab::OwnerTag`) and the offset malloc's size table gives.
-#[repr(C)]
-pub struct ClassSlot {
-    /// The thread cache's list of this class.
-    pub list: FreeList<Layout>,
-    /// Blocks popped from the list to be allocated (fast and slow paths).
-    pub allocs: AtomicU64,
-    /// Blocks the slow paths moved into the list other than frees (refills, drained
-    /// remote frees) less those they moved out other than allocations (spills, flushes),
-    /// wrapping. Every block that enters the list is a free or a move and every block that
-    /// leaves is an allocation or a move, so the frees the list took are
-    /// `len + allocs - moved`: the fast free needs no counter of its own (see [`stats`]).
-    pub moved: AtomicU64,
-}
-static_assertions::const_assert!(core::mem::size_of::<ClassSlot>() == CLASS_STRIDE as usize);
-
-impl ClassSlot {
-    /// Records `n` blocks moved into the list (negative: out) by a slow path.
-    fn moved_in(&self, n: i64) {
-        let m = self.moved.load(Ordering::Relaxed).wrapping_add(n as u64);
-        self.moved.store(m, Ordering::Relaxed);
-    }
-    /// Blocks this heap's thread freed into the list (see [`moved`](Self::moved)), read
-    /// from any thread: the slot's atomics and the list's length, no reference to the slot
-    /// (its owner may be using it). A running owner's count may be off by one slow path's
-    /// moves (the loads are not one snapshot), in either direction: a difference that
-    /// comes out negative reads as 0, never as a wrapped ~2^64.
-    ///
-    /// # Safety
-    /// `slot` is a slot of a heap (heaps are never freed; their caps are set before they
-    /// are published).
-    pub unsafe fn frees(slot: *const ClassSlot) -> u64 {
-        // SAFETY: as above.
-        unsafe {
-            let len = FreeList::len_from(&raw const (*slot).list);
-            let level = len as u64 + (*slot).allocs.load(Ordering::Relaxed);
-            // Exact values are below 2^63, so a racy negative one shows as a negative i64.
-            (level.wrapping_sub((*slot).moved.load(Ordering::Relaxed)) as i64).max(0) as u64
-        }
-    }
-}
-
-/// One thread's allocator state. Heaps are 4096-aligned (the low 12 bits of an owner tag
-/// are a slot offset) and start with their slots.
-#[repr(C, align(4096))]
+/// One thread's allocator state: the slots of its classes' current slabs at offset 0.
+#[repr(C, align(64))]
 pub struct Heap {
-    /// The thread cache (per-class lists and their counters), at offset 0.
-    pub slots: [ClassSlot; CLASS_COUNT],
+    /// Per class, the current slab (malloc pops from its list), or [`no_slab`].
+    pub current: [*mut Slab<Layout>; CLASS_COUNT],
     /// The value of this heap's owner tag in the address map (0 on the empty heap),
     /// widened so that the fast path's xor with a (zero-extended) entry needs no extension.
     pub tag: u64,
@@ -123,7 +97,7 @@ pub struct Heap {
     next_all: *mut Heap,
     /// Used by a live thread (false while abandoned).
     in_use: bool,
-    /// While abandoned: when its cache or free slices next need a visit (`u64::MAX`:
+    /// While abandoned: when its slabs or free slices next need a visit (`u64::MAX`:
     /// nothing left to give back). See [`visit_abandoned`].
     due_ms: u64,
     /// Registered for thread-exit cleanup?
@@ -153,46 +127,79 @@ struct Pending {
     count: u32,
 }
 
-/// Adapter giving `refill` its source and sink: the heap's slabs and the segment pool.
+/// Adapter giving `refill` its source: the heap's slabs and the segment pool.
 struct Slabs<'a>(&'a mut SlabHeap<Layout>);
 
-impl BlockSource<Layout> for Slabs<'_> {
-    fn take_blocks(&mut self, c: SizeClass, max: u32, out: &mut FreeList<Layout>) -> u32 {
-        self.0.take_blocks(&POOL, c, max, out)
+impl SlabSource for Slabs<'_> {
+    type Slab = *mut Slab<Layout>;
+    fn has_free(&self, s: Self::Slab) -> bool {
+        // SAFETY: `refill` only passes slabs this heap gave it: ours, or `no_slab`.
+        unsafe { (*s).has_free() }
     }
-}
-
-impl BlockSink<Layout> for Slabs<'_> {
-    fn return_block(&mut self, _c: SizeClass, b: BlockBase<Layout>) {
-        // SAFETY: the cache only holds blocks of our own slabs (heap invariant).
-        unsafe { self.0.return_block(&POOL, b) }
+    fn carve(&mut self, s: Self::Slab, max: u32) -> u32 {
+        // SAFETY: as above.
+        unsafe { self.0.carve(s, max) }
+    }
+    fn set_aside(&mut self, s: Self::Slab) {
+        // SAFETY: as above; the current slab is in no queue.
+        unsafe { self.0.set_full(&POOL, s) }
+    }
+    fn next_slab(&mut self, c: SizeClass) -> Option<Self::Slab> {
+        self.0.next_slab(&POOL, c)
     }
 }
 
 impl Heap {
-    /// Sets up a zeroed heap with its owner tag (the map must be reserved).
-    fn init(&mut self, tag: OwnerTag) {
-        let token = self as *mut Heap as usize;
-        self.slabs.set_owner(token);
-        self.slabs.set_map_tag(tag);
-        self.tag = tag.get() as u64;
-        let map = MAP.entries();
-        (self.map_base, self.map_len) = (map.as_ptr(), map.len());
-        for c in SizeClass::all() {
-            self.list(c).set_cap(refill::cache_cap(c));
+    /// A heap whose classes all have the current slab `no_slab`, without owner tag or map.
+    const fn new(no_slab: *mut Slab<Layout>) -> Heap {
+        Heap {
+            current: [no_slab; CLASS_COUNT],
+            tag: 0,
+            map_base: core::ptr::null(),
+            map_len: 0,
+            slabs: SlabHeap::new(),
+            next_abandoned: null_mut(),
+            next_all: null_mut(),
+            in_use: false,
+            due_ms: 0,
+            registered: false,
+            pending: Pending {
+                owner: 0,
+                tag: 0,
+                head: None,
+                tail: None,
+                count: 0,
+            },
+            counters: crate::stats::ClassCounters::new(),
+            remote: Remote(RemoteQueue::new()),
         }
     }
 
-    /// The slot at byte offset `off` of heap `h`.
+    /// Sets up a heap in place with its owner tag (the map must be reserved).
     ///
     /// # Safety
-    /// `off` is `c × CLASS_STRIDE` for a class `c` (from malloc's size table, or from an
-    /// address-map entry xor this heap's tag, which is below `TAG_UNIT` only for such
-    /// offsets), and `h` is a heap.
+    /// `h` is valid for writes and used by nobody else.
+    unsafe fn init(h: *mut Heap, tag: OwnerTag) {
+        // SAFETY: (caller); the heap's address is its owner token.
+        unsafe {
+            h.write(Heap::new(no_slab()));
+            (*h).slabs.set_owner(h as usize);
+            (*h).slabs.set_map_tag(tag);
+            (*h).tag = tag.get() as u64;
+            let map = MAP.entries();
+            ((*h).map_base, (*h).map_len) = (map.as_ptr(), map.len());
+        }
+    }
+
+    /// Class slot at byte offset `off` of heap `h`: where its current slab's address is.
+    ///
+    /// # Safety
+    /// `off` is `c × CLASS_STRIDE` for a class `c` (from malloc's size table), and `h`
+    /// is a heap.
     #[inline(always)]
-    pub unsafe fn slot_at(h: *mut Heap, off: usize) -> *mut ClassSlot {
-        // SAFETY: slots start at offset 0 (repr(C)) and `off` indexes one of them.
-        unsafe { h.cast::<u8>().add(off).cast::<ClassSlot>() }
+    pub unsafe fn slot_at(h: *mut Heap, off: usize) -> *mut *mut Slab<Layout> {
+        // SAFETY: the slots start at offset 0 (repr(C)) and `off` indexes one of them.
+        unsafe { h.cast::<u8>().add(off).cast::<*mut Slab<Layout>>() }
     }
 
     /// The address map's entry for `addr`, read through heap `h`'s copy of the map: one
@@ -214,93 +221,90 @@ impl Heap {
         }
     }
 
-    /// Class `c`'s cache list.
-    #[inline(always)]
-    pub fn list(&mut self, c: SizeClass) -> &mut FreeList<Layout> {
-        // SAFETY: a SizeClass's index is < CLASS_COUNT.
-        unsafe { &mut self.slots.get_unchecked_mut(c.index()).list }
-    }
-
-    /// Pops a block of class `c`, refilling the cache from the slabs on a miss.
+    /// Pops a block of class `c` whose current slab had none: takes back remote frees,
+    /// then lets `refill` carve more or move on to the next slab.
     #[inline]
     pub fn alloc_slow(&mut self, c: SizeClass) -> Option<BlockBase<Layout>> {
         self.collect_remote();
         self.purge_delayed();
         stats::bump(&self.counters.misses[c.index()]);
-        let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
-        let b = match slot.list.pop() {
-            Some(b) => b,
-            None => {
-                stats::bump(&self.counters.refills[c.index()]);
-                let before = slot.list.len();
-                let b = refill::refill(&mut slot.list, c, &mut Slabs(slabs));
-                // The refill's pushes are moves; its pop, an allocation.
-                let pushed = slot.list.len() + b.is_some() as u32 - before;
-                slot.moved_in(pushed as i64);
-                b?
-            }
-        };
-        stats::bump(&slot.allocs);
-        Some(b)
+        let cur = self.current[c.index()];
+        // SAFETY: our current slab (or `no_slab`): only this thread pops from it.
+        if let Some(b) = unsafe { (*cur).pop() } {
+            return Some(b); // a remote free just landed on it
+        }
+        stats::bump(&self.counters.refills[c.index()]);
+        let next = refill::refill(&mut Slabs(&mut self.slabs), c, cur);
+        let s = next.unwrap_or(no_slab());
+        self.current[c.index()] = s;
+        // SAFETY: `refill` gave our slab with a free block, or none (`no_slab`).
+        unsafe { (*s).pop() }
     }
 
-    /// A block of class `c` straight from the slabs (bypassing the cache), and whether it
-    /// is known to be zero already (carved from fresh pages): `calloc` of larger sizes.
+    /// A block of class `c` for `calloc`, and whether it is known to be zero already
+    /// (carved just now from fresh pages): the current slab's free block if it has one,
+    /// else a block carved for the caller, moving on to the next slab if needed.
     pub fn alloc_zeroed_slow(&mut self, c: SizeClass) -> Option<(BlockBase<Layout>, bool)> {
         self.collect_remote();
         stats::bump(&self.counters.misses[c.index()]);
-        self.slabs.take_block_zeroed(&POOL, c)
-    }
-
-    /// Caches a block of ours, spilling half the class's cache to the slabs if full.
-    pub fn free_slow(&mut self, c: SizeClass, b: BlockBase<Layout>) {
-        stats::bump(&self.counters.spills[c.index()]);
-        let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
-        let spilled = refill::spill(&mut slot.list, c, &mut Slabs(slabs));
-        slot.moved_in(-(spilled as i64));
-        // SAFETY: `b` is a free block of ours; the spill made room below the cap.
-        if unsafe { slot.list.push_bounded(b) }.is_err() {
-            stats::bump(&self.counters.frees_direct[c.index()]);
+        let mut s = self.current[c.index()];
+        loop {
+            // SAFETY: our current slab (or `no_slab`).
+            if let Some(b) = unsafe { (*s).pop() } {
+                return Some((b, false));
+            }
             // SAFETY: as above.
-            unsafe { self.slabs.return_block(&POOL, b) };
+            if let Some(r) = unsafe { self.slabs.carve_one(s) } {
+                return Some(r);
+            }
+            stats::bump(&self.counters.refills[c.index()]);
+            // SAFETY: as above: exhausted, in no queue.
+            unsafe { self.slabs.set_full(&POOL, s) };
+            let next = self.slabs.next_slab(&POOL, c);
+            s = next.unwrap_or(no_slab());
+            self.current[c.index()] = s;
+            next?;
         }
-        self.collect_remote();
-        self.purge_delayed();
     }
 
-    /// The slow paths' delayed purging: this heap's slabs free long enough, and large
-    /// mappings cached long enough.
+    /// Takes back a block of ours that the fast free could not: a full slab's block (its
+    /// slab is queued again), or any block when the map is chunked.
+    ///
+    /// # Safety
+    /// `b` is a block of our live slab, handed out and being freed.
+    pub unsafe fn free_slow(&mut self, b: BlockBase<Layout>) {
+        // SAFETY: forwarded.
+        unsafe { self.slabs.free_block(&POOL, b) };
+    }
+
+    /// The slow paths' delayed work: this heap's empty slabs closed and free slices
+    /// purged, large mappings cached long enough unmapped, abandoned heaps visited.
     fn purge_delayed(&mut self) {
         let now = crate::os::now_ms();
         let delay = config::PURGE_DELAY_MS.get();
-        self.slabs.purge(&POOL, now, delay);
+        if self.slabs.tick_due(now, delay) {
+            self.slabs.purge(&POOL, now, delay);
+            self.publish_counts();
+        }
         LARGE.tick(now);
         if now >= NEXT_DUE.load(Ordering::Relaxed) {
             visit_abandoned(now, delay);
         }
     }
 
-    /// Takes back the blocks other threads freed into our slabs.
-    /// Blocks go to this thread's cache where it has room (they are reused first), else
-    /// back to their slabs.
+    /// Takes back the blocks other threads freed into our slabs: each goes onto its own
+    /// slab's list (a full slab is queued again).
     pub fn collect_remote(&mut self) {
         self.flush_pending();
         if self.remote.0.is_empty() {
             return;
         }
-        let (slots, slabs) = (&mut self.slots, &mut self.slabs);
-        // One pass over the queue's links (see `RemoteQueue::drain`). The blocks were
-        // counted as frees by the threads that freed them: here they are moves.
+        let (slabs, counters) = (&mut self.slabs, &self.counters);
+        // One pass over the queue's links (see `RemoteQueue::drain`).
         self.remote.0.drain(|b| {
-            // SAFETY: only blocks of our live slabs are pushed to our queue.
-            let c = unsafe { Segment::<Layout>::slice_of(b.addr()) }.class();
-            let slot = &mut slots[c.index()];
-            // SAFETY: the block is free and ours.
-            match unsafe { slot.list.push_bounded(b) } {
-                Ok(()) => slot.moved_in(1),
-                // SAFETY: as above.
-                Err(b) => unsafe { slabs.return_block(&POOL, b) },
-            }
+            // SAFETY: only blocks of our live slabs are pushed to our queue, once each.
+            let c = unsafe { slabs.free_block(&POOL, b) };
+            stats::bump(&counters.remote_frees[c.index()]);
         });
     }
 
@@ -336,14 +340,9 @@ impl Heap {
         if tag == 0 || tag != self.pending.tag || self.pending.count >= REMOTE_BATCH {
             return false;
         }
-        let Some(c) = superslab::slab_class(entry) else {
-            return false;
-        };
         // SAFETY: `p` lies in a live slab (its entry says so): a block start of ours, not
         // null (the first slice is never ours).
         let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-        stats::bump(&self.counters.frees_direct[c.index()]);
-        stats::bump(&self.counters.remote_frees[c.index()]);
         // SAFETY: `b` is a block of the pending owner's live slab, being freed (caller).
         unsafe { self.pend(b) };
         true
@@ -389,32 +388,81 @@ impl Heap {
         unsafe { (*(owner as *const Heap)).remote.0.push(b) }
     }
 
-    /// Returns every cached block and every empty slab (abandoned heaps, trim), and
-    /// purges the free slices that have stayed free for `purge_delay_ms` (0: all of them).
-    /// Returns the bytes purged.
+    /// Gives back every current slab (queued, or closed if empty) and every empty slab
+    /// (abandoned heaps, trim), and purges the free slices that have stayed free for
+    /// `purge_delay_ms` (0: all of them). Returns the bytes purged.
     fn flush(&mut self, purge_delay_ms: u64) -> usize {
         for c in SizeClass::all() {
-            let (slot, slabs) = (&mut self.slots[c.index()], &mut self.slabs);
-            let flushed = refill::flush(&mut slot.list, c, &mut Slabs(slabs));
-            slot.moved_in(-(flushed as i64));
+            let s = core::mem::replace(&mut self.current[c.index()], no_slab());
+            // SAFETY: our current slab (or `no_slab`); nothing pops from it any more.
+            unsafe { self.slabs.release_current(&POOL, s) };
         }
         self.leave(purge_delay_ms)
     }
 
-    /// [`flush`](Self::flush) but for the cache, which stays as it is (a thread exit: for
-    /// the next thread to adopt, see [`visit_abandoned`]): hands our pending remote frees
-    /// to their owners, takes back those queued for us, gives back empty slabs and the
-    /// spare segment, and purges on the delayed policy. Returns the bytes purged.
+    /// [`flush`](Self::flush) but for the current slabs, which stay as they are (a thread
+    /// exit: for the next thread to adopt, see [`visit_abandoned`]): hands our pending
+    /// remote frees to their owners, takes back those queued for us, gives back empty
+    /// slabs and the spare segment, and purges on the delayed policy. Returns the bytes
+    /// purged.
     fn leave(&mut self, purge_delay_ms: u64) -> usize {
         self.collect_remote();
         self.slabs.release_empty(&POOL);
-        self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms)
+        let purged = self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms);
+        self.publish_counts();
+        purged
     }
 
-    /// Whether the heap still holds something to give back: cached blocks, or free
+    /// Whether the heap still holds something to give back: current slabs, or free
     /// slices not yet purged.
     fn holds_spare_memory(&self) -> bool {
-        self.slabs.has_dirty() || self.slots.iter().any(|s| !s.list.is_empty())
+        self.slabs.has_dirty() || self.current.iter().any(|&s| s != no_slab())
+    }
+
+    /// Adds this heap's blocks held by the program and blocks freed, per class, to `f`:
+    /// exact, from its slabs; only for its owner, or under the registry lock for a heap
+    /// no thread uses.
+    fn count_blocks(&self, mut f: impl FnMut(usize, u64, u64)) {
+        self.slabs
+            .for_each_count(|c, used, frees| f(c.index(), used as u64, frees));
+    }
+
+    /// Publishes [`count_blocks`](Self::count_blocks) in the counters, for statistics read
+    /// while this heap's thread runs.
+    fn publish_counts(&self) {
+        let (mut live, mut frees) = ([0u64; CLASS_COUNT], [0u64; CLASS_COUNT]);
+        self.count_blocks(|c, used, f| {
+            live[c] += used;
+            frees[c] += f;
+        });
+        for c in 0..CLASS_COUNT {
+            self.counters.live[c].store(live[c], Ordering::Relaxed);
+            self.counters.frees[c].store(frees[c], Ordering::Relaxed);
+        }
+    }
+}
+
+/// Per-class blocks held by the program and blocks freed, of heap `h`: exact if `h` is
+/// this thread's heap or no thread uses it (once it has taken back what other threads
+/// freed into it), else as its thread last published them (at its last purge tick or
+/// exit). For statistics.
+///
+/// # Safety
+/// `h` is a heap, and the caller holds the registry lock (`for_each_heap`).
+pub unsafe fn block_counts(h: *mut Heap, in_use: bool, mut f: impl FnMut(usize, u64, u64)) {
+    // SAFETY: (caller) a heap; its own thread, or a heap no thread uses while we hold the
+    // registry lock (adoption and visits take it), may take back its remote frees and
+    // read its slabs.
+    unsafe {
+        if !in_use || h == current() {
+            (*h).collect_remote();
+            (*h).count_blocks(f);
+        } else {
+            let c = &(*h).counters;
+            for i in 0..CLASS_COUNT {
+                f(i, c.live[i].load(Ordering::Relaxed), c.frees[i].load(Ordering::Relaxed));
+            }
+        }
     }
 }
 
@@ -484,11 +532,10 @@ fn acquire_heap() -> *mut Heap {
     REGISTRY.arena.set((next + size, end));
     REGISTRY.count.set(REGISTRY.count.get() + 1);
     let h = next as *mut Heap;
-    // SAFETY: fresh zeroed memory of ours, 4096-aligned (size is a multiple of the
-    // alignment and the chunk is page-aligned); an all-zero Heap is valid (null
-    // pointers, zero counts).
+    // SAFETY: fresh memory of ours, aligned for a heap (its size is a multiple of its
+    // alignment and the chunk is page-aligned), used by nobody else.
     unsafe {
-        (*h).init(tag);
+        Heap::init(h, tag);
         (*h).in_use = true;
         (*h).next_all = REGISTRY.all.get();
     }
@@ -558,8 +605,9 @@ fn visit_abandoned(now_ms: u64, delay_ms: u64) -> usize {
 }
 
 /// Calls `f` with every heap (to read its counters, which are atomics: the heap's thread
-/// may be using the rest of it) and whether a live thread uses it.
-pub fn for_each_heap(mut f: impl FnMut(*const Heap, bool)) {
+/// may be using the rest of it) and whether a live thread uses it, under the registry
+/// lock.
+pub fn for_each_heap(mut f: impl FnMut(*mut Heap, bool)) {
     /// Releases the registry lock even if `f` unwinds (a Rust caller's panic must not
     /// leave every later thread exit spinning on it).
     struct Unlock;

@@ -48,7 +48,8 @@ use core::ptr::{null_mut, NonNull};
 use front_api::{Api, Backend, MIN_ALIGN};
 use os_pages::PageSource;
 use ptr_conversion::UserPtr;
-use superslab::{Region, Segment, CLASS_STRIDE, TAG_UNIT};
+use heap::CLASS_STRIDE;
+use superslab::{Region, Segment, FULL_FLAG};
 use tiny_layout::{class_of, SizeClass, LOOKUP_MAX, MAX_CLASS_SIZE};
 
 /// The block layout of this build: no per-block header.
@@ -81,17 +82,15 @@ impl Alloc {
         malloc_slow(size)
     }
 
-    /// A block from this thread's cache slot at offset `slot` (`class × CLASS_STRIDE`),
-    /// if its list has one (on the empty heap of a thread without a heap, it never has).
+    /// A block from the current slab of the class whose slot is at offset `slot`
+    /// (`class × CLASS_STRIDE`), if its list has one (on the empty heap of a thread
+    /// without a heap, it never has).
     #[inline(always)]
     fn pop_cached(slot: usize, size: usize) -> Option<*mut u8> {
-        // SAFETY: `h` is this thread's heap (or the empty heap, whose lists are empty) and
-        // `slot` a class's slot offset; only this thread touches its slots.
-        let s = unsafe { heap::Heap::slot_at(heap::current(), slot) };
-        // SAFETY: as above.
-        let b = unsafe { (*s).list.pop() }?;
-        // SAFETY: as above; a successful pop means a real heap.
-        stats::bump(unsafe { &(*s).allocs });
+        // SAFETY: `h` is this thread's heap (or the empty heap, whose current slabs are
+        // all the detached `no_slab`) and `slot` a class's slot offset; only this thread
+        // pops from its current slabs.
+        let b = unsafe { (**heap::Heap::slot_at(heap::current(), slot)).pop() }?;
         // SAFETY: `slot` is a class's slot offset (see above).
         #[cfg(feature = "checked")]
         checks::on_alloc(b, unsafe { class_at(slot) }, size);
@@ -102,7 +101,7 @@ impl Alloc {
     /// A block of class `c` for `size` bytes: cache pop, else the slow path.
     #[inline(always)]
     fn alloc_class(c: SizeClass, size: usize) -> *mut u8 {
-        match Self::pop_cached(c.index() * CLASS_STRIDE as usize, size) {
+        match Self::pop_cached(c.index() * CLASS_STRIDE, size) {
             Some(p) => p,
             None => Self::alloc_class_slow(c, size),
         }
@@ -128,12 +127,13 @@ impl Alloc {
     }
 
     /// `free(p)` for any pointer, null included (it does nothing); refuses pointers that
-    /// are not ours with a message. The fast path (a block of this thread's heap whose
-    /// cache has room) has no call; everything else is one tail call to the cold `free_other`.
-    /// One address-map load decides "ours, of a live slab of this heap, class c": the
-    /// entry xor the heap's owner tag is below `TAG_UNIT` exactly then, and is then the
-    /// class's slot offset (see `superslab::OwnerTag`). Null needs no test: the map never
-    /// marks the first slice.
+    /// are not ours with a message. The fast path (a block of a slab of this thread's heap
+    /// that is not full) has no call; everything else is one tail call to the cold
+    /// `free_other`. One address-map load decides "ours, of a live slab of this heap, not
+    /// full": the entry xor the heap's owner tag is below `FULL_FLAG` exactly then, and is
+    /// then the offset of the slab's record in its segment (see `superslab::OwnerTag`),
+    /// onto whose list the block goes. Null needs no test: the map never marks the first
+    /// slice.
     ///
     /// # Safety
     /// `p` is null, a live block of ours, or any other pointer (refused, or reported in the
@@ -149,17 +149,16 @@ impl Alloc {
         // SAFETY: `h` is this thread's heap or the empty heap.
         if let Some(entry) = unsafe { heap::Heap::map_entry(h, p as usize) } {
             // SAFETY: as above.
-            let slot = (entry as u64 ^ unsafe { (*h).tag }) as usize;
-            if slot < TAG_UNIT as usize {
-                // SAFETY: `slot` is a class's slot offset (the map entry is this heap's).
-                let s = unsafe { heap::Heap::slot_at(h, slot) };
+            let record = (entry as u64 ^ unsafe { (*h).tag }) as usize;
+            if record < FULL_FLAG as usize {
+                // SAFETY: the entry is that of a live slab of this heap, not full: `record`
+                // is its record's offset in `p`'s segment.
+                let s = unsafe { Segment::<Layout>::slab_at(p as usize, record) };
                 // SAFETY: `p` is a block start of our slab (the checked build verifies it).
                 let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-                // SAFETY: our own heap; the block is free now and ours.
-                // (The statistics count this free from the list's level, see `heap::ClassSlot`.)
-                if unsafe { (*s).list.push_bounded(b) }.is_ok() {
-                    return;
-                }
+                // SAFETY: our own slab; the block is free now.
+                unsafe { (*s).push(b) };
+                return;
             }
         }
         // SAFETY: forwarded.
@@ -167,8 +166,8 @@ impl Alloc {
     }
 }
 
-/// Every free but the fast path: a full cache, another thread's block, a large block, a
-/// pointer that is not ours. Another heap's block that continues this thread's pending
+/// Every free but the fast path: a full slab's block, another thread's block, a large
+/// block, a pointer that is not ours. Another heap's block that continues this thread's pending
 /// batch for that heap is pended here, from its map entry alone (the common case of a
 /// thread freeing blocks another allocated); the rest goes on to [`free_other_slow`].
 ///
@@ -189,8 +188,8 @@ unsafe fn free_other(p: *mut u8) {
     unsafe { free_other_slow(p) }
 }
 
-/// What [`free_other`] does not pend: a full cache, a remote free that starts a new batch,
-/// a large block, a pointer that is not ours.
+/// What [`free_other`] does not pend: a full slab's block, a remote free that starts a new
+/// batch, a large block, a pointer that is not ours.
 ///
 /// # Safety
 /// As for [`Alloc::free_ptr`].
@@ -212,16 +211,10 @@ unsafe fn free_other_slow(p: *mut u8) {
             let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
             let h = heap::current_real();
             if slab.owner() == h as usize {
-                // SAFETY: this thread's heap and block. Its cache list is full, unless the
-                // fast path could not look: a chunked map (see `superslab::AddressMap`).
-                unsafe {
-                    let c = slab.class();
-                    if (*h).list(c).push_bounded(b).is_err() {
-                        (*h).free_slow(c, b)
-                    }
-                }
+                // SAFETY: this thread's heap and block: its slab is full, or the fast path
+                // could not look (a chunked map, see `superslab::AddressMap`).
+                unsafe { (*h).free_slow(b) }
             } else {
-                let c = slab.class().index();
                 // A thread that only frees (a consumer) gets a heap too, so that its remote
                 // frees are batched: one CAS per chain, and chains the owner drains side by
                 // side (see `superslab::RemoteQueue`), instead of one push per block.
@@ -235,17 +228,11 @@ unsafe fn free_other_slow(p: *mut u8) {
                     h
                 };
                 if h.is_null() {
-                    stats::HEAPLESS_REMOTE_FREES[c]
-                        .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                     // SAFETY: the owner token of a live slab is its heap.
                     unsafe { heap::Heap::remote_free(slab.owner(), b) };
                 } else {
                     // SAFETY: this thread's heap; the owner token of a live slab is its heap.
-                    unsafe {
-                        stats::bump(&(*h).counters.frees_direct[c]);
-                        stats::bump(&(*h).counters.remote_frees[c]);
-                        (*h).remote_free_batched(slab.owner(), b);
-                    }
+                    unsafe { (*h).remote_free_batched(slab.owner(), b) };
                 }
             }
         }
@@ -396,8 +383,6 @@ fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
     let Some((b, zero)) = (unsafe { (*h).alloc_zeroed_slow(c) }) else {
         return null_mut();
     };
-    // SAFETY: as above.
-    stats::bump(unsafe { &(*h).counters.allocs_direct[c.index()] });
     #[cfg(feature = "checked")]
     checks::on_alloc_keeping(b, c, size);
     let p = b.to_user().as_ptr();
@@ -442,7 +427,7 @@ static SLOT_OF_SIZE: [u16; LOOKUP_MAX + 1] = {
         let Some(c) = tiny_layout::const_class_of(size) else {
             panic!("sizes up to LOOKUP_MAX have a class")
         };
-        t[size] = (c.index() * CLASS_STRIDE as usize) as u16;
+        t[size] = (c.index() * CLASS_STRIDE) as u16;
         size += 1;
     }
     t
@@ -456,7 +441,7 @@ static SLOT_OF_SIZE: [u16; LOOKUP_MAX + 1] = {
 #[inline(always)]
 unsafe fn class_at(slot: usize) -> SizeClass {
     // SAFETY: a slot offset is a class index times CLASS_STRIDE (caller).
-    unsafe { SizeClass::new_unchecked(slot / CLASS_STRIDE as usize) }
+    unsafe { SizeClass::new_unchecked(slot / CLASS_STRIDE) }
 }
 
 /// The malloc family over hakmem.

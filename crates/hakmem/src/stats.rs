@@ -1,34 +1,46 @@
 //! Statistics: per-thread counters, merged on request.
 //!
-//! Each heap counts, per size class, allocations from its cache (one increment on
-//! malloc's fast path), frees into its cache as the list's level (length plus
-//! allocations) less the blocks the slow paths moved (`heap::ClassSlot::frees`, so free's
-//! fast path counts nothing), and everything else on slow paths: allocations and frees that bypass the
-//! cache, refills, spills, misses and remote frees. All of it is written by the heap's
-//! thread only (relaxed atomics, no read-modify-write instruction). The counts of a
-//! quiescent heap are exact; those of a thread running during [`collect`] may be off by
-//! the blocks of one slow path in flight (the level and the moves are two loads). [`collect`] sums
-//! every heap's counters (heaps are never freed, so exited threads still count) with the
-//! segment pool's and the large tier's, into a [`Stats`] snapshot. Nothing is merged or
-//! printed unless asked: `HAKMEM_STATS=1` (text) or `=json` prints at exit, `malloc_stats()`
-//! prints now, `mallinfo2()` and `hakmem_stats()` fill structs, [`crate::stats`] returns one.
+//! The fast paths count nothing. A slab counts its frees as part of its free push and
+//! knows the blocks the program holds (blocks carved less blocks on its list), so a
+//! heap's per-class frees and live blocks are sums over its slabs (`SlabHeap::
+//! for_each_count`), and its allocations are frees plus live blocks. Slow paths count
+//! misses, refills and the remote frees they take back (written by the heap's thread
+//! only: relaxed atomics, no read-modify-write instruction). [`collect`] sums every heap
+//! (heaps are never freed, so exited threads still count) with the segment pool's and the
+//! large tier's counters into a [`Stats`] snapshot: exact for the calling thread's heap
+//! and for heaps no thread uses; another running thread's blocks are as it last
+//! published them (at its last purge tick). Nothing is merged or printed unless asked:
+//! `HAKMEM_STATS=1` (text) or `=json` prints at exit, `malloc_stats()` prints now,
+//! `mallinfo2()` and `hakmem_stats()` fill structs, [`crate::stats`] returns one.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tiny_layout::{SizeClass, CLASS_COUNT};
 
-/// Per-class counters of one heap's slow paths (written by its thread only; all-zero
-/// when the heap is created in zeroed memory). What the fast paths do is read from the
-/// heap's class slots (see the module docs).
+/// Per-class counters of one heap (written by its thread only).
 pub struct ClassCounters {
-    /// Blocks allocated without the cache list (`calloc` from fresh slab pages).
-    pub allocs_direct: [AtomicU64; CLASS_COUNT],
-    /// Blocks freed without the cache list: remote frees, and a block a full cache
-    /// returned straight to its slab.
-    pub frees_direct: [AtomicU64; CLASS_COUNT],
+    /// Allocations that found their class's current slab empty (slow paths).
     pub misses: [AtomicU64; CLASS_COUNT],
+    /// Of those, the ones that carved blocks or moved on to another slab.
     pub refills: [AtomicU64; CLASS_COUNT],
-    pub spills: [AtomicU64; CLASS_COUNT],
+    /// Blocks other threads freed, taken back from the remote queue.
     pub remote_frees: [AtomicU64; CLASS_COUNT],
+    /// Blocks the program holds, as last published (see [`collect`]).
+    pub live: [AtomicU64; CLASS_COUNT],
+    /// Blocks freed, as last published.
+    pub frees: [AtomicU64; CLASS_COUNT],
+}
+
+impl ClassCounters {
+    /// All zero.
+    pub const fn new() -> Self {
+        ClassCounters {
+            misses: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            refills: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            remote_frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            live: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
+        }
+    }
 }
 
 /// Adds one to a counter only its owner thread writes (no atomic read-modify-write).
@@ -36,10 +48,6 @@ pub struct ClassCounters {
 pub fn bump(c: &AtomicU64) {
     c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
 }
-
-/// Counters of threads that free without a heap of their own (shared: atomic adds).
-pub static HEAPLESS_REMOTE_FREES: [AtomicU64; CLASS_COUNT] =
-    [const { AtomicU64::new(0) }; CLASS_COUNT];
 
 /// One size class, all threads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,13 +58,13 @@ pub struct ClassStats {
     pub allocs: u64,
     /// Blocks freed (by any thread).
     pub frees: u64,
-    /// Allocations served by the thread cache without a refill.
+    /// Allocations served by the fast path (the current slab had a free block).
     pub cache_hits: u64,
-    /// Refills of a thread cache from slabs.
+    /// Allocations that took the slow path.
+    pub misses: u64,
+    /// Slow paths that carved blocks or moved on to another slab.
     pub refills: u64,
-    /// Spills of a full thread cache to slabs.
-    pub spills: u64,
-    /// Frees from a thread other than the block's owner.
+    /// Frees from a thread other than the block's owner (once the owner took them back).
     pub remote_frees: u64,
 }
 
@@ -125,27 +133,21 @@ impl Stats {
     /// Adds a heap's counters.
     ///
     /// # Safety
-    /// `h` is a heap (never freed); only its atomic counters and its lists' caps (set
-    /// before the heap was published) are read.
-    unsafe fn add_counters(&mut self, h: *const crate::heap::Heap) {
+    /// `h` is a heap (never freed) and the registry lock is held (`for_each_heap`).
+    unsafe fn add_counters(&mut self, h: *mut crate::heap::Heap, in_use: bool) {
+        let classes = &mut self.classes;
+        // SAFETY: (caller).
+        unsafe {
+            crate::heap::block_counts(h, in_use, |i, live, frees| {
+                classes[i].allocs += live + frees;
+                classes[i].frees += frees;
+            })
+        };
         // SAFETY: references to the atomics only, never to the rest of the heap.
         let c = unsafe { &(*h).counters };
         for (i, s) in self.classes.iter_mut().enumerate() {
-            // SAFETY: as above (built-in array indexing of a place creates no reference).
-            let slot = unsafe { &raw const (*h).slots[i] };
-            // SAFETY: as above (a reference to the atomic only); a heap's slot.
-            let (allocs, frees) = unsafe {
-                (
-                    (*slot).allocs.load(Relaxed),
-                    crate::heap::ClassSlot::frees(slot),
-                )
-            };
-            let allocs = allocs + c.allocs_direct[i].load(Relaxed);
-            s.allocs += allocs;
-            s.frees += frees + c.frees_direct[i].load(Relaxed);
-            s.cache_hits += allocs.saturating_sub(c.misses[i].load(Relaxed));
+            s.misses += c.misses[i].load(Relaxed);
             s.refills += c.refills[i].load(Relaxed);
-            s.spills += c.spills[i].load(Relaxed);
             s.remote_frees += c.remote_frees[i].load(Relaxed);
         }
     }
@@ -156,16 +158,16 @@ pub fn collect() -> Stats {
     let mut s = Stats::default();
     for (i, c) in s.classes.iter_mut().enumerate() {
         c.block_size = SizeClass::new(i).map_or(0, |c| c.block_size() as u64);
-        let heapless = HEAPLESS_REMOTE_FREES[i].load(Relaxed);
-        c.frees += heapless;
-        c.remote_frees += heapless;
     }
     crate::heap::for_each_heap(|h, in_use| {
-        // SAFETY: `for_each_heap` gives heaps.
-        unsafe { s.add_counters(h) };
+        // SAFETY: `for_each_heap` gives heaps, under the registry lock.
+        unsafe { s.add_counters(h, in_use) };
         s.heaps += 1;
         s.heaps_in_use += in_use as u64;
     });
+    for c in s.classes.iter_mut() {
+        c.cache_hits = c.allocs.saturating_sub(c.misses);
+    }
     let p = crate::heap::POOL.stats();
     s.segments_live = p
         .segments_mapped
@@ -240,7 +242,7 @@ pub trait Sink {
 /// Renders the human-readable report.
 pub fn render_text(s: &Stats, o: &mut impl Sink) {
     o.text("hakmem statistics\n");
-    o.text("class   block      allocs       frees  cache hits   refills    spills  remote frees\n");
+    o.text("class   block      allocs       frees  cache hits   refills  remote frees\n");
     for (i, c) in s.classes.iter().enumerate() {
         if c.allocs == 0 && c.frees == 0 {
             continue;
@@ -251,7 +253,6 @@ pub fn render_text(s: &Stats, o: &mut impl Sink) {
             .num(c.frees, 12)
             .num(c.cache_hits, 12);
         o.num(c.refills, 10)
-            .num(c.spills, 10)
             .num(c.remote_frees, 14)
             .text("\n");
     }
@@ -317,9 +318,7 @@ pub fn render_json(s: &Stats, o: &mut impl Sink) {
             .num(c.cache_hits, 0)
             .text(",\"refills\":")
             .num(c.refills, 0);
-        o.text(",\"spills\":")
-            .num(c.spills, 0)
-            .text(",\"remote_frees\":")
+        o.text(",\"remote_frees\":")
             .num(c.remote_frees, 0)
             .text("}");
     }
@@ -448,7 +447,6 @@ mod tests {
             c.frees = f;
             c.cache_hits = a - a / 10;
             c.refills = a / 10;
-            c.spills = f / 20;
             c.remote_frees = f / 3;
         }
         s.large_allocs = 4;

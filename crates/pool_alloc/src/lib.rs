@@ -7,9 +7,9 @@
 //! | box | used for |
 //! | --- | --- |
 //! | `tiny_layout` | the object size's [`SizeClass`] (`class_of`), block size, stride, slab size |
-//! | `ptr_conversion` | typed [`BlockBase`] / [`UserPtr`]: the only BASE ↔ USER conversion |
-//! | `tls_sll` | the pool's cache of free blocks ([`FreeList`]) |
-//! | `refill` | moving batches between the cache and the slabs (`BlockSource` / `BlockSink`) |
+//! | `ptr_conversion` | typed `BlockBase` / [`UserPtr`]: the only BASE ↔ USER conversion |
+//! | `tls_sll` | the slabs' free lists (through `superslab`), and the remote drain's list in tests |
+//! | `refill` | what the pool pops from next: carve a batch, or move on to the next slab (`SlabSource`) |
 //! | `os_pages` | pages from the OS: [`PageSource`], [`MmapPages`] (anonymous `mmap`) |
 //! | `superslab` | slabs in 4 MiB segments ([`SlabHeap`], [`SegmentPool`]), ownership lookup ([`AddressMap`], `Segment::slab_of`), cross-thread frees ([`RemoteQueue`]) |
 //!
@@ -30,7 +30,7 @@
 //! assert!(pool.owns(a.as_ptr()));
 //! // SAFETY: `a` came from this pool and is not used afterwards.
 //! assert!(unsafe { pool.free(a) });
-//! // The cache is LIFO: the next allocation reuses the block just freed.
+//! // A slab's list is LIFO: the next allocation reuses the block just freed.
 //! assert_eq!(pool.alloc(), Some(a));
 //! ```
 //!
@@ -38,8 +38,9 @@
 //! - Every block the pool hands out is a block of a slab whose owner token is the pool's,
 //!   of the pool's class, 16-byte aligned, with at least [`ObjectPool::object_size`]
 //!   usable bytes.
-//! - The pool's cache holds only free blocks of its own slabs, at most the `refill`
-//!   cap of its class after every call.
+//! - The pool pops from one slab at a time, its current slab (`refill` picks the next), and
+//!   every free pushes onto the block's own slab's list: a block freed is the next one its
+//!   slab hands out.
 //! - `live()` counts blocks handed out and not yet returned (by [`ObjectPool::free`] or
 //!   collected from a remote queue).
 #![cfg_attr(not(test), no_std)]
@@ -48,12 +49,11 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 pub use os_pages::{MmapPages, PageSource};
-use ptr_conversion::{BlockBase, UserPtr};
-use refill::{BlockSink, BlockSource};
+use ptr_conversion::UserPtr;
+use refill::SlabSource;
 pub use superslab::{AddressMap, Region, RemoteQueue, SegmentPool};
-use superslab::{Segment, SlabHeap};
+use superslab::{Segment, Slab, SlabHeap};
 pub use tiny_layout::{Plain, SizeClass};
-use tls_sll::FreeList;
 
 /// The address map of the segments of [`SEGMENTS`] (64 MiB of `.bss`, zero until
 /// touched: only the pages of granules in use become resident).
@@ -65,35 +65,48 @@ pub static SEGMENTS: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 
 /// Owner tokens: unique per pool, never 0 (superslab's "closed slab" owner).
 static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(1);
 
-/// The `refill` box's view of the pool's slabs: its source of batches and sink of spills.
+/// The record of "no current slab": its list is always empty and nothing writes it (a
+/// pop returns before writing; no block belongs to it; `SlabHeap` leaves it alone).
+struct NoSlab(core::cell::UnsafeCell<Slab<Plain>>);
+// SAFETY: never written (above).
+unsafe impl Sync for NoSlab {}
+static NO_SLAB: NoSlab = NoSlab(core::cell::UnsafeCell::new(Slab::detached()));
+
+/// The `refill` box's view of the pool's slabs.
 struct Slabs<'a, P: PageSource + 'static> {
     heap: &'a mut SlabHeap<Plain>,
     segments: &'static SegmentPool<P>,
 }
 
-impl<P: PageSource + 'static> BlockSource<Plain> for Slabs<'_, P> {
-    fn take_blocks(&mut self, c: SizeClass, max: u32, out: &mut FreeList<Plain>) -> u32 {
-        self.heap.take_blocks(self.segments, c, max, out)
+impl<P: PageSource + 'static> SlabSource for Slabs<'_, P> {
+    type Slab = *mut Slab<Plain>;
+    fn has_free(&self, s: Self::Slab) -> bool {
+        // SAFETY: `refill` only passes slabs this pool gave it: ours, or `NO_SLAB`.
+        unsafe { (*s).has_free() }
     }
-}
-
-impl<P: PageSource + 'static> BlockSink<Plain> for Slabs<'_, P> {
-    fn return_block(&mut self, _c: SizeClass, b: BlockBase<Plain>) {
-        // SAFETY: the pool's cache only holds free blocks of its own slabs (crate
-        // invariant), and the pool is used by its owner's thread only.
-        unsafe { self.heap.return_block(self.segments, b) }
+    fn carve(&mut self, s: Self::Slab, max: u32) -> u32 {
+        // SAFETY: as above.
+        unsafe { self.heap.carve(s, max) }
+    }
+    fn set_aside(&mut self, s: Self::Slab) {
+        // SAFETY: as above; the current slab is in no queue.
+        unsafe { self.heap.set_full(self.segments, s) }
+    }
+    fn next_slab(&mut self, c: SizeClass) -> Option<Self::Slab> {
+        self.heap.next_slab(self.segments, c)
     }
 }
 
 /// A pool of fixed-size blocks; see the [crate docs](crate).
 ///
-/// Single-owner: it is neither `Send` nor `Sync`. Dropping the pool returns its cached
-/// blocks and empty slabs to the [`SegmentPool`]; slabs still holding live blocks are
-/// kept (their memory stays valid, and is leaked).
+/// Single-owner: it is neither `Send` nor `Sync`. Dropping the pool returns its empty
+/// slabs to the [`SegmentPool`]; slabs still holding live blocks are kept (their memory
+/// stays valid, and is leaked).
 pub struct ObjectPool<P: PageSource + 'static> {
     segments: &'static SegmentPool<P>,
     heap: SlabHeap<Plain>,
-    cache: FreeList<Plain>,
+    /// The slab blocks are popped from (`NO_SLAB` before the first allocation).
+    current: *mut Slab<Plain>,
     class: SizeClass,
     object_size: usize,
     live: usize,
@@ -116,7 +129,7 @@ impl<P: PageSource + 'static> ObjectPool<P> {
         Some(ObjectPool {
             segments,
             heap,
-            cache: FreeList::new(refill::cache_cap(class)),
+            current: NO_SLAB.0.get(),
             class,
             object_size,
             live: 0,
@@ -139,35 +152,27 @@ impl<P: PageSource + 'static> ObjectPool<P> {
     pub fn live(&self) -> usize {
         self.live
     }
-    /// Free blocks in the pool's cache.
-    pub fn cached(&self) -> u32 {
-        self.cache.len()
-    }
     /// The owner token of the pool's slabs.
     pub fn owner(&self) -> usize {
         self.heap.owner()
     }
 
-    fn slabs(&mut self) -> (&mut FreeList<Plain>, Slabs<'_, P>) {
-        (
-            &mut self.cache,
-            Slabs {
-                heap: &mut self.heap,
-                segments: self.segments,
-            },
-        )
-    }
-
     /// A block of [`block_size`](Self::block_size) bytes, 16-byte aligned; `None` when
-    /// the page source is exhausted. A block freed to this pool is reused before any new
-    /// one (last freed, first reused).
+    /// the page source is exhausted. Blocks come from one slab at a time, the block freed
+    /// last into it first.
     pub fn alloc(&mut self) -> Option<NonNull<u8>> {
-        let b = match self.cache.pop() {
+        // SAFETY: our current slab (or `NO_SLAB`); only this pool's owner pops from it.
+        let b = match unsafe { (*self.current).pop() } {
             Some(b) => b,
             None => {
-                let class = self.class;
-                let (cache, mut slabs) = self.slabs();
-                refill::refill(cache, class, &mut slabs)?
+                let mut slabs = Slabs {
+                    heap: &mut self.heap,
+                    segments: self.segments,
+                };
+                let next = refill::refill(&mut slabs, self.class, self.current);
+                self.current = next.unwrap_or(NO_SLAB.0.get());
+                // SAFETY: as above: `refill` gave a slab of ours with a free block.
+                unsafe { (*next?).pop() }?
             }
         };
         let p = NonNull::new(b.to_user().as_ptr())?;
@@ -209,24 +214,14 @@ impl<P: PageSource + 'static> ObjectPool<P> {
         if !self.owns(p.as_ptr()) {
             return false;
         }
-        // SAFETY: `owns` established that `p` starts a block of our Plain-layout slabs.
-        let b = unsafe { UserPtr::<Plain>::from_raw(p) }.to_base();
-        // SAFETY: the caller gives the live block back: free and ours, in no list.
-        unsafe { self.put(b) };
+        // SAFETY: `owns` established that `p` starts a block of our Plain-layout slabs;
+        // the caller gives the live block back: free and ours, in no list.
+        unsafe {
+            let b = UserPtr::<Plain>::from_raw(p).to_base();
+            self.heap.free_block(self.segments, b);
+        }
         self.live -= 1;
         true
-    }
-
-    /// Caches a free block of ours, spilling half the cache to the slabs when full.
-    unsafe fn put(&mut self, b: BlockBase<Plain>) {
-        // SAFETY: forwarded from the caller.
-        if let Err(b) = unsafe { self.cache.push_bounded(b) } {
-            let class = self.class;
-            let (cache, mut slabs) = self.slabs();
-            refill::spill(cache, class, &mut slabs);
-            // SAFETY: as above; the spill left the cache at half its cap.
-            unsafe { self.cache.push(b) };
-        }
     }
 
     /// Takes back every block other threads handed over through `queue` (with
@@ -236,23 +231,21 @@ impl<P: PageSource + 'static> ObjectPool<P> {
     /// Every block pushed to `queue` was allocated by this pool, and no other pool
     /// collects from `queue`.
     pub unsafe fn collect_remote(&mut self, queue: &RemoteQueue<Plain>) -> u32 {
-        let mut got = FreeList::<Plain>::new(u32::MAX);
-        let n = queue.take_all(&mut got);
-        while let Some(b) = got.pop() {
-            debug_assert!(self.owns(b.to_user().as_ptr()));
+        let (heap, segments) = (&mut self.heap, self.segments);
+        let n = queue.drain(|b| {
             // SAFETY: the caller vouches the block is ours; the queue handed it over.
-            unsafe { self.put(b) };
-        }
+            unsafe { heap.free_block(segments, b) };
+        });
         self.live -= n as usize;
         n
     }
 
-    /// Returns the cache and every empty slab to the segment pool, and gives the pages of
-    /// free slices back to the OS.
+    /// Gives back the current slab and every empty slab to the segment pool, and the
+    /// pages of free slices to the OS.
     pub fn trim(&mut self) {
-        let class = self.class;
-        let (cache, mut slabs) = self.slabs();
-        refill::flush(cache, class, &mut slabs);
+        let s = core::mem::replace(&mut self.current, NO_SLAB.0.get());
+        // SAFETY: our current slab (or `NO_SLAB`); nothing pops from it any more.
+        unsafe { self.heap.release_current(self.segments, s) };
         self.heap.release_empty(self.segments);
         self.heap.purge(self.segments, 0, 0);
     }

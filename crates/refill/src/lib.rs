@@ -1,300 +1,111 @@
-//! # refill: batches between a thread cache and its slabs
+//! # refill: what malloc pops from next
 //!
-//! A thread cache (a `tls_sll` list per class) misses or overflows; this box moves a
-//! bounded batch of blocks between it and whatever holds the slabs, through two narrow
-//! contracts: [`BlockSource`] (give me up to n blocks of class c) and [`BlockSink`] (take
-//! this block back). It owns the policy numbers: how many blocks a class caches and how
-//! many move per batch.
+//! A class's blocks are popped from one slab at a time, its **current** slab, whose free
+//! list every free of one of its blocks also pushes onto (free-list sharding, as in
+//! mimalloc: blocks never move from one list to another one by one). When that list runs
+//! empty, this box decides what comes next, through one narrow contract, [`SlabSource`]
+//! (the owner's slabs): carve a batch of never-used blocks from the current slab; else set
+//! it aside and take the next slab (one with free blocks, else a new one). It owns the
+//! policy numbers: how much new memory one carve touches ([`carve_batch`]).
 //!
 //! ## Invariants owned here
-//! - A refill moves at least 1 and at most [`MAX_BATCH`] blocks; a spill leaves the list
-//!   at half its cap, so a list oscillating around its cap does not spill every push.
-//! - Caps bound a thread cache's bytes per class by about [`CACHE_BYTES_PER_CLASS`]
-//!   (at least one block), so an idle thread holds a bounded amount of memory. Classes of
-//!   at most [`MEDIUM_MAX`] bytes cache at least [`MEDIUM_MIN_CACHED`] blocks (so at most
-//!   `MEDIUM_MIN_CACHED * MEDIUM_MAX` = 128 KiB per class): with a cap of 1 or 2, a
-//!   program replacing 16..32 KiB objects at random went to the slabs on about every
-//!   other call (a refill or a spill), and a slab whose last block came back was closed
-//!   and a new one opened soon after.
+//! - [`refill`] returns a slab whose list has a free block, or `None` only when the source
+//!   is out of memory; it never returns a slab it set aside.
+//! - A carve makes at most [`carve_batch`] blocks: about [`CARVE_BYTES`] of never-used
+//!   memory, and at least [`MIN_CARVE`] blocks (fewer only when the slab has fewer
+//!   left), so a slab's pages are touched as its blocks are needed, not all at once.
 //!
 //! ## Example
-//! A toy source and sink over a static buffer of blocks; a real one is a slab heap
-//! (`superslab::SlabHeap`, adapted by hakmem's facade or `pool_alloc`).
+//! A toy source: slabs as vectors of block numbers.
 //! ```
-//! use core::ptr::NonNull;
-//! use ptr_conversion::BlockBase;
-//! use refill::{BlockSink, BlockSource};
-//! use tiny_layout::{class_of, Plain, SizeClass};
-//! use tls_sll::FreeList;
+//! use refill::SlabSource;
+//! use tiny_layout::{class_of, SizeClass};
 //!
-//! #[repr(align(16))]
-//! struct Mem([[u8; 16]; 256]);
-//! struct Toy { mem: Box<Mem>, next: usize, returned: usize }
-//! impl BlockSource<Plain> for Toy {
-//!     fn take_blocks(&mut self, _c: SizeClass, max: u32, out: &mut FreeList<Plain>) -> u32 {
-//!         let mut n = 0;
-//!         while n < max && self.next < self.mem.0.len() {
-//!             let p = NonNull::new(self.mem.0[self.next].as_mut_ptr()).unwrap();
-//!             // SAFETY: an unused 16-aligned block of the toy's buffer.
-//!             unsafe { out.push(BlockBase::from_raw(p)) };
-//!             self.next += 1;
-//!             n += 1;
-//!         }
+//! struct Toy { slabs: Vec<(Vec<u32>, u32)>, set_aside: Vec<usize> } // (free list, uncarved)
+//! impl SlabSource for Toy {
+//!     type Slab = usize;
+//!     fn has_free(&self, s: usize) -> bool { !self.slabs[s].0.is_empty() }
+//!     fn carve(&mut self, s: usize, max: u32) -> u32 {
+//!         let n = self.slabs[s].1.min(max);
+//!         self.slabs[s].1 -= n;
+//!         self.slabs[s].0.extend(0..n);
 //!         n
 //!     }
-//! }
-//! impl BlockSink<Plain> for Toy {
-//!     fn return_block(&mut self, _c: SizeClass, _b: BlockBase<Plain>) {
-//!         self.returned += 1;
+//!     fn set_aside(&mut self, s: usize) { self.set_aside.push(s) }
+//!     fn next_slab(&mut self, _c: SizeClass) -> Option<usize> {
+//!         self.slabs.push((Vec::new(), 1000));
+//!         Some(self.slabs.len() - 1)
 //!     }
 //! }
 //!
 //! let c = class_of(16).unwrap();
-//! let mut toy = Toy { mem: Box::new(Mem([[0; 16]; 256])), next: 0, returned: 0 };
-//! let mut cache = FreeList::<Plain>::new(refill::cache_cap(c));
-//! let b = refill::refill(&mut cache, c, &mut toy).unwrap(); // a miss: one batch
-//! assert_eq!(toy.next as u32, refill::refill_batch(c));
-//! assert_eq!(cache.len(), refill::refill_batch(c) - 1);
-//! unsafe { cache.push(b) };
-//! refill::flush(&mut cache, c, &mut toy); // thread exit: everything back
-//! assert_eq!((cache.len(), toy.returned), (0, toy.next));
+//! let mut toy = Toy { slabs: vec![(Vec::new(), 0)], set_aside: Vec::new() };
+//! // Slab 0 is exhausted: it is set aside and a new slab gets its first carve.
+//! assert_eq!(refill::refill(&mut toy, c, 0), Some(1));
+//! assert_eq!(toy.set_aside, [0]);
+//! assert_eq!(toy.slabs[1].0.len() as u32, refill::carve_batch(c));
 //! ```
 #![no_std]
 #![warn(missing_docs)]
 
-use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
-use tls_sll::FreeList;
+use tiny_layout::SizeClass;
 
-/// Most blocks moved by one refill.
-pub const MAX_BATCH: u32 = 64;
-/// Most blocks cached per class.
-pub const MAX_CACHED: u32 = 128;
-/// Byte budget of one class's cache, for classes above [`SMALL_MAX`].
-pub const CACHE_BYTES_PER_CLASS: usize = 32 * 1024;
-/// Largest block size cached by count alone: [`MAX_CACHED`] blocks (at most 128 KiB for
-/// the largest such class), so that a burst of that many small blocks freed and allocated
-/// again stays in the thread cache instead of spilling to the slabs and refilling (as
-/// jemalloc's thread cache holds up to 200 blocks of each small class).
-pub const SMALL_MAX: usize = 1024;
-/// Fewest blocks cached per class for blocks of at most [`MEDIUM_MAX`] bytes.
-pub const MEDIUM_MIN_CACHED: u32 = 4;
-/// Largest block size given at least [`MEDIUM_MIN_CACHED`] cached blocks.
-pub const MEDIUM_MAX: usize = 32 * 1024;
+/// Bytes of never-used memory one carve aims at (a page).
+pub const CARVE_BYTES: usize = 4096;
+/// Fewest blocks one carve makes (when the slab has that many left).
+pub const MIN_CARVE: u32 = 4;
 
-/// Where refills take blocks from (a slab heap).
+/// The owner's slabs, as [`refill`] sees them.
 ///
-/// The contract between a cache and whatever holds the slabs: implementors push the
-/// blocks they hand over onto `out` (with `FreeList::push`, ignoring its cap), and the
-/// blocks become the cache's. See the [crate example](crate).
-pub trait BlockSource<L: BlockLayout> {
-    /// Moves between 1 and `max` blocks of class `c` into `out`; returns how many (0 only
-    /// when memory is exhausted).
-    fn take_blocks(&mut self, c: SizeClass, max: u32, out: &mut FreeList<L>) -> u32;
+/// The implementor owns the slabs and their lists; `refill` only asks. A slab handed out
+/// by [`next_slab`](Self::next_slab) is the class's current slab until `refill` sets it
+/// aside with [`set_aside`](Self::set_aside).
+pub trait SlabSource {
+    /// A slab (a pointer or an index).
+    type Slab: Copy;
+    /// Whether `s`'s free list has a block.
+    fn has_free(&self, s: Self::Slab) -> bool;
+    /// Carves up to `max` never-used blocks of `s` onto its free list; returns how many
+    /// (0: none left).
+    fn carve(&mut self, s: Self::Slab, max: u32) -> u32;
+    /// `s` has no free block and nothing to carve: it is no longer its class's current
+    /// slab (the source keeps it until one of its blocks is freed).
+    fn set_aside(&mut self, s: Self::Slab);
+    /// The next slab of class `c`: one with free blocks or blocks to carve, else a new
+    /// one. `None`: out of memory.
+    fn next_slab(&mut self, c: SizeClass) -> Option<Self::Slab>;
 }
 
-/// Where spills return blocks to.
-///
-/// The block handed to [`return_block`](Self::return_block) was obtained from the
-/// matching [`BlockSource`] and is free; the sink owns it from then on.
-pub trait BlockSink<L: BlockLayout> {
-    /// Takes back one block of class `c` that the cache owned.
-    fn return_block(&mut self, c: SizeClass, b: BlockBase<L>);
-}
-
-/// The cache cap of class `c`.
+/// Blocks one carve of class `c` makes: [`CARVE_BYTES`] of them, at least [`MIN_CARVE`].
 ///
 /// ```
-/// use refill::{cache_cap, MAX_CACHED};
-/// use tiny_layout::{class_of, MAX_CLASS_SIZE};
-/// assert_eq!(cache_cap(class_of(16).unwrap()), MAX_CACHED); // small: by count
-/// assert_eq!(cache_cap(class_of(1024).unwrap()), MAX_CACHED); // small: by count
-/// assert_eq!(cache_cap(class_of(2048).unwrap()), 16); // 32 KiB / 2 KiB
-/// assert_eq!(cache_cap(class_of(16 * 1024).unwrap()), 4); // medium: at least 4
-/// assert_eq!(cache_cap(class_of(32 * 1024).unwrap()), 4);
-/// assert_eq!(cache_cap(class_of(MAX_CLASS_SIZE).unwrap()), 1); // at least one block
-/// ```
-pub const fn cache_cap(c: SizeClass) -> u32 {
-    let by_bytes = CACHE_BYTES_PER_CLASS / c.block_size();
-    if c.block_size() <= SMALL_MAX {
-        MAX_CACHED
-    } else if by_bytes < MEDIUM_MIN_CACHED as usize && c.block_size() <= MEDIUM_MAX {
-        MEDIUM_MIN_CACHED
-    } else if by_bytes == 0 {
-        1
-    } else if by_bytes > MAX_CACHED as usize {
-        MAX_CACHED
-    } else {
-        by_bytes as u32
-    }
-}
-
-/// Blocks moved by one refill of class `c`: half the cap, at most [`MAX_BATCH`].
-///
-/// ```
-/// use refill::{refill_batch, MAX_BATCH};
+/// use refill::{carve_batch, MIN_CARVE};
 /// use tiny_layout::class_of;
-/// assert_eq!(refill_batch(class_of(16).unwrap()), MAX_BATCH);
-/// assert_eq!(refill_batch(class_of(1024).unwrap()), MAX_BATCH);
-/// assert_eq!(refill_batch(class_of(4096).unwrap()), 4); // cap 8
+/// assert_eq!(carve_batch(class_of(16).unwrap()), 256);
+/// assert_eq!(carve_batch(class_of(1024).unwrap()), MIN_CARVE);
+/// assert_eq!(carve_batch(class_of(64 * 1024).unwrap()), MIN_CARVE);
 /// ```
-pub const fn refill_batch(c: SizeClass) -> u32 {
-    let half = cache_cap(c).div_ceil(2);
-    if half > MAX_BATCH {
-        MAX_BATCH
+pub const fn carve_batch(c: SizeClass) -> u32 {
+    let n = CARVE_BYTES / c.block_size();
+    if n < MIN_CARVE as usize {
+        MIN_CARVE
     } else {
-        half
+        n as u32
     }
 }
 
-/// Refills an empty `list` of class `c` from `src` and pops one block for the caller.
-/// `None` means memory is exhausted.
-pub fn refill<L: BlockLayout, S: BlockSource<L>>(
-    list: &mut FreeList<L>,
-    c: SizeClass,
-    src: &mut S,
-) -> Option<BlockBase<L>> {
-    let want = refill_batch(c);
-    src.take_blocks(c, want, list);
-    list.pop()
-}
-
-/// Spills blocks from `list` (class `c`) to `sink` until it holds half its cap.
-///
-/// The most recently pushed blocks go back to the sink; a list already at or below half
-/// its cap is left alone. Returns how many blocks went back.
-pub fn spill<L: BlockLayout, S: BlockSink<L>>(
-    list: &mut FreeList<L>,
-    c: SizeClass,
-    sink: &mut S,
-) -> u32 {
-    let n = list.len().saturating_sub(list.cap() / 2);
-    give_back(list, n, c, sink)
-}
-
-/// Returns every block of `list` to `sink` (thread exit, trim); returns how many.
-pub fn flush<L: BlockLayout, S: BlockSink<L>>(
-    list: &mut FreeList<L>,
-    c: SizeClass,
-    sink: &mut S,
-) -> u32 {
-    give_back(list, list.len(), c, sink)
-}
-
-/// Hands up to `n` blocks from the top of `list` to `sink`; returns how many.
-fn give_back<L: BlockLayout, S: BlockSink<L>>(
-    list: &mut FreeList<L>,
-    n: u32,
-    c: SizeClass,
-    sink: &mut S,
-) -> u32 {
-    let mut moved = 0;
-    while moved < n {
-        let Some(b) = list.pop() else { break };
-        sink.return_block(c, b);
-        moved += 1;
-    }
-    moved
-}
-
-#[cfg(test)]
-mod tests {
-    extern crate std;
-    use super::*;
-    use core::ptr::NonNull;
-    use std::vec::Vec;
-    use tiny_layout::Plain;
-
-    /// A model slab: a pool of 16-byte-aligned blocks, tracking what is out.
-    struct Pool {
-        mem: Vec<u128>,
-        next: usize,
-        returned: Vec<usize>,
-        limit: usize,
-    }
-    impl Pool {
-        fn new(limit: usize) -> Pool {
-            Pool {
-                mem: std::vec![0; limit * 4],
-                next: 0,
-                returned: Vec::new(),
-                limit,
-            }
+/// The class's current slab `current` has an empty free list (malloc found nothing to
+/// pop): returns the slab to pop from next. `current` itself if it has a free block (a
+/// block freed since the caller looked) or blocks to carve (a batch is carved); otherwise
+/// `current` is set aside and the next slab takes its place, carved if it has no free
+/// block. `None` only when the source is out of memory.
+pub fn refill<S: SlabSource>(src: &mut S, c: SizeClass, current: S::Slab) -> Option<S::Slab> {
+    let mut s = current;
+    loop {
+        if src.has_free(s) || src.carve(s, carve_batch(c)) > 0 {
+            return Some(s);
         }
-        fn at(&mut self, i: usize) -> BlockBase<Plain> {
-            unsafe {
-                BlockBase::from_raw(NonNull::new(self.mem.as_mut_ptr().add(i * 4).cast()).unwrap())
-            }
-        }
-    }
-    impl BlockSource<Plain> for Pool {
-        fn take_blocks(&mut self, _c: SizeClass, max: u32, out: &mut FreeList<Plain>) -> u32 {
-            let mut n = 0;
-            while n < max && self.next < self.limit {
-                let b = self.at(self.next);
-                unsafe { out.push(b) };
-                self.next += 1;
-                n += 1;
-            }
-            n
-        }
-    }
-    impl BlockSink<Plain> for Pool {
-        fn return_block(&mut self, _c: SizeClass, b: BlockBase<Plain>) {
-            self.returned.push(b.addr());
-        }
-    }
-
-    #[test]
-    fn caps_and_batches_are_bounded_for_every_class() {
-        for c in SizeClass::all() {
-            let cap = cache_cap(c);
-            assert!((1..=MAX_CACHED).contains(&cap));
-            let budget = if c.block_size() <= SMALL_MAX {
-                MAX_CACHED as usize * c.block_size()
-            } else if c.block_size() <= MEDIUM_MAX {
-                CACHE_BYTES_PER_CLASS.max(MEDIUM_MIN_CACHED as usize * c.block_size())
-            } else {
-                CACHE_BYTES_PER_CLASS.max(c.block_size())
-            };
-            assert!(cap as usize * c.block_size() <= budget);
-            // Small classes keep MAX_CACHED blocks, medium ones at least MEDIUM_MIN_CACHED.
-            if c.block_size() <= SMALL_MAX {
-                assert_eq!(cap, MAX_CACHED);
-            }
-            if c.block_size() <= MEDIUM_MAX {
-                assert!(cap >= MEDIUM_MIN_CACHED);
-            }
-            let b = refill_batch(c);
-            assert!((1..=MAX_BATCH).contains(&b) && b <= cap);
-        }
-    }
-
-    #[test]
-    fn refill_moves_one_batch_and_spill_halves() {
-        let c = SizeClass::new(0).unwrap();
-        let mut pool = Pool::new(1000);
-        let mut list = FreeList::<Plain>::new(cache_cap(c));
-        let got = refill(&mut list, c, &mut pool).unwrap();
-        assert_eq!(pool.next as u32, refill_batch(c));
-        assert_eq!(list.len(), refill_batch(c) - 1);
-        unsafe { list.push(got) };
-        while list.len() < list.cap() + 1 {
-            let mut extra = FreeList::new(1);
-            pool.take_blocks(c, 1, &mut extra);
-            unsafe { list.push(extra.pop().unwrap()) };
-        }
-        spill(&mut list, c, &mut pool);
-        assert_eq!(list.len(), list.cap() / 2);
-        flush(&mut list, c, &mut pool);
-        assert!(list.is_empty());
-        assert_eq!(pool.returned.len(), pool.next);
-    }
-
-    #[test]
-    fn exhausted_source_gives_none() {
-        let c = SizeClass::new(5).unwrap();
-        let mut pool = Pool::new(0);
-        let mut list = FreeList::<Plain>::new(8);
-        assert!(refill(&mut list, c, &mut pool).is_none());
+        src.set_aside(s);
+        s = src.next_slab(c)?;
     }
 }

@@ -8,21 +8,29 @@
 //!
 //! - [`AddressMap`]: one entry per slice of the address space, so an address is known to
 //!   be ours (a segment, or large blocks) with one load, and for a live slab's slice
-//!   the same load gives owner and class ([`OwnerTag`]).
+//!   the same load gives its owner and its record ([`OwnerTag`]).
 //! - [`Segment`] / [`Slab`]: metadata, out of band (never inside blocks), found from any
-//!   block address by masking: `segment = addr & !(SEGMENT_SIZE-1)`, slab by slice index.
-//! - [`SlabHeap`]: the slabs of one owner (a thread heap): per-class partial slabs,
-//!   refill batches, block returns, empty slab and segment recycling.
+//!   block address by masking: `segment = addr & !(SEGMENT_SIZE-1)`, slab by slice index
+//!   or by the record offset of its map entry.
+//! - [`Slab`]: one LIFO free list per slab ("free-list sharding", as mimalloc's pages):
+//!   malloc pops from its class's current slab, every free pushes onto the block's own
+//!   slab, and no block ever moves from one list to another.
+//! - [`SlabHeap`]: the slabs of one owner (a thread heap): per-class queues of slabs with
+//!   blocks to give, full slabs set aside, carving, empty slab and segment recycling.
 //! - [`RemoteQueue`]: the lock-free MPSC queue through which other threads hand blocks back
 //!   to their owner.
 //! - [`SegmentPool`]: the process-wide cache of empty segments.
 //!
 //! ## Invariants owned here
 //! - A segment belongs to exactly one owner; every slab in it has that owner. Only the
-//!   owner's thread reads or writes a slab's free list, bump pointer and counters.
-//! - `slab.used` counts the slab's blocks outside it (in a thread cache or the program's);
-//!   a slab is released only at `used == 0`, so a block being freed pins its slab (and
+//!   owner's thread reads or writes a slab's free list, counters and state.
+//! - A slab's `used` (blocks carved less blocks on its list) counts the blocks the program
+//!   holds; a slab is closed only at `used == 0`, so a block being freed pins its slab (and
 //!   its slab's owner) until the owner has taken the block back.
+//! - A live slab is in exactly one state ([`SlabState`]): current (its owner pops from it),
+//!   queued (in its class's queue: it has a free block or blocks to carve), or full (in no
+//!   list: nothing to give). Its map entries carry [`FULL_FLAG`] exactly when it is full,
+//!   so a free into a full slab never takes the fast path and the slow path queues it.
 //! - Purging ([`SlabHeap::purge`]): a closed slab's slices stay resident ("dirty") until
 //!   they have been free for at least the caller's delay (two purge ticks at least a delay
 //!   apart), and opening a slab takes resident free slices before purged ones, so closing
@@ -40,7 +48,6 @@
 //! use os_pages::MmapPages;
 //! use superslab::{AddressMap, Region, Segment, SegmentPool, SlabHeap};
 //! use tiny_layout::{class_of, Plain};
-//! use tls_sll::FreeList;
 //!
 //! static MAP: AddressMap = AddressMap::new();
 //! // Keeps no empty segment: a segment whose slabs all close is unmapped at once.
@@ -49,23 +56,20 @@
 //! let mut heap = SlabHeap::<Plain>::new();
 //! heap.set_owner(1); // any token unique among live owners
 //! let c = class_of(64).unwrap();
-//! let mut cache = FreeList::<Plain>::new(u32::MAX);
-//! assert_eq!(heap.take_blocks(&POOL, c, 10, &mut cache), 10);
-//!
-//! let b = cache.pop().unwrap();
-//! assert_eq!(MAP.region(b.addr()), Region::Segment); // one load: ours
-//! // SAFETY: the map says `b` lies in a live segment.
-//! let slab = unsafe { Segment::<Plain>::slab_of(b.addr()) };
-//! assert_eq!((slab.owner(), slab.class(), slab.used()), (1, c, 10));
-//!
-//! // SAFETY: blocks taken from this heap, free again, returned by the owner.
-//! unsafe { heap.return_block(&POOL, b) };
-//! while let Some(b) = cache.pop() {
-//!     unsafe { heap.return_block(&POOL, b) };
+//! let s = heap.next_slab(&POOL, c).unwrap(); // a new slab, current for class c
+//! // SAFETY: `s` is our live slab; only this thread uses the heap.
+//! unsafe {
+//!     assert_eq!(heap.carve(s, 10), 10);
+//!     let b = (*s).pop().unwrap(); // malloc
+//!     assert_eq!(MAP.region(b.addr()), Region::Segment); // one load: ours
+//!     let slab = Segment::<Plain>::slab_of(b.addr());
+//!     assert_eq!((slab.owner(), slab.class(), slab.used()), (1, c, 1));
+//!     (*s).push(b); // free: back onto its own slab's list
+//!     heap.release_current(&POOL, s); // every block is back: the slab closes
+//!     heap.release_empty(&POOL); // its segment goes back
+//!     assert!(heap.is_empty());
+//!     assert_eq!(MAP.region(b.addr()), Region::Foreign);
 //! }
-//! heap.release_empty(&POOL); // closes the empty slab: its segment goes back
-//! assert!(heap.is_empty());
-//! assert_eq!(MAP.region(b.addr()), Region::Foreign);
 //! ```
 #![no_std]
 #![warn(missing_docs)]
@@ -75,11 +79,13 @@ mod remote;
 mod segment;
 
 pub use map::{
-    owner_tag_bits, slab_class, slab_class_unchecked, AddressMap, OwnerTag, Region, ADDRESS_BITS,
-    CLASS_STRIDE, ENTRY_FOREIGN, ENTRY_SEGMENT, MAP_ENTRIES, TAG_UNIT,
+    owner_tag_bits, slab_record, AddressMap, OwnerTag, Region, ADDRESS_BITS, ENTRY_FOREIGN,
+    ENTRY_SEGMENT, FULL_FLAG, MAP_ENTRIES, RECORD_MASK, TAG_UNIT,
 };
 pub use remote::RemoteQueue;
-pub use segment::{PoolStats, Segment, SegmentPool, Slab, SlabHeap, SpinLock};
+pub use segment::{
+    PoolStats, Segment, SegmentPool, Slab, SlabHeap, SlabState, SpinLock, RECORD_SHIFT,
+};
 
 /// Bytes of one segment (4 MiB), also its alignment.
 pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;

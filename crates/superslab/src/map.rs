@@ -4,8 +4,6 @@
 use crate::{PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT};
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use ptr_conversion::SizeClass;
-use tiny_layout::CLASS_COUNT;
 
 /// Bits of user-space addresses covered (x86-64 and aarch64 Linux user space: 47).
 pub const ADDRESS_BITS: usize = 47;
@@ -34,13 +32,16 @@ pub const ENTRY_FOREIGN: u32 = 0;
 /// metadata slice, a free slice, a closed slab).
 pub const ENTRY_SEGMENT: u32 = 1;
 /// Owner tags are multiples of this; entries below it are never a live slab's.
-pub const TAG_UNIT: u32 = 1 << 12;
-/// A live slab's entry is `tag + class index × CLASS_STRIDE`: an owner that keeps a
-/// 32-byte record per class at the start of its state gets the record's offset from
-/// `entry ^ tag` (see [`OwnerTag`]).
-pub const CLASS_STRIDE: u32 = 32;
+pub const TAG_UNIT: u32 = 1 << 13;
+/// Set in the entries of a slab its owner marked full (see [`OwnerTag`]).
+pub const FULL_FLAG: u32 = 1 << 12;
+/// The bits of a live slab's entry below [`FULL_FLAG`]: the offset of the slab's record
+/// from the start of its segment (see [`crate::Segment::slab_at`]).
+pub const RECORD_MASK: u32 = FULL_FLAG - 1;
 
-static_assertions::const_assert!(CLASS_COUNT * CLASS_STRIDE as usize <= TAG_UNIT as usize);
+static_assertions::const_assert!(
+    crate::SLICES * core::mem::size_of::<crate::Slab<tiny_layout::Plain>>() <= FULL_FLAG as usize
+);
 static_assertions::const_assert!(MAP_BYTES.is_multiple_of(COMMIT_CHUNK * 64));
 
 /// What an address's slice holds.
@@ -55,10 +56,12 @@ pub enum Region {
 }
 
 /// The map tag of a slab owner: a nonzero multiple of [`TAG_UNIT`], unique among live
-/// owners. A live slab of class `c` has the entry `tag + c × CLASS_STRIDE` on every one of
-/// its slices, so `entry ^ tag < TAG_UNIT` holds exactly for the owner's live slabs and
-/// then gives the class's record offset: one load and one compare prove "ours, live,
-/// this class" on the free fast path.
+/// owners. Every slice of a live slab has the entry `tag + record`, where `record` is the
+/// offset of the slab's record from its segment's start (below [`FULL_FLAG`]), plus
+/// [`FULL_FLAG`] while the owner has set the slab aside as full. So `entry ^ tag <
+/// FULL_FLAG` holds exactly for the owner's live slabs that are not full, and is then the
+/// record's offset: one load and one compare prove "ours, live, not full" on the free
+/// fast path and give the slab without touching the segment's metadata first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OwnerTag(u32);
 
@@ -78,56 +81,37 @@ impl OwnerTag {
     pub const fn get(self) -> u32 {
         self.0
     }
-    /// The entry of this owner's live slabs of class `c`.
-    pub const fn entry(self, c: SizeClass) -> u32 {
-        self.0 + c.index() as u32 * CLASS_STRIDE
+    /// The entry of this owner's live slab whose record is at `record` (below
+    /// [`FULL_FLAG`]) in its segment, `full` or not.
+    pub const fn entry(self, record: usize, full: bool) -> u32 {
+        self.0 + (record as u32 & RECORD_MASK) + if full { FULL_FLAG } else { 0 }
     }
-    /// The class of an entry of this owner's live slab, if `entry` is one.
-    pub fn class_of(self, entry: u32) -> Option<SizeClass> {
-        if entry ^ self.0 < TAG_UNIT {
-            SizeClass::new(class_index(entry))
+    /// The record offset of an entry of this owner's live slab that is not full, if
+    /// `entry` is one.
+    pub const fn record_of(self, entry: u32) -> Option<usize> {
+        if entry ^ self.0 < FULL_FLAG {
+            Some((entry ^ self.0) as usize)
         } else {
             None
         }
     }
 }
 
-/// The class of a live slab whose slice has map entry `entry`, whoever owns it; `None` for
-/// any other entry (foreign, segment, large). Owner tags are multiples of [`TAG_UNIT`], so
-/// the class is in the entry's low bits.
+/// The record offset of a live slab whose slice has map entry `entry`, whoever owns it
+/// and full or not; `None` for any other entry (foreign, segment, large).
 ///
 /// ```
-/// use superslab::{slab_class, OwnerTag, ENTRY_SEGMENT};
-/// use tiny_layout::SizeClass;
-/// let c = SizeClass::new(5).unwrap();
-/// assert_eq!(slab_class(OwnerTag::new(3).unwrap().entry(c)), Some(c));
-/// assert_eq!(slab_class(ENTRY_SEGMENT), None);
+/// use superslab::{slab_record, OwnerTag, ENTRY_SEGMENT};
+/// assert_eq!(slab_record(OwnerTag::new(3).unwrap().entry(5 * 64, true)), Some(5 * 64));
+/// assert_eq!(slab_record(ENTRY_SEGMENT), None);
 /// ```
 #[inline(always)]
-pub const fn slab_class(entry: u32) -> Option<SizeClass> {
+pub const fn slab_record(entry: u32) -> Option<usize> {
     if entry >= TAG_UNIT {
-        SizeClass::new(class_index(entry))
+        Some((entry & RECORD_MASK) as usize)
     } else {
         None
     }
-}
-
-/// [`slab_class`] without the class check, for the checked build's free path.
-///
-/// # Safety
-/// `entry` was read from an [`AddressMap`] and is at least [`TAG_UNIT`]: such entries are
-/// written only as [`OwnerTag::entry`] of a real class.
-#[inline(always)]
-pub const unsafe fn slab_class_unchecked(entry: u32) -> SizeClass {
-    // SAFETY: the class index of an `OwnerTag::entry` (caller) is below CLASS_COUNT.
-    unsafe { SizeClass::new_unchecked(class_index(entry)) }
-}
-
-/// The class index an entry carries below its owner tag (the inverse of
-/// [`OwnerTag::entry`]): meaningful only for a live slab's entry.
-#[inline(always)]
-const fn class_index(entry: u32) -> usize {
-    ((entry % TAG_UNIT) / CLASS_STRIDE) as usize
 }
 
 /// The owner tag carried by `entry`: the tag of its slab's owner for a live slab's entry,

@@ -12,31 +12,82 @@ use tls_sll::FreeList;
 /// Slices a fresh segment offers (slice 0 holds the metadata).
 const USABLE_SLICES: u64 = !1;
 
-/// Metadata of one slab (or of a slice that is a slab's tail, or free).
+/// Where a slab stands with its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SlabState {
+    /// Not a live slab: a free slice, a slab's tail slice, the metadata slice, or a
+    /// record that belongs to no heap (an owner's "no slab yet" stand-in).
+    Closed,
+    /// The slab malloc pops its class's blocks from (the owner's one slab per class).
+    Current,
+    /// In its class's queue: it has a free block or blocks left to carve.
+    Queued,
+    /// Set aside with nothing to give: no free block, nothing to carve. Its map entries
+    /// carry [`crate::FULL_FLAG`], so the first free of one of its blocks takes the slow
+    /// path, which queues the slab again.
+    Full,
+}
+
+/// Metadata of one slab (or of a slice that is a slab's tail, or free): 64 bytes, one
+/// per slice, at the start of the segment.
 ///
-/// Only the owner's thread touches these fields (see the crate invariants). Found from a
-/// block's address with [`Segment::slab_of`] (see the [crate example](crate)).
-#[repr(C)]
+/// The slab's free blocks form one LIFO list: malloc pops from the list of its class's
+/// current slab and every free pushes onto the list of the block's own slab, so blocks
+/// never move between lists one by one, and a block freed is the next one its slab
+/// hands out. Only the owner's thread touches these fields (see the crate invariants);
+/// other threads' frees reach the owner through its remote queue. Found from a block's
+/// address with [`Segment::slab_of`], or with [`Segment::slab_at`] from the record offset
+/// that the slab's map entries carry.
+#[repr(C, align(64))]
 pub struct Slab<L: BlockLayout> {
-    free: Option<BlockBase<L>>,
-    bump: usize,
-    end: usize,
-    next: *mut Slab<L>,
-    prev: *mut Slab<L>,
-    owner: usize,
-    used: u32,
-    capacity: u32,
+    /// The free blocks (its cap is the slab's capacity: `len` never exceeds it).
+    list: FreeList<L>,
+    /// Blocks freed into the list since the slab opened (statistics).
+    frees: u64,
+    /// Blocks carved so far (the bump pointer is `start + carved × stride`).
+    carved: u32,
     class_: SizeClass,
     /// Index of this slab's first slice (itself for a slab's head or a free slice).
     head: u8,
     /// Slices spanned; 0 when this slice starts no slab.
     slices: u8,
-    in_partial: bool,
+    state: SlabState,
     /// The slab's pages came fresh from the OS (zero until carved).
     fresh: bool,
+    next: *mut Slab<L>,
+    prev: *mut Slab<L>,
+    owner: usize,
 }
 
+/// log2 of a slab record's size: record offsets in map entries are multiples of it.
+pub const RECORD_SHIFT: usize = 6;
+static_assertions::const_assert!(
+    core::mem::size_of::<Slab<tiny_layout::Plain>>() == 1 << RECORD_SHIFT
+);
+static_assertions::const_assert!(
+    core::mem::size_of::<Slab<tiny_layout::Guarded>>() == 1 << RECORD_SHIFT
+);
+
 impl<L: BlockLayout> Slab<L> {
+    /// A record that belongs to no heap and has no free block: a stand-in for "no current
+    /// slab yet", so that a pop from it needs no null test (it finds the list empty).
+    pub const fn detached() -> Self {
+        Slab {
+            list: FreeList::new(0),
+            frees: 0,
+            carved: 0,
+            // SAFETY: class 0 exists.
+            class_: unsafe { SizeClass::new_unchecked(0) },
+            head: 0,
+            slices: 0,
+            state: SlabState::Closed,
+            fresh: false,
+            next: null_mut(),
+            prev: null_mut(),
+            owner: 0,
+        }
+    }
     /// The size class of the slab's blocks.
     #[inline(always)]
     pub fn class(&self) -> SizeClass {
@@ -59,77 +110,148 @@ impl<L: BlockLayout> Slab<L> {
     pub fn is_live(&self) -> bool {
         self.slices != 0
     }
+    /// Where the slab stands with its owner.
+    pub fn state(&self) -> SlabState {
+        self.state
+    }
     /// Address of the slab's first block.
     #[inline(always)]
     pub fn start(&self) -> usize {
         (self as *const Self as usize & !(SEGMENT_SIZE - 1)) + ((self.head as usize) << SLICE_SHIFT)
     }
-    /// Takes one block: from the free list, else carved from the bump pointer. The flag
-    /// tells whether the block's user bytes are known zero (carved from fresh pages).
-    fn take_one(&mut self, c: SizeClass) -> Option<(BlockBase<L>, bool)> {
-        if let Some(b) = self.free {
-            // SAFETY: `b` is in the slab's free list: free and owned by us.
-            self.free = unsafe { b.link() };
-            self.used += 1;
-            return Some((b, false));
+
+    /// Pops a free block (malloc's fast path): the list's head, which the last free of
+    /// one of its blocks pushed. `None` when the list is empty (and always for
+    /// [`detached`](Self::detached)).
+    ///
+    /// # Safety
+    /// The caller is the slab's owner (or the record is a detached one).
+    #[inline(always)]
+    pub unsafe fn pop(&mut self) -> Option<BlockBase<L>> {
+        self.list.pop()
+    }
+
+    /// Pushes a block of this slab that is being freed (free's fast path, and the owner's
+    /// slow paths): one LIFO push and the statistics count. Does not look at the state:
+    /// a full slab's caller must use [`SlabHeap::free_block`], which also queues it.
+    ///
+    /// # Safety
+    /// The caller is the owner; `b` is a block of this slab, carved and handed out, and
+    /// now free (in no list).
+    #[inline(always)]
+    pub unsafe fn push(&mut self, b: BlockBase<L>) {
+        // SAFETY: forwarded: a free block of ours, in no list.
+        unsafe { self.list.push(b) };
+        self.frees = self.frees.wrapping_add(1);
+    }
+
+    /// A free block ready on the list?
+    #[inline(always)]
+    pub fn has_free(&self) -> bool {
+        !self.list.is_empty()
+    }
+
+    /// Blocks that can still be carved.
+    fn uncarved(&self) -> u32 {
+        self.capacity() - self.carved
+    }
+
+    /// Carves up to `max` never-used blocks onto the free list (their links written, and
+    /// in a checked layout a Free header); returns how many. The first block carved is the
+    /// list's head, so the slab fills in address order.
+    fn carve(&mut self, max: u32) -> u32 {
+        let n = self.uncarved().min(max);
+        let stride = L::stride(self.class_);
+        let first = self.start() + self.carved as usize * stride;
+        let mut i = n as usize;
+        while i > 0 {
+            i -= 1;
+            // SAFETY: [first, first + n × stride) holds uncarved blocks of this slab.
+            let b = unsafe { block_at::<L>(first + i * stride) };
+            self.init_carved(b);
+            // SAFETY: a fresh block of ours, in no list.
+            unsafe { self.list.push(b) };
         }
-        if self.bump >= self.end {
+        self.carved += n;
+        n
+    }
+
+    /// Carves one block for the caller (not through the list), and tells whether its
+    /// bytes are known to be zero (fresh pages): for `calloc`.
+    fn carve_one(&mut self) -> Option<(BlockBase<L>, bool)> {
+        if self.uncarved() == 0 {
             return None;
         }
-        // SAFETY: [bump, bump + stride) is an uncarved block inside the slab.
-        let b = unsafe { BlockBase::from_raw(NonNull::new_unchecked(self.bump as *mut u8)) };
-        self.bump += L::stride(c);
-        self.used += 1;
+        let addr = self.start() + self.carved as usize * L::stride(self.class_);
+        // SAFETY: the next uncarved block of this slab.
+        let b = unsafe { block_at::<L>(addr) };
+        self.init_carved(b);
+        self.carved += 1;
+        Some((b, self.fresh))
+    }
+
+    /// A newly carved block gets a Free header in checked layouts (carved memory may hold
+    /// stale bytes of a closed slab).
+    fn init_carved(&self, b: BlockBase<L>) {
         if L::CHECKED {
-            // SAFETY: a freshly carved block is ours. Checked layouts get a Free header:
-            // carved memory may hold stale bytes of a closed slab.
+            // SAFETY: a freshly carved block of ours.
             unsafe {
                 b.write_header(Header {
                     state: BlockState::Free,
-                    class: c.index() as u8,
+                    class: self.class_.index() as u8,
                     requested: 0,
                 })
             };
         }
-        Some((b, self.fresh))
-    }
-
-    /// No free block and nothing left to carve.
-    fn is_exhausted(&self) -> bool {
-        self.free.is_none() && self.bump >= self.end
     }
 
     /// End of the carved part of the slab: every block below it has been handed out at
     /// least once.
     pub fn carved_end(&self) -> usize {
-        self.bump
+        self.start() + self.carved as usize * L::stride(self.class_)
     }
 
-    /// Blocks currently outside the slab.
+    /// Blocks currently outside the slab's list (the program's).
     pub fn used(&self) -> u32 {
-        self.used
+        self.carved - self.list.len()
+    }
+    /// Blocks freed into the slab since it opened.
+    pub fn frees(&self) -> u64 {
+        self.frees
     }
     /// Blocks the slab holds in all.
     pub fn capacity(&self) -> u32 {
-        self.capacity
+        self.list.cap()
     }
     /// The BASE of the block containing `addr`, if `addr` lies inside a block that has been
     /// carved from this live slab. Used by the checked build and by aligned frees.
     pub fn block_containing(&self, addr: usize) -> Option<BlockBase<L>> {
         let start = self.start();
-        if !self.is_live() || addr < start || addr >= self.bump {
+        if !self.is_live() || addr < start || addr >= self.carved_end() {
             return None;
         }
         let stride = L::stride(self.class());
         let base = start + (addr - start) / stride * stride;
         // SAFETY: `base` is the start of a carved block of this slab.
-        Some(unsafe { BlockBase::from_raw(NonNull::new_unchecked(base as *mut u8)) })
+        Some(unsafe { block_at::<L>(base) })
     }
 }
 
-/// The metadata at the start of every segment (in slice 0).
+/// The block whose BASE is `addr`.
+///
+/// # Safety
+/// `addr` is a block start inside one of our slabs (non-null).
+#[inline(always)]
+unsafe fn block_at<L: BlockLayout>(addr: usize) -> BlockBase<L> {
+    // SAFETY: forwarded (a slab address is never null).
+    unsafe { BlockBase::from_raw(NonNull::new_unchecked(addr as *mut u8)) }
+}
+
+/// The metadata at the start of every segment (in slice 0): first the slab records, one
+/// per slice (record 0, the metadata slice's, is never live), then the segment's own.
 #[repr(C)]
 pub struct Segment<L: BlockLayout> {
+    slabs: [Slab<L>; SLICES],
     owner: usize,
     next: *mut Segment<L>,
     prev: *mut Segment<L>,
@@ -140,7 +262,6 @@ pub struct Segment<L: BlockLayout> {
     /// Bit i set: slice i was already dirty at the owner's previous purge tick (and has
     /// stayed free since), so it has been free for at least the purge delay.
     aged_slices: u64,
-    slabs: [Slab<L>; SLICES],
 }
 
 static_assertions::const_assert!(core::mem::size_of::<Segment<tiny_layout::Plain>>() <= SLICE_SIZE);
@@ -170,19 +291,16 @@ impl<L: BlockLayout> Segment<L> {
         unsafe { &*Self::slab_ptr(addr) }
     }
 
-    /// The record of the slice containing `addr`: for any slice of a live slab its
-    /// `owner()` and `class()` are the slab's (copied to every slice when the slab opens;
-    /// owner 0 once it closes). One load less than [`slab_of`](Self::slab_of), for the
-    /// free fast path; use `slab_of` for anything else.
+    /// The record at offset `record` of the segment containing `addr`: with the record
+    /// offset a live slab's map entry carries (`entry ^ tag`, or [`crate::slab_record`]),
+    /// the slab of `addr`, found with no load (the free fast path).
     ///
     /// # Safety
-    /// As for [`of`](Self::of).
+    /// As for [`of`](Self::of); `record` is below [`crate::FULL_FLAG`] and came from the
+    /// map entry of `addr`'s slice.
     #[inline(always)]
-    pub unsafe fn slice_of<'a>(addr: usize) -> &'a Slab<L> {
-        // SAFETY: the caller vouches for the segment; the index is masked in range.
-        unsafe {
-            &*core::ptr::addr_of!((*Self::of(addr)).slabs[(addr >> SLICE_SHIFT) & (SLICES - 1)])
-        }
+    pub unsafe fn slab_at(addr: usize, record: usize) -> *mut Slab<L> {
+        ((addr & !(SEGMENT_SIZE - 1)) + record) as *mut Slab<L>
     }
 
     #[inline(always)]
@@ -462,7 +580,17 @@ impl<P: PageSource + 'static> SegmentPool<P> {
     }
 }
 
-/// The slabs of one owner: its segments and, per class, the slabs with blocks to give.
+/// The slabs of one owner: its segments and, per class, the queue of slabs with blocks
+/// to give.
+///
+/// A class's blocks come from its **current** slab (kept by the caller, e.g. in a thread
+/// heap's slot, and popped from directly with [`Slab::pop`]); when its list runs empty,
+/// [`carve`](Self::carve) adds never-used blocks, [`set_full`](Self::set_full) sets an
+/// exhausted one aside and [`next_slab`](Self::next_slab) gives the next one: the front of
+/// the class's queue, else a newly opened slab. Frees push onto the block's own slab
+/// ([`Slab::push`] on the fast path, [`free_block`](Self::free_block) for a full slab,
+/// which queues it again). A queued slab whose blocks have all come back is closed at the
+/// next purge tick ([`purge`](Self::purge)) or by [`release_empty`](Self::release_empty).
 ///
 /// The owner token is any `usize` unique among live owners (the facade uses the address
 /// of the heap that embeds this). All methods must be called by the owner's thread only.
@@ -473,7 +601,11 @@ pub struct SlabHeap<L: BlockLayout> {
     /// The tag written to the address map for our live slabs (none: `ENTRY_SEGMENT`).
     tag: Option<OwnerTag>,
     segments: *mut Segment<L>,
-    partial: [*mut Slab<L>; CLASS_COUNT],
+    /// Per class, the queued slabs, oldest first (`queue_tail` is the last).
+    queue: [*mut Slab<L>; CLASS_COUNT],
+    queue_tail: [*mut Slab<L>; CLASS_COUNT],
+    /// Per class, the frees counted by slabs since closed (statistics).
+    closed_frees: [u64; CLASS_COUNT],
     /// A segment of ours whose slices are all free, kept instead of going back to the pool
     /// (null: none). At most one: a heap whose live blocks shrink below a segment and grow
     /// back (a batch allocated and freed in a loop) would otherwise give a segment back,
@@ -482,7 +614,7 @@ pub struct SlabHeap<L: BlockLayout> {
     spare: *mut Segment<L>,
     /// Some segment has dirty free slices.
     dirty: bool,
-    /// The last purge tick (0: none since the heap last had nothing dirty).
+    /// The last purge tick (0: none yet).
     last_tick: u64,
 }
 
@@ -493,8 +625,10 @@ impl<L: BlockLayout> SlabHeap<L> {
             owner: 0,
             tag: None,
             segments: null_mut(),
+            queue: [null_mut(); CLASS_COUNT],
+            queue_tail: [null_mut(); CLASS_COUNT],
+            closed_frees: [0; CLASS_COUNT],
             spare: null_mut(),
-            partial: [null_mut(); CLASS_COUNT],
             dirty: false,
             last_tick: 0,
         }
@@ -507,7 +641,7 @@ impl<L: BlockLayout> SlabHeap<L> {
     }
 
     /// Sets the tag the address map gives this heap's live slabs (before the first
-    /// allocation), so that one map load tells owner and class (see [`OwnerTag`]).
+    /// allocation), so that one map load tells owner and slab (see [`OwnerTag`]).
     /// Without one, their slices read as plain segment slices.
     pub fn set_map_tag(&mut self, tag: OwnerTag) {
         debug_assert!(self.segments.is_null());
@@ -524,118 +658,158 @@ impl<L: BlockLayout> SlabHeap<L> {
         self.segments.is_null()
     }
 
-    /// Moves up to `max` blocks of class `c` into `out`; opens a new slab only when no
-    /// partial slab has any. Returns how many moved (0: out of memory).
-    pub fn take_blocks<P: PageSource>(
-        &mut self,
-        pool: &SegmentPool<P>,
-        c: SizeClass,
-        max: u32,
-        out: &mut FreeList<L>,
-    ) -> u32 {
-        let mut n = 0;
-        while n < max {
-            let Some(s) = self.partial_slab(pool, c, n == 0) else {
-                break;
-            };
-            while n < max {
-                let Some((b, _)) = s.take_one(c) else { break };
-                // SAFETY: `b` was just taken from our slab: free and ours.
-                unsafe { out.push(b) };
-                n += 1;
-            }
-            if s.is_exhausted() {
-                self.unlink_partial(s);
-            }
-        }
-        n
-    }
-
-    /// Takes one block of class `c` (opening a slab if needed) and tells whether its user
-    /// bytes are known to read as zero: true for a block carved from a slab whose pages
-    /// came fresh from the OS (never used, or purged since). For `calloc`.
-    pub fn take_block_zeroed<P: PageSource>(
-        &mut self,
-        pool: &SegmentPool<P>,
-        c: SizeClass,
-    ) -> Option<(BlockBase<L>, bool)> {
-        let s = self.partial_slab(pool, c, true)?;
-        let r = s.take_one(c);
-        if s.is_exhausted() {
-            self.unlink_partial(s);
-        }
-        r
-    }
-
-    /// The first partial slab of class `c`, opening one if there is none and `open`.
-    fn partial_slab<'a, P: PageSource>(
-        &mut self,
-        pool: &SegmentPool<P>,
-        c: SizeClass,
-        open: bool,
-    ) -> Option<&'a mut Slab<L>> {
-        let slab = self.partial[c.index()];
-        let slab = if slab.is_null() {
-            if !open {
-                return None;
-            }
-            self.open_slab(pool, c)?
-        } else {
-            slab
-        };
-        // SAFETY: slabs in our partial lists are live and ours; only the owner thread
-        // touches them, and the caller holds `&mut self` (the owner).
-        Some(unsafe { &mut *slab })
-    }
-
-    /// Takes back a block of ours (from a thread cache or a remote queue).
+    /// Carves up to `max` never-used blocks of our live slab `s` onto its list; returns how
+    /// many (0: nothing left to carve, or `s` is a [`Slab::detached`] stand-in).
     ///
     /// # Safety
-    /// `b` is a block of a slab owned by this heap, handed out by `take_blocks` and now
-    /// free; the caller is the owner's thread.
-    pub unsafe fn return_block<P: PageSource>(&mut self, pool: &SegmentPool<P>, b: BlockBase<L>) {
+    /// `s` is one of our live slabs or a detached record.
+    pub unsafe fn carve(&mut self, s: *mut Slab<L>, max: u32) -> u32 {
+        // SAFETY: (caller) ours, or detached (whose capacity is 0).
+        unsafe { (*s).carve(max) }
+    }
+
+    /// Carves one block of our live slab `s` for the caller, outside the list, with
+    /// whether its bytes are known to be zero (carved from fresh pages: `calloc`).
+    ///
+    /// # Safety
+    /// As for [`carve`](Self::carve).
+    pub unsafe fn carve_one(&mut self, s: *mut Slab<L>) -> Option<(BlockBase<L>, bool)> {
+        // SAFETY: (caller) ours, or detached (whose capacity is 0).
+        unsafe { (*s).carve_one() }
+    }
+
+    /// Sets aside our current slab `s` when it has nothing left to give (no free block,
+    /// nothing to carve): it becomes [`SlabState::Full`] and its map entries say so, so
+    /// that the first free of one of its blocks queues it again; it is queued again at
+    /// once if it does have a block. A detached record is left alone.
+    ///
+    /// # Safety
+    /// `s` is one of our live slabs or a detached record, and not queued.
+    pub unsafe fn set_full<P: PageSource>(&mut self, pool: &SegmentPool<P>, s: *mut Slab<L>) {
+        // SAFETY: (caller).
+        let s = unsafe { &mut *s };
+        if !s.is_live() {
+            return;
+        }
+        if s.has_free() || s.uncarved() > 0 {
+            self.enqueue(s);
+            return;
+        }
+        s.state = SlabState::Full;
+        self.publish(pool.map, s);
+    }
+
+    /// The next slab for class `c`, now [`SlabState::Current`]: the oldest queued one,
+    /// else a newly opened one (with nothing carved yet). `None`: out of memory.
+    pub fn next_slab<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        c: SizeClass,
+    ) -> Option<*mut Slab<L>> {
+        let s = self.queue[c.index()];
+        let s = if s.is_null() {
+            self.open_slab(pool, c)?
+        } else {
+            // SAFETY: queued slabs are live and ours.
+            self.dequeue(unsafe { &mut *s });
+            s
+        };
+        // SAFETY: as above.
+        unsafe { (*s).state = SlabState::Current };
+        Some(s)
+    }
+
+    /// Takes back a block of ours freed on a slow path: a free of a full slab's block, a
+    /// block drained from the remote queue, a free the fast path could not take. A full
+    /// slab is queued again. Returns the block's class.
+    ///
+    /// # Safety
+    /// `b` is a block of a slab owned by this heap, handed out and now free; the caller is
+    /// the owner's thread.
+    pub unsafe fn free_block<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        b: BlockBase<L>,
+    ) -> SizeClass {
         // SAFETY: the caller vouches `b` is in one of our live slabs.
         let s = unsafe { Segment::<L>::slab_mut(b.addr()) };
-        debug_assert!(s.is_live() && s.owner == self.owner && s.used > 0);
+        debug_assert!(s.is_live() && s.owner == self.owner && s.used() > 0);
         // SAFETY: the block is free and ours.
-        unsafe { b.set_link(s.free) };
-        s.free = Some(b);
-        s.used -= 1;
-        if !s.in_partial {
-            self.link_partial(s);
+        unsafe { s.push(b) };
+        if s.state == SlabState::Full {
+            self.enqueue(s);
+            self.publish(pool.map, s);
         }
-        if s.used == 0 {
-            let c = s.class_index();
-            // Keep the class's last slab to avoid opening and closing one per free.
-            let alone = core::ptr::eq(self.partial[c], s) && s.next.is_null();
-            if !alone {
-                self.unlink_partial(s);
-                // SAFETY: no block of the slab is outside it.
-                unsafe { self.close_slab(pool, s) };
-            }
+        s.class()
+    }
+
+    /// Gives back our current slab `s` (the caller no longer pops from it: a flush): it
+    /// is queued, or closed if all its blocks are free. A detached record is left alone.
+    ///
+    /// # Safety
+    /// `s` is our current slab or a detached record.
+    pub unsafe fn release_current<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        s: *mut Slab<L>,
+    ) {
+        // SAFETY: (caller).
+        let s = unsafe { &mut *s };
+        if !s.is_live() {
+            return;
+        }
+        if s.used() == 0 {
+            // SAFETY: no block of the slab is outside it.
+            unsafe { self.close_slab(pool, s) };
+        } else {
+            self.enqueue(s);
         }
     }
 
-    /// Closes every empty slab and returns every empty segment (e.g. at thread exit).
-    /// Slabs still holding blocks stay.
+    /// Closes every queued slab whose blocks have all come back and returns every empty
+    /// segment (e.g. at thread exit). Current slabs, and slabs still holding blocks, stay.
     pub fn release_empty<P: PageSource>(&mut self, pool: &SegmentPool<P>) {
+        self.close_empty_slabs(pool);
+        let spare = core::mem::replace(&mut self.spare, null_mut());
+        if !spare.is_null() {
+            // SAFETY: the spare is a segment of ours with every slice free.
+            unsafe { self.release_segment(pool, spare) };
+        }
+    }
+
+    /// Closes the queued slabs whose blocks have all come back (their slices stay resident
+    /// until purged).
+    pub fn close_empty_slabs<P: PageSource>(&mut self, pool: &SegmentPool<P>) {
         for c in 0..CLASS_COUNT {
-            let mut p = self.partial[c];
+            let mut p = self.queue[c];
             while !p.is_null() {
-                // SAFETY: slabs in our partial lists are live and ours.
+                // SAFETY: slabs in our queues are live and ours.
                 let s = unsafe { &mut *p };
                 p = s.next;
-                if s.used == 0 {
-                    self.unlink_partial(s);
+                if s.used() == 0 {
+                    self.dequeue(s);
                     // SAFETY: the slab has no block outside it.
                     unsafe { self.close_slab(pool, s) };
                 }
             }
         }
-        let spare = core::mem::replace(&mut self.spare, null_mut());
-        if !spare.is_null() {
-            // SAFETY: the spare is a segment of ours with every slice free.
-            unsafe { self.release_segment(pool, spare) };
+    }
+
+    /// Calls `f(class, used, frees)` for every live slab of ours (blocks held by the
+    /// program, blocks freed into it since it opened), then `f(class, 0, frees)` for the
+    /// frees of each class's closed slabs: a class's frees and live blocks, for statistics.
+    pub fn for_each_count(&self, mut f: impl FnMut(SizeClass, u32, u64)) {
+        let mut seg = self.segments;
+        while !seg.is_null() {
+            // SAFETY: segments in our list are live and ours.
+            let sg = unsafe { &*seg };
+            for s in sg.slabs.iter().filter(|s| s.is_live()) {
+                f(s.class(), s.used(), s.frees);
+            }
+            seg = sg.next;
+        }
+        for c in SizeClass::all() {
+            f(c, 0, self.closed_frees[c.index()]);
         }
     }
 
@@ -645,33 +819,35 @@ impl<L: BlockLayout> SlabHeap<L> {
         self.dirty
     }
 
-    /// Gives the pages of closed slabs back to the OS once they have stayed free for at
-    /// least `delay_ms` (0: every dirty slice at once). Cheap when nothing is pending.
-    /// Returns the bytes purged.
+    /// Whether a call of [`purge`](Self::purge) at `now_ms` would be a tick.
+    pub fn tick_due(&self, now_ms: u64, delay_ms: u64) -> bool {
+        delay_ms == 0 || now_ms.saturating_sub(self.last_tick) >= delay_ms
+    }
+
+    /// The owner's periodic tidying, at most once per `delay_ms` (every call when 0):
+    /// closes the queued slabs whose blocks have all come back, and gives the pages of
+    /// free slices back to the OS once they have stayed free for at least `delay_ms` (0:
+    /// every dirty slice at once). Cheap between ticks. Returns the bytes purged.
     ///
-    /// With a delay, purging goes by ticks at least `delay_ms` apart: a tick purges the
-    /// slices that were already dirty at the previous tick and have stayed free since
-    /// (so each was free for at least one whole delay), and marks the other dirty ones
-    /// aged. A slice that is reopened loses both marks, so a heap that keeps closing and
-    /// reopening slabs reuses resident pages instead of purging and faulting them in again.
+    /// With a delay, a tick purges the slices that were already dirty at the previous
+    /// tick and have stayed free since (so each was free for at least one whole delay),
+    /// and marks the other dirty ones aged. A slice that is reopened loses both marks, so
+    /// a heap that keeps closing and reopening slabs reuses resident pages instead of
+    /// purging and faulting them in again; and a slab emptied just before a tick is closed
+    /// by it and purged one delay later at the earliest.
     pub fn purge<P: PageSource>(
         &mut self,
         pool: &SegmentPool<P>,
         now_ms: u64,
         delay_ms: u64,
     ) -> usize {
-        if !self.dirty {
+        if !self.tick_due(now_ms, delay_ms) {
             return 0;
         }
-        if delay_ms > 0 {
-            if self.last_tick == 0 {
-                self.last_tick = now_ms.max(1);
-                return 0;
-            }
-            if now_ms.saturating_sub(self.last_tick) < delay_ms {
-                return 0;
-            }
-            self.last_tick = now_ms.max(1);
+        self.last_tick = now_ms;
+        self.close_empty_slabs(pool);
+        if !self.dirty {
+            return 0;
         }
         let mut purged = 0;
         let mut still_dirty = false;
@@ -707,42 +883,51 @@ impl<L: BlockLayout> SlabHeap<L> {
             seg = sg.next;
         }
         self.dirty = still_dirty;
-        if !still_dirty {
-            self.last_tick = 0;
-        }
         purged
     }
 
-    fn link_partial(&mut self, s: &mut Slab<L>) {
-        let c = s.class_index();
-        s.prev = null_mut();
-        s.next = self.partial[c];
-        if !s.next.is_null() {
-            // SAFETY: a live slab of ours.
-            unsafe { (*s.next).prev = s };
-        }
-        self.partial[c] = s;
-        s.in_partial = true;
+    /// Writes `s`'s map entries for its state: full or not.
+    fn publish(&self, map: &AddressMap, s: &Slab<L>) {
+        let entry = match self.tag {
+            Some(tag) => tag.entry((s.head as usize) << RECORD_SHIFT, s.state == SlabState::Full),
+            None => ENTRY_SEGMENT,
+        };
+        map.set_slices(s.start(), s.slices as usize, entry);
     }
 
-    fn unlink_partial(&mut self, s: &mut Slab<L>) {
-        if !s.in_partial {
-            return;
+    /// Queues `s` last in its class's queue.
+    fn enqueue(&mut self, s: &mut Slab<L>) {
+        let c = s.class_index();
+        s.next = null_mut();
+        s.prev = self.queue_tail[c];
+        if s.prev.is_null() {
+            self.queue[c] = s;
+        } else {
+            // SAFETY: a queued slab of ours.
+            unsafe { (*s.prev).next = s };
         }
-        // SAFETY: neighbours in our partial list are live slabs of ours.
+        self.queue_tail[c] = s;
+        s.state = SlabState::Queued;
+    }
+
+    fn dequeue(&mut self, s: &mut Slab<L>) {
+        debug_assert_eq!(s.state, SlabState::Queued);
+        let c = s.class_index();
+        // SAFETY: neighbours in our queue are live slabs of ours.
         unsafe {
             if s.prev.is_null() {
-                self.partial[s.class_index()] = s.next;
+                self.queue[c] = s.next;
             } else {
                 (*s.prev).next = s.next;
             }
-            if !s.next.is_null() {
+            if s.next.is_null() {
+                self.queue_tail[c] = s.prev;
+            } else {
                 (*s.next).prev = s.prev;
             }
         }
         s.next = null_mut();
         s.prev = null_mut();
-        s.in_partial = false;
     }
 
     fn open_slab<P: PageSource>(
@@ -789,30 +974,21 @@ impl<L: BlockLayout> SlabHeap<L> {
         for e in sg.slabs.iter_mut().skip(first + 1).take(n - 1) {
             e.head = first as u8;
             e.slices = 0;
-            // Tail slices carry the slab's owner and class for `Segment::slice_of`.
-            e.owner = self.owner;
-            e.class_ = c;
         }
-        let start = seg as usize + (first << SLICE_SHIFT);
-        let capacity = L::blocks_per_slab(c);
         let s = &mut sg.slabs[first & (SLICES - 1)];
-        s.free = None;
-        s.bump = start;
-        s.end = start + capacity * L::stride(c);
+        s.list = FreeList::new(L::blocks_per_slab(c) as u32);
+        s.frees = 0;
+        s.carved = 0;
         s.next = null_mut();
         s.prev = null_mut();
         s.owner = self.owner;
-        s.used = 0;
-        s.capacity = capacity as u32;
         s.class_ = c;
         s.head = first as u8;
         s.slices = n as u8;
-        s.in_partial = false;
+        s.state = SlabState::Closed;
         s.fresh = fresh;
-        let entry = self.tag.map_or(ENTRY_SEGMENT, |t| t.entry(c));
-        pool.map.set_slices(start, n, entry);
+        self.publish(pool.map, s);
         PoolStats::add(&pool.stats.slabs_opened, 1);
-        self.link_partial(s);
         Some(s)
     }
 
@@ -840,6 +1016,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         let first = s.head as usize;
         let n = s.slices as usize;
         PoolStats::add(&pool.stats.slabs_closed, 1);
+        self.closed_frees[s.class_index()] += s.frees;
         let start = s.start();
         // Before the slices are free: the owner's fast path must stop seeing them first.
         pool.map.set_slices(start, n, ENTRY_SEGMENT);
@@ -848,8 +1025,9 @@ impl<L: BlockLayout> SlabHeap<L> {
         for (i, e) in seg.slabs.iter_mut().enumerate().skip(first).take(n) {
             e.head = i as u8;
             e.slices = 0;
+            e.state = SlabState::Closed;
             // No heap matches owner 0, so a stale free into a closed slab never takes an
-            // owner's fast path (see `Slab::owner`).
+            // owner's path (see `Slab::owner`).
             e.owner = 0;
         }
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };

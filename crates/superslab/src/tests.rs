@@ -3,8 +3,9 @@
 extern crate std;
 
 use crate::{
-    AddressMap, OwnerTag, PageSource, Region, RemoteQueue, Segment, SegmentPool, SlabHeap,
-    SpinLock, ADDRESS_BITS, ENTRY_SEGMENT, SEGMENT_SIZE, SLICE_SIZE, TAG_UNIT,
+    AddressMap, OwnerTag, PageSource, Region, RemoteQueue, Segment, SegmentPool, Slab, SlabHeap,
+    SlabState, SpinLock, ADDRESS_BITS, ENTRY_SEGMENT, RECORD_SHIFT, SEGMENT_SIZE, SLICE_SIZE,
+    TAG_UNIT,
 };
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -93,44 +94,116 @@ fn open_slabs(p: &Pool) -> u64 {
     p.stats().slabs_opened.load(Relaxed) - p.stats().slabs_closed.load(Relaxed)
 }
 
-fn heap<L: BlockLayout>(owner: usize) -> SlabHeap<L> {
-    let mut h = SlabHeap::new();
-    h.set_owner(owner);
-    h
+/// A slab heap's owner as the facade is one: a current slab per class, popped from, and
+/// moved on from as `refill` does.
+struct Owner<L: BlockLayout> {
+    h: SlabHeap<L>,
+    current: HashMap<usize, *mut Slab<L>>,
+    detached: *mut Slab<L>,
 }
 
-/// Takes up to `n` blocks of class `c` through `take_blocks` (as many calls as needed),
-/// checking each call's count against the list; returns them popped into a Vec.
+impl<L: BlockLayout> core::ops::Deref for Owner<L> {
+    type Target = SlabHeap<L>;
+    fn deref(&self) -> &SlabHeap<L> {
+        &self.h
+    }
+}
+impl<L: BlockLayout> core::ops::DerefMut for Owner<L> {
+    fn deref_mut(&mut self) -> &mut SlabHeap<L> {
+        &mut self.h
+    }
+}
+
+impl<L: BlockLayout> Owner<L> {
+    fn current(&self, c: SizeClass) -> *mut Slab<L> {
+        *self.current.get(&c.index()).unwrap_or(&self.detached)
+    }
+
+    /// One block of class `c` (pop, else carve, else the next slab); `None`: out of
+    /// memory.
+    fn alloc(&mut self, pool: &Pool, c: SizeClass) -> Option<BlockBase<L>> {
+        let mut s = self.current(c);
+        loop {
+            // SAFETY: our current slab, or the detached record.
+            unsafe {
+                if let Some(b) = (*s).pop() {
+                    return Some(b);
+                }
+                if self.h.carve(s, 4) > 0 {
+                    continue;
+                }
+                self.h.set_full(pool, s);
+            }
+            let next = self.h.next_slab(pool, c);
+            s = next.unwrap_or(self.detached);
+            self.current.insert(c.index(), s);
+            next?;
+        }
+    }
+
+    /// A block carved for the caller from a slab that has no free block (`calloc`).
+    fn zeroed(&mut self, pool: &Pool, c: SizeClass) -> Option<(BlockBase<L>, bool)> {
+        let s = self.current(c);
+        // SAFETY: as in `alloc`.
+        unsafe {
+            if let Some(r) = self.h.carve_one(s) {
+                return Some(r);
+            }
+            self.h.set_full(pool, s);
+        }
+        let s = self.h.next_slab(pool, c);
+        self.current.insert(c.index(), s.unwrap_or(self.detached));
+        // SAFETY: as above.
+        unsafe { self.h.carve_one(s?) }
+    }
+
+    /// Gives back every current slab (queued, or closed if empty).
+    fn release_current_slabs(&mut self, pool: &Pool) {
+        for (_, s) in self.current.drain() {
+            // SAFETY: our current slab.
+            unsafe { self.h.release_current(pool, s) };
+        }
+    }
+
+    /// Everything back: current slabs, empty slabs, the spare segment.
+    fn release_empty(&mut self, pool: &Pool) {
+        self.release_current_slabs(pool);
+        self.h.release_empty(pool);
+    }
+}
+
+fn heap<L: BlockLayout>(owner: usize) -> Owner<L> {
+    let mut h = SlabHeap::new();
+    h.set_owner(owner);
+    Owner {
+        h,
+        current: HashMap::new(),
+        detached: Box::leak(Box::new(Slab::detached())),
+    }
+}
+
+/// Takes up to `n` blocks of class `c`, in allocation order.
 fn take<L: BlockLayout>(
-    heap: &mut SlabHeap<L>,
+    heap: &mut Owner<L>,
     pool: &Pool,
     c: SizeClass,
     n: usize,
 ) -> Vec<BlockBase<L>> {
-    let mut list = FreeList::<L>::new(u32::MAX);
-    while (list.len() as usize) < n {
-        let want = (n - list.len() as usize) as u32;
-        let before = list.len();
-        let k = heap.take_blocks(pool, c, want, &mut list);
-        assert!(k <= want);
-        assert_eq!(list.len() - before, k);
-        if k == 0 {
-            break;
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        match heap.alloc(pool, c) {
+            Some(b) => v.push(b),
+            None => break,
         }
     }
-    let mut v = Vec::with_capacity(n);
-    while let Some(b) = list.pop() {
-        v.push(b);
-    }
-    assert!(v.len() <= n);
     v
 }
 
 /// Returns every block (owner thread).
-fn give_back<L: BlockLayout>(heap: &mut SlabHeap<L>, pool: &Pool, blocks: &[BlockBase<L>]) {
+fn give_back<L: BlockLayout>(heap: &mut Owner<L>, pool: &Pool, blocks: &[BlockBase<L>]) {
     for &b in blocks {
         // SAFETY: blocks of this heap, taken by `take` and not in use.
-        unsafe { heap.return_block(pool, b) };
+        unsafe { heap.free_block(pool, b) };
     }
 }
 
@@ -201,10 +274,9 @@ fn check_blocks<L: BlockLayout>(
                     Some(*b),
                     "interior {k} of {a:#x}"
                 );
-                // The slice record (free fast path) agrees, whatever slice `a + k` is in.
+                // The slab is the same, whatever slice `a + k` is in.
                 // SAFETY: as above.
-                let sl = unsafe { Segment::<L>::slice_of(a + k) };
-                assert_eq!((sl.owner(), sl.class()), (owner, c));
+                assert!(core::ptr::eq(unsafe { Segment::<L>::slab_of(a + k) }, s));
             }
             (a, stride)
         })
@@ -242,17 +314,15 @@ fn carve_blocks_of_several_classes() {
         all.push((c, v));
     }
     assert_disjoint(spans.clone());
-    // Fresh slabs (nothing returned yet) are carved up to start + used * stride: the
-    // uncarved rest, and the slice before the slab, belong to no block.
+    // Slabs are carved a batch at a time: the uncarved rest, and the slice before the
+    // slab, belong to no block.
     for (c, v) in &all {
         for b in v {
             // SAFETY: in a live segment.
             let s = unsafe { Segment::<Plain>::slab_of(b.addr()) };
-            assert_eq!(
-                s.block_containing(s.start() + s.used() as usize * Plain::stride(*c)),
-                None
-            );
+            assert_eq!(s.block_containing(s.carved_end()), None);
             assert_eq!(s.block_containing(s.start() - 1), None);
+            assert!(s.carved_end() <= s.start() + s.capacity() as usize * Plain::stride(*c));
         }
     }
     // Write every byte of every block, then check the metadata is intact.
@@ -313,7 +383,7 @@ fn returned_blocks_are_reused_lifo_without_new_segments() {
     assert_eq!(slab().used(), 100);
     // LIFO: the block returned last is the next one out.
     let x = again[37];
-    unsafe { h.return_block(pool, x) };
+    unsafe { h.free_block(pool, x) };
     assert_eq!(take(&mut h, pool, c, 1), [x]);
     give_back(&mut h, pool, &again);
     assert_eq!(slab().used(), 0);
@@ -358,9 +428,12 @@ fn empty_slabs_close_and_empty_segments_go_back() {
     assert_eq!(open_slabs(pool), 128);
 
     give_back(&mut h, pool, &v);
-    // All but one slab closed; of the two segments left without a slab, the heap keeps
-    // one as its spare (resident, not purged) and gives the other back to the pool, which
-    // caches it (its data pages purged).
+    // Full slabs whose blocks come back are queued again, not closed at once.
+    assert_eq!(open_slabs(pool), 128);
+    h.close_empty_slabs(pool);
+    // All but the current slab closed; of the two segments left without a slab, the heap
+    // keeps one as its spare (resident, not purged) and gives the other back to the pool,
+    // which caches it (its data pages purged).
     assert_eq!(open_slabs(pool), 1);
     assert!(!h.is_empty());
     assert_eq!((pool.cached(), unmaps(pool)), (1, 0));
@@ -378,11 +451,10 @@ fn empty_slabs_close_and_empty_segments_go_back() {
         // SAFETY: in a mapped segment (live or cached; slice 0 is never purged).
         let s = unsafe { Segment::<Plain>::slab_of(b.addr()) };
         if s.is_live() {
-            assert_eq!((s.used(), s.owner()), (0, 9));
+            assert_eq!((s.used(), s.owner(), s.state()), (0, 9, SlabState::Current));
             live.insert(s.start());
         } else {
-            assert_eq!(s.owner(), 0);
-            assert_eq!(unsafe { Segment::<Plain>::slice_of(b.addr()) }.owner(), 0);
+            assert_eq!((s.owner(), s.state()), (0, SlabState::Closed));
             assert_eq!(s.block_containing(b.addr()), None);
         }
     }
@@ -395,11 +467,13 @@ fn empty_slabs_close_and_empty_segments_go_back() {
     assert_eq!((maps(pool), pool.cached()), (3, 1));
     check_blocks(pool, c, 9, &w);
     give_back(&mut h, pool, &w);
+    h.close_empty_slabs(pool);
     assert_eq!(open_slabs(pool), 1);
     // Taking the pool's segment too: once the spare is used up.
     let x = take(&mut h, pool, c, 2 * per_seg + 10);
     assert_eq!((maps(pool), pool.cached()), (3, 0));
     give_back(&mut h, pool, &x);
+    h.close_empty_slabs(pool);
     assert_eq!(pool.cached(), 1);
 
     // The last slab closes on release_empty; its segment and the spare go back (the
@@ -415,9 +489,9 @@ fn empty_slabs_close_and_empty_segments_go_back() {
     }
 }
 
-/// Delayed purging: a closed slab's slices are purged only after a whole delay free (two
-/// ticks), reopening prefers resident (dirty) slices to purged ones, and a reopened slice
-/// starts its wait again.
+/// Delayed purging: a closed slab's slices are purged at the first tick that finds them
+/// already dirty at the previous one (so after at least a whole delay), reopening prefers
+/// resident (dirty) slices to purged ones, and a reopened slice starts its wait again.
 #[test]
 fn delayed_purge_waits_a_whole_delay_and_reopening_prefers_resident_slices() {
     let pool = pool(4);
@@ -435,32 +509,31 @@ fn delayed_purge_waits_a_whole_delay_and_reopening_prefers_resident_slices() {
 
     // Slab 1 closes and is purged at once (no delay): its slice is clean again.
     give_back(&mut h, pool, &v1);
-    h.release_empty(pool);
+    h.close_empty_slabs(pool);
     assert_eq!(h.purge(pool, 0, 0), SLICE_SIZE);
     assert_eq!(purges(), 1);
-    // Slab 2 closes: dirty. The first call only starts the clock; a tick before the delay
-    // does nothing; the first tick after it only marks the slice aged.
+    // Slab 2 (the current one) is given back and closes: dirty. The first tick only marks
+    // it aged; a call before the delay is no tick.
     give_back(&mut h, pool, &v2);
-    h.release_empty(pool);
+    h.release_current_slabs(pool);
     assert_eq!(h.purge(pool, 1000, 100), 0);
     assert_eq!(h.purge(pool, 1099, 100), 0);
-    assert_eq!(h.purge(pool, 1100, 100), 0);
     assert_eq!(purges(), 1);
 
-    // A new slab takes the resident slice 2, not the lower, purged slice 1.
-    let (b, zero) = h.take_block_zeroed(pool, c).unwrap();
+    // A new slab takes the resident slice 2, not the lower, purged slice 1; reopened, its
+    // slice loses its age.
+    let (b, zero) = h.zeroed(pool, c).unwrap();
     assert_eq!((start(&b), zero), (s2, false));
     give_back(&mut h, pool, &[b]);
-    h.release_empty(pool);
-    // Reopened, so its wait starts again: not purged at the next tick, purged at the one
-    // after (a whole delay later).
-    assert_eq!(h.purge(pool, 1200, 100), 0);
-    assert_eq!(h.purge(pool, 1299, 100), 0);
-    assert_eq!(h.purge(pool, 1300, 100), SLICE_SIZE);
+    h.release_current_slabs(pool);
+    // Its wait starts again: not purged at the next tick, purged at the one after.
+    assert_eq!(h.purge(pool, 1100, 100), 0);
+    assert_eq!(h.purge(pool, 1199, 100), 0);
+    assert_eq!(h.purge(pool, 1200, 100), SLICE_SIZE);
     assert_eq!(purges(), 2);
     // Nothing dirty is left: purging is a no-op, and both slices read as fresh.
     assert_eq!(h.purge(pool, 5000, 100), 0);
-    let (b, zero) = h.take_block_zeroed(pool, c).unwrap();
+    let (b, zero) = h.zeroed(pool, c).unwrap();
     assert_eq!((start(&b), zero), (s1, true));
     give_back(&mut h, pool, &[b]);
     give_back(&mut h, pool, &keep);
@@ -568,13 +641,13 @@ fn a_chunked_map_answers_like_the_flat_one() {
     assert!(map.is_chunked() && map.entries().is_empty());
     // Live slabs' entries, in two chunks (1 GiB of addresses each) far apart.
     let tag = OwnerTag::new(7).unwrap();
-    let c = SizeClass::new(9).unwrap();
+    let record = 1 << RECORD_SHIFT;
     for seg in [0x1000_0000_0000usize, 0x7f00_0000_0000] {
         assert!(map.publish_segment(seg, &NoReserve));
-        map.set_slices(seg + SLICE_SIZE, 3, tag.entry(c));
+        map.set_slices(seg + SLICE_SIZE, 3, tag.entry(record, false));
         assert_eq!(map.entry(seg), ENTRY_SEGMENT);
-        assert_eq!(map.entry(seg + 2 * SLICE_SIZE + 5), tag.entry(c));
-        assert_eq!(tag.class_of(map.entry(seg + 3 * SLICE_SIZE)), Some(c));
+        assert_eq!(map.entry(seg + 2 * SLICE_SIZE + 5), tag.entry(record, false));
+        assert_eq!(tag.record_of(map.entry(seg + 3 * SLICE_SIZE)), Some(record));
         assert_eq!(map.entry(seg + 4 * SLICE_SIZE), ENTRY_SEGMENT);
         assert_eq!(map.entry(seg + SEGMENT_SIZE), 0);
         map.retract_segment(seg);
@@ -681,7 +754,7 @@ fn large_blocks_are_counted(map: &AddressMap, pages: &impl PageSource) {
 }
 
 #[test]
-fn owner_tags_mark_live_slabs_with_owner_and_class() {
+fn owner_tags_mark_live_slabs_with_owner_record_and_fullness() {
     let pool = pool(0);
     let map = pool.map();
     let (ta, tb) = (
@@ -693,6 +766,15 @@ fn owner_tags_mark_live_slabs_with_owner_and_class() {
     a.set_map_tag(ta);
     let mut b = heap::<Plain>(0xb000);
     b.set_map_tag(tb);
+    let record = |x: &BlockBase<Plain>| {
+        // SAFETY: a block of a live slab.
+        let s = unsafe { Segment::<Plain>::slab_of(x.addr()) };
+        let r = s as *const Slab<Plain> as usize - seg_of(x.addr());
+        // The record offset leads back to the slab.
+        // SAFETY: as above.
+        assert!(core::ptr::eq(unsafe { Segment::<Plain>::slab_at(x.addr(), r) }, s));
+        (s, r)
+    };
     for c in [
         class_of(16).unwrap(),
         class_of(4000).unwrap(),
@@ -701,26 +783,43 @@ fn owner_tags_mark_live_slabs_with_owner_and_class() {
         let xs = take(&mut a, pool, c, 3);
         let ys = take(&mut b, pool, c, 3);
         for x in &xs {
+            let (slab, r) = record(x);
             let e = map.entry(x.addr());
-            assert_eq!(e, ta.entry(c));
-            assert_eq!(ta.class_of(e), Some(c));
-            assert_eq!(tb.class_of(e), None, "another owner's slab");
+            assert_eq!(e, ta.entry(r, false));
+            assert_eq!(ta.record_of(e), Some(r));
+            assert_eq!(crate::slab_record(e), Some(r));
+            assert_eq!(tb.record_of(e), None, "another owner's slab");
             // Every slice of the slab carries the entry.
-            let slab = unsafe { Segment::<Plain>::slab_of(x.addr()) };
             let last = slab.start() + c.slab_bytes() - 1;
             assert_eq!(map.entry(last), e);
         }
         for y in &ys {
-            assert_eq!(tb.class_of(map.entry(y.addr())), Some(c));
+            assert_eq!(tb.record_of(map.entry(y.addr())), Some(record(y).1));
         }
         // SAFETY: blocks taken from these heaps, returned by their owners.
         for x in xs {
-            unsafe { a.return_block(pool, x) };
+            unsafe { a.free_block(pool, x) };
         }
         for y in ys {
-            unsafe { b.return_block(pool, y) };
+            unsafe { b.free_block(pool, y) };
         }
     }
+    // A slab with nothing left to give is set aside as full: its entries say so, so that
+    // no owner's fast path takes its blocks, and a free queues it again.
+    let c = class_of(4000).unwrap();
+    let all = take(&mut a, pool, c, Plain::blocks_per_slab(c) + 1);
+    let (slab, r) = record(&all[0]);
+    assert_eq!(slab.state(), SlabState::Full);
+    let e = map.entry(all[0].addr());
+    assert_eq!(e, ta.entry(r, true));
+    assert_eq!((ta.record_of(e), crate::slab_record(e)), (None, Some(r)));
+    assert_eq!(crate::owner_tag_bits(e), ta.get());
+    // SAFETY: as above.
+    unsafe { a.free_block(pool, all[3]) };
+    assert_eq!(slab.state(), SlabState::Queued);
+    assert_eq!(map.entry(all[0].addr()), ta.entry(r, false));
+    give_back(&mut a, pool, &all[4..]);
+    give_back(&mut a, pool, &all[..3]);
     // Closed slabs are plain segment slices again; no tag matches them.
     a.release_empty(pool);
     b.release_empty(pool);
@@ -733,7 +832,7 @@ fn owner_tags_mark_live_slabs_with_owner_and_class() {
     assert_eq!(map.region(xs[0].addr()), Region::Segment);
     for x in xs {
         // SAFETY: as above.
-        unsafe { u.return_block(pool, x) };
+        unsafe { u.free_block(pool, x) };
     }
     u.release_empty(pool);
 }
@@ -811,7 +910,7 @@ fn remote_frees<L: BlockLayout>() {
                     assert!(handed.contains(&a), "{a:#x} was never handed out");
                     assert!(seen.insert(a), "{a:#x} came back twice");
                     check(a, link_end, stride, pattern(a));
-                    unsafe { h.return_block(pool, b) };
+                    unsafe { h.free_block(pool, b) };
                 })
             } else {
                 queue.take_all(&mut got)
@@ -831,14 +930,15 @@ fn remote_frees<L: BlockLayout>() {
                 assert!(seen.insert(a), "{a:#x} came back twice");
                 // Everything the producer wrote is visible (bar the link it overwrote).
                 check(a, link_end, stride, pattern(a));
-                unsafe { h.return_block(pool, b) };
+                unsafe { h.free_block(pool, b) };
             }
         }
     });
     assert_eq!(seen.len(), N);
     assert_eq!(queue.take_all(&mut FreeList::new(u32::MAX)), 0);
     assert!(queue.is_empty());
-    // Every block is back: one slab of the class remains, empty.
+    // Every block is back: once the empty slabs close, the current slab remains, empty.
+    h.close_empty_slabs(pool);
     assert_eq!(open_slabs(pool), 1);
     let mut live = 0;
     for start in addrs
@@ -872,18 +972,14 @@ fn remote_frees_from_four_threads_guarded() {
 // ---- 6. exhaustion ----
 
 #[test]
-fn take_blocks_is_zero_when_the_os_refuses() {
+fn allocation_fails_cleanly_when_the_os_refuses() {
     let pool = pool_with(0, 0);
     let mut h = heap::<Plain>(1);
-    let mut out = FreeList::<Plain>::new(u32::MAX);
     for size in SIZES {
-        assert_eq!(
-            h.take_blocks(pool, class_of(size).unwrap(), 10, &mut out),
-            0
-        );
+        assert!(h.alloc(pool, class_of(size).unwrap()).is_none());
     }
-    assert!(h.take_block_zeroed(pool, class_of(32).unwrap()).is_none());
-    assert!(out.is_empty() && h.is_empty());
+    assert!(h.zeroed(pool, class_of(32).unwrap()).is_none());
+    assert!(h.is_empty());
     assert_eq!(pool.pages().refused.load(Relaxed), SIZES.len() + 1);
     assert_eq!(pool.stats().segments_mapped.load(Relaxed), 0);
 
@@ -892,12 +988,12 @@ fn take_blocks_is_zero_when_the_os_refuses() {
     let c = class_of(256 * KIB).unwrap();
     let v = take(&mut h, pool, c, 100);
     assert_eq!(v.len(), 3 * Plain::blocks_per_slab(c));
-    assert_eq!(h.take_blocks(pool, c, 1, &mut out), 0);
+    assert!(h.alloc(pool, c).is_none());
     // Smaller classes still fit in the slices the big slabs left.
     let small = take(&mut h, pool, class_of(64).unwrap(), 10);
     assert_eq!(small.len(), 10);
     // A returned block can be taken again.
-    unsafe { h.return_block(pool, v[5]) };
+    unsafe { h.free_block(pool, v[5]) };
     assert_eq!(take(&mut h, pool, c, 5), [v[5]]);
     assert_eq!(maps(pool), 1);
 }

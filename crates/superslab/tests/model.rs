@@ -1,11 +1,15 @@
-//! Property-based fuzzing of `superslab` against a model: two owners' slab heaps over one
-//! segment pool take blocks of random classes (batches and single zeroed blocks), give
-//! them back directly or through a `RemoteQueue` filled by another thread (block by block
-//! or as one chain), close empty slabs and purge, in random order, in both layouts.
-//! Checked after every step: every block handed out is unique, 16-aligned, in a published
-//! segment, in a live slab of the right owner and class whose `block_containing` finds
-//! it; each slab's `used` equals the blocks the model holds in it; contents survive;
-//! zeroed blocks read zero; and at the end every slab opened was closed.
+//! Property-based fuzzing of `superslab` against a model: two owners (each a slab heap
+//! with a current slab per class, one with an owner tag in the map, one without) over one
+//! segment pool allocate blocks of random classes (popping, carving, setting full slabs
+//! aside, moving on to the next slab, or carving single zeroed blocks), free them through
+//! the record their map entry leads to or through a `RemoteQueue` filled by another
+//! thread (block by block or as one chain), give back their current slabs, close empty
+//! slabs and purge, in random order, in both layouts. Checked after every step: every
+//! block handed out is unique, 16-aligned, in a published segment, in a live slab of the
+//! right owner and class whose `block_containing` finds it; each slab's `used` equals the
+//! blocks the model holds in it; current slabs are current; map entries carry the owner's
+//! tag, the slab's record and its fullness; contents survive; zeroed blocks read zero; and
+//! at the end every slab opened was closed.
 //!
 //! `PROPTEST_CASES` raises the number of cases for a longer run.
 
@@ -15,9 +19,11 @@ use proptest::prelude::*;
 use ptr_conversion::{BlockBase, BlockLayout};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
-use superslab::{AddressMap, Region, RemoteQueue, Segment, SegmentPool, SlabHeap, SEGMENT_SIZE};
+use superslab::{
+    AddressMap, OwnerTag, Region, RemoteQueue, Segment, SegmentPool, Slab, SlabHeap, SlabState,
+    SEGMENT_SIZE,
+};
 use tiny_layout::{Guarded, Plain, SizeClass, CLASS_COUNT};
-use tls_sll::FreeList;
 
 /// Cases per run: 128, or `PROPTEST_CASES` for a longer run.
 fn cases() -> u32 {
@@ -35,10 +41,12 @@ static POOL_GUARDED: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 
 
 #[derive(Clone, Debug)]
 enum Op {
-    Take { heap: usize, class: usize, n: u32 },
-    TakeZeroed { heap: usize, class: usize },
-    Return(usize),
+    Alloc { heap: usize, class: usize, n: u32 },
+    AllocZeroed { heap: usize, class: usize },
+    Free(usize),
     RemoteReturn { heap: usize, k: usize },
+    ReleaseCurrent(usize),
+    CloseEmpty(usize),
     ReleaseEmpty(usize),
     Purge(usize),
 }
@@ -46,13 +54,105 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let class = prop_oneof![3 => 0usize..24, 1 => 0usize..CLASS_COUNT];
     prop_oneof![
-        4 => (0usize..2, class.clone(), 1u32..64).prop_map(|(heap, class, n)| Op::Take { heap, class, n }),
-        1 => (0usize..2, class).prop_map(|(heap, class)| Op::TakeZeroed { heap, class }),
-        6 => any::<usize>().prop_map(Op::Return),
+        4 => (0usize..2, class.clone(), 1u32..64).prop_map(|(heap, class, n)| Op::Alloc { heap, class, n }),
+        1 => (0usize..2, class).prop_map(|(heap, class)| Op::AllocZeroed { heap, class }),
+        6 => any::<usize>().prop_map(Op::Free),
         1 => (0usize..2, 1usize..40).prop_map(|(heap, k)| Op::RemoteReturn { heap, k }),
+        1 => (0usize..2).prop_map(Op::ReleaseCurrent),
+        1 => (0usize..2).prop_map(Op::CloseEmpty),
         1 => (0usize..2).prop_map(Op::ReleaseEmpty),
         1 => (0usize..2).prop_map(Op::Purge),
     ]
+}
+
+/// An owner as the facade is one: a slab heap and a current slab per class.
+struct Owner<L: BlockLayout> {
+    h: SlabHeap<L>,
+    current: [*mut Slab<L>; CLASS_COUNT],
+    detached: *mut Slab<L>,
+}
+
+impl<L: BlockLayout> Owner<L> {
+    fn new(token: usize, tag: Option<OwnerTag>) -> Self {
+        let mut h = SlabHeap::new();
+        h.set_owner(token);
+        if let Some(t) = tag {
+            h.set_map_tag(t);
+        }
+        let detached: *mut Slab<L> = Box::leak(Box::new(Slab::detached()));
+        Owner {
+            h,
+            current: [detached; CLASS_COUNT],
+            detached,
+        }
+    }
+
+    /// malloc: pop, else carve a batch, else set the slab aside and take the next one.
+    fn alloc(&mut self, pool: &SegmentPool<MmapPages>, c: SizeClass) -> BlockBase<L> {
+        let mut s = self.current[c.index()];
+        loop {
+            // SAFETY: our current slab or the detached record.
+            unsafe {
+                if let Some(b) = (*s).pop() {
+                    return b;
+                }
+                if self.h.carve(s, (4096 / c.block_size()).max(4) as u32) > 0 {
+                    continue;
+                }
+                self.h.set_full(pool, s);
+            }
+            s = self.h.next_slab(pool, c).expect("memory");
+            self.current[c.index()] = s;
+        }
+    }
+
+    /// calloc's slow path: a free block, else one carved for the caller (maybe zero).
+    fn alloc_zeroed(
+        &mut self,
+        pool: &SegmentPool<MmapPages>,
+        c: SizeClass,
+    ) -> (BlockBase<L>, bool) {
+        let mut s = self.current[c.index()];
+        loop {
+            // SAFETY: as above.
+            unsafe {
+                if let Some(b) = (*s).pop() {
+                    return (b, false);
+                }
+                if let Some(r) = self.h.carve_one(s) {
+                    return r;
+                }
+                self.h.set_full(pool, s);
+            }
+            s = self.h.next_slab(pool, c).expect("memory");
+            self.current[c.index()] = s;
+        }
+    }
+
+    fn release_current(&mut self, pool: &SegmentPool<MmapPages>) {
+        for s in self.current.iter_mut() {
+            let s = core::mem::replace(s, self.detached);
+            // SAFETY: our current slab or the detached record.
+            unsafe { self.h.release_current(pool, s) };
+        }
+    }
+}
+
+/// A free by the owner, as the facade's: a block of a slab that is not full is pushed
+/// onto its slab's list through the record its address leads to; a full one's takes the
+/// slow path, which queues its slab again.
+fn free<L: BlockLayout>(o: &mut Owner<L>, pool: &SegmentPool<MmapPages>, b: BlockBase<L>) {
+    let a = b.addr();
+    // SAFETY: a live block of this owner's slab.
+    let slab = unsafe { Segment::<L>::slab_of(a) };
+    if slab.state() == SlabState::Full {
+        // SAFETY: as above.
+        unsafe { o.h.free_block(pool, b) };
+    } else {
+        let record = slab as *const Slab<L> as usize - (a & !(SEGMENT_SIZE - 1));
+        // SAFETY: as above: the record of `a`'s slab, which is ours and not full.
+        unsafe { (*Segment::<L>::slab_at(a, record)).push(b) };
+    }
 }
 
 /// A block the model holds: owner heap, class, base, tag written to its user bytes.
@@ -105,6 +205,37 @@ fn check_new<L: BlockLayout>(
     Ok(())
 }
 
+/// Each current slab is live, of its class and owner, and current; each slab the model
+/// holds blocks of has the map entry its owner's tag and state say.
+fn check_states<L: BlockLayout>(
+    owners: &[Owner<L>; 2],
+    tags: [Option<OwnerTag>; 2],
+    held: &[Held<L>],
+) -> Result<(), TestCaseError> {
+    for (h, o) in owners.iter().enumerate() {
+        for (c, &s) in o.current.iter().enumerate() {
+            if s != o.detached {
+                // SAFETY: a current slab of ours is live.
+                let s = unsafe { &*s };
+                prop_assert_eq!(s.state(), SlabState::Current);
+                prop_assert_eq!((s.owner(), s.class().index()), (h + 1, c));
+            }
+        }
+    }
+    for x in held {
+        // SAFETY: a held block pins its slab.
+        let slab = unsafe { Segment::<L>::slab_of(x.b.addr()) };
+        prop_assert!(slab.state() != SlabState::Closed);
+        let record = slab as *const Slab<L> as usize - (x.b.addr() & !(SEGMENT_SIZE - 1));
+        let want = match tags[x.heap] {
+            Some(t) => t.entry(record, slab.state() == SlabState::Full),
+            None => superslab::ENTRY_SEGMENT,
+        };
+        prop_assert_eq!(MAP.entry(x.b.addr()), want);
+    }
+    Ok(())
+}
+
 /// Each live slab's `used` equals the blocks the model holds in it.
 fn check_used<L: BlockLayout>(held: &[Held<L>]) -> Result<(), TestCaseError> {
     let mut per_slab: BTreeMap<usize, u32> = BTreeMap::new();
@@ -129,21 +260,17 @@ fn run<L: BlockLayout>(
     let st = pool.stats();
     let opened0 = st.slabs_opened.load(Ordering::Relaxed);
     let closed0 = st.slabs_closed.load(Ordering::Relaxed);
-    let mut heaps = [SlabHeap::<L>::new(), SlabHeap::<L>::new()];
-    heaps[0].set_owner(1);
-    heaps[1].set_owner(2);
+    // Heap 0 marks its slabs with a tag (as the facade's heaps), heap 1 does not.
+    let tags = [OwnerTag::new(1), None];
+    let mut heaps = [Owner::<L>::new(1, tags[0]), Owner::<L>::new(2, tags[1])];
     let mut held: Vec<Held<L>> = Vec::new();
     for (step, o) in ops.into_iter().enumerate() {
         let tag = (step as u8) | 1;
         match o {
-            Op::Take { heap, class, n } => {
+            Op::Alloc { heap, class, n } => {
                 let c = SizeClass::new(class).unwrap();
-                let mut out = FreeList::<L>::new(u32::MAX);
-                let got = heaps[heap].take_blocks(pool, c, n, &mut out);
-                // Between 1 and n: a batch opens at most one new slab.
-                prop_assert!(got >= 1 && got <= n, "{} of {}", got, n);
-                prop_assert_eq!(out.len(), got);
-                while let Some(b) = out.pop() {
+                for _ in 0..n {
+                    let b = heaps[heap].alloc(pool, c);
                     check_new(&held, heap, c, b)?;
                     fill(b, c, tag);
                     held.push(Held {
@@ -154,9 +281,9 @@ fn run<L: BlockLayout>(
                     });
                 }
             }
-            Op::TakeZeroed { heap, class } => {
+            Op::AllocZeroed { heap, class } => {
                 let c = SizeClass::new(class).unwrap();
-                let (b, zero) = heaps[heap].take_block_zeroed(pool, c).expect("memory");
+                let (b, zero) = heaps[heap].alloc_zeroed(pool, c);
                 check_new(&held, heap, c, b)?;
                 if zero {
                     prop_assert!(reads(b, c.block_size(), 0), "a zeroed block is not zero");
@@ -169,14 +296,13 @@ fn run<L: BlockLayout>(
                     tag,
                 });
             }
-            Op::Return(pick) => {
+            Op::Free(pick) => {
                 if held.is_empty() {
                     continue;
                 }
                 let x = held.swap_remove(pick % held.len());
                 prop_assert!(reads(x.b, check_len(x.class), x.tag), "contents changed");
-                // SAFETY: a block of this heap, handed out by it, free again.
-                unsafe { heaps[x.heap].return_block(pool, x.b) };
+                free(&mut heaps[x.heap], pool, x.b);
             }
             Op::RemoteReturn { heap, k } => {
                 let mut mine: Vec<Held<L>> = Vec::new();
@@ -219,35 +345,37 @@ fn run<L: BlockLayout>(
                         }
                     });
                 });
-                let mut got = FreeList::<L>::new(u32::MAX);
-                prop_assert_eq!(queue.take_all(&mut got) as usize, mine.len());
-                prop_assert!(queue.is_empty());
                 let mut back = BTreeSet::new();
-                while let Some(b) = got.pop() {
+                let n = queue.drain(|b| {
                     back.insert(b.addr());
                     // SAFETY: the owner takes back its own block from the queue.
-                    unsafe { heaps[heap].return_block(pool, b) };
-                }
+                    unsafe { heaps[heap].h.free_block(pool, b) };
+                });
+                prop_assert_eq!(n as usize, mine.len());
+                prop_assert!(queue.is_empty());
                 prop_assert_eq!(back, addrs.iter().copied().collect::<BTreeSet<_>>());
             }
-            Op::ReleaseEmpty(h) => heaps[h].release_empty(pool),
+            Op::ReleaseCurrent(h) => heaps[h].release_current(pool),
+            Op::CloseEmpty(h) => heaps[h].h.close_empty_slabs(pool),
+            Op::ReleaseEmpty(h) => heaps[h].h.release_empty(pool),
             Op::Purge(h) => {
-                heaps[h].purge(pool, 0, 0);
+                heaps[h].h.purge(pool, 0, 0);
             }
         }
         check_used(&held)?;
+        check_states(&heaps, tags, &held)?;
         for x in &held {
             // Blocks outside the heap are never written by it.
             prop_assert!(reads(x.b, check_len(x.class), x.tag), "contents changed");
         }
     }
     for x in held.drain(..) {
-        // SAFETY: as in `Op::Return`.
-        unsafe { heaps[x.heap].return_block(pool, x.b) };
+        free(&mut heaps[x.heap], pool, x.b);
     }
     for h in heaps.iter_mut() {
-        h.release_empty(pool);
-        prop_assert!(h.is_empty(), "a heap with no block out keeps a segment");
+        h.release_current(pool);
+        h.h.release_empty(pool);
+        prop_assert!(h.h.is_empty(), "a heap with no block out keeps a segment");
     }
     prop_assert_eq!(
         st.slabs_opened.load(Ordering::Relaxed) - opened0,
@@ -274,17 +402,15 @@ proptest! {
 #[test]
 fn segments_are_aligned_and_published_until_unmapped() {
     static POOL: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 0);
-    let mut heap = SlabHeap::<Plain>::new();
-    heap.set_owner(99);
+    let mut o = Owner::<Plain>::new(99, None);
     let c = SizeClass::new(10).unwrap();
-    let mut out = FreeList::<Plain>::new(u32::MAX);
-    assert_eq!(heap.take_blocks(&POOL, c, 1, &mut out), 1);
-    let b = out.pop().unwrap();
+    let b = o.alloc(&POOL, c);
     let seg = b.addr() & !(SEGMENT_SIZE - 1);
     assert_eq!(MAP.region(seg), Region::Segment);
-    unsafe { heap.return_block(&POOL, b) };
-    heap.release_empty(&POOL);
-    assert!(heap.is_empty());
+    free(&mut o, &POOL, b);
+    o.release_current(&POOL);
+    o.h.release_empty(&POOL);
+    assert!(o.h.is_empty());
     // A pool that caches nothing unmaps the segment and retracts it from the map.
     assert_eq!(MAP.region(seg), Region::Foreign);
     assert_eq!(POOL.cached(), 0);

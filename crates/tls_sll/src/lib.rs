@@ -1,9 +1,10 @@
 //! # tls_sll: per-class intrusive free lists
 //!
-//! The data structure of a thread cache: for each size class a LIFO singly linked list of
-//! free blocks, threaded through the blocks themselves (the link lives where
-//! `ptr_conversion` says), with a count and a cap. Putting it in thread-local storage is
-//! the facade's job; this crate is plain single-owner data.
+//! LIFO singly linked lists of free blocks of one class, threaded through the blocks
+//! themselves (the link lives where `ptr_conversion` says), with a count and a cap: in
+//! hakmem, each slab's free list (`superslab::Slab`), which malloc pops from and free
+//! pushes onto. Where a list lives is its user's choice; this crate is plain single-owner
+//! data.
 //!
 //! ## Invariants owned here
 //! - `cap - room` ([`FreeList::len`]) is exactly the number of blocks reachable from
