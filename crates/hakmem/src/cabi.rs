@@ -44,6 +44,11 @@ export!(free, __libc_free, cfree => fn(p: *mut c_void) -> () {
     unsafe { crate::Alloc::free_ptr(p.cast()) }
 });
 export!(realloc, __libc_realloc => fn(p: *mut c_void, size: usize) -> *mut c_void {
+    // `realloc(NULL, n)` is how some programs allocate everything (Lua's allocator): the
+    // fused malloc, as `Api::realloc` would do it, without the detour.
+    if p.is_null() {
+        return crate::Alloc::malloc(size).cast();
+    }
     // SAFETY: the C contract.
     ret(unsafe { API.realloc(p.cast(), size) })
 });

@@ -460,7 +460,11 @@ pub unsafe fn block_counts(h: *mut Heap, in_use: bool, mut f: impl FnMut(usize, 
         } else {
             let c = &(*h).counters;
             for i in 0..CLASS_COUNT {
-                f(i, c.live[i].load(Ordering::Relaxed), c.frees[i].load(Ordering::Relaxed));
+                f(
+                    i,
+                    c.live[i].load(Ordering::Relaxed),
+                    c.frees[i].load(Ordering::Relaxed),
+                );
             }
         }
     }

@@ -46,9 +46,9 @@ mod cabi;
 use core::alloc::{GlobalAlloc, Layout as RustLayout};
 use core::ptr::{null_mut, NonNull};
 use front_api::{Api, Backend, MIN_ALIGN};
+use heap::CLASS_STRIDE;
 use os_pages::PageSource;
 use ptr_conversion::UserPtr;
-use heap::CLASS_STRIDE;
 use superslab::{Region, Segment, FULL_FLAG};
 use tiny_layout::{class_of, SizeClass, LOOKUP_MAX, MAX_CLASS_SIZE};
 
@@ -359,11 +359,13 @@ unsafe impl Backend for Alloc {
 /// `p` is a live block of ours.
 unsafe fn block_size(p: *mut u8) -> usize {
     let addr = p as usize;
+    if let Some(record) = superslab::slab_record(heap::MAP.entry(addr)) {
+        // SAFETY: a live slab's entry gives its record in `addr`'s segment.
+        return unsafe { (*Segment::<Layout>::slab_at(addr, record)).class() }.block_size();
+    }
     match heap::MAP.region(addr) {
-        // SAFETY: the map vouches for the segment.
-        Region::Segment => unsafe { Segment::<Layout>::slab_of(addr) }
-            .class()
-            .block_size(),
+        // Not a live slab: not a live block.
+        Region::Segment => 0,
         // SAFETY: the map vouches for large blocks in this granule.
         Region::Large => unsafe { heap::LARGE.usable_size(p) },
         Region::Foreign => 0,

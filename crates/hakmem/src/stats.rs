@@ -252,9 +252,7 @@ pub fn render_text(s: &Stats, o: &mut impl Sink) {
             .num(c.allocs, 12)
             .num(c.frees, 12)
             .num(c.cache_hits, 12);
-        o.num(c.refills, 10)
-            .num(c.remote_frees, 14)
-            .text("\n");
+        o.num(c.refills, 10).num(c.remote_frees, 14).text("\n");
     }
     o.text("large: ")
         .num(s.large_allocs, 0)

@@ -69,7 +69,10 @@ fn every_allocation_and_free_is_counted_exactly() {
     assert_eq!(s1.frees - s0.frees, 10_000 + 5_000 + 300);
     assert_eq!(s1.remote_frees - s0.remote_frees, 300);
     assert!(s1.refills > s0.refills && s1.misses >= s1.refills);
-    assert_eq!(s1.cache_hits - s0.cache_hits, s1.allocs - s0.allocs - (s1.misses - s0.misses));
+    assert_eq!(
+        s1.cache_hits - s0.cache_hits,
+        s1.allocs - s0.allocs - (s1.misses - s0.misses)
+    );
     let (b0, b1) = (class_of(&before, BIG), class_of(&after, BIG));
     assert_eq!((b1.allocs - b0.allocs, b1.frees - b0.frees), (50, 50));
     assert_eq!(

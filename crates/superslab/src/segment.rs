@@ -889,7 +889,10 @@ impl<L: BlockLayout> SlabHeap<L> {
     /// Writes `s`'s map entries for its state: full or not.
     fn publish(&self, map: &AddressMap, s: &Slab<L>) {
         let entry = match self.tag {
-            Some(tag) => tag.entry((s.head as usize) << RECORD_SHIFT, s.state == SlabState::Full),
+            Some(tag) => tag.entry(
+                (s.head as usize) << RECORD_SHIFT,
+                s.state == SlabState::Full,
+            ),
             None => ENTRY_SEGMENT,
         };
         map.set_slices(s.start(), s.slices as usize, entry);

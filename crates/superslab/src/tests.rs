@@ -646,7 +646,10 @@ fn a_chunked_map_answers_like_the_flat_one() {
         assert!(map.publish_segment(seg, &NoReserve));
         map.set_slices(seg + SLICE_SIZE, 3, tag.entry(record, false));
         assert_eq!(map.entry(seg), ENTRY_SEGMENT);
-        assert_eq!(map.entry(seg + 2 * SLICE_SIZE + 5), tag.entry(record, false));
+        assert_eq!(
+            map.entry(seg + 2 * SLICE_SIZE + 5),
+            tag.entry(record, false)
+        );
         assert_eq!(tag.record_of(map.entry(seg + 3 * SLICE_SIZE)), Some(record));
         assert_eq!(map.entry(seg + 4 * SLICE_SIZE), ENTRY_SEGMENT);
         assert_eq!(map.entry(seg + SEGMENT_SIZE), 0);
@@ -772,7 +775,10 @@ fn owner_tags_mark_live_slabs_with_owner_record_and_fullness() {
         let r = s as *const Slab<Plain> as usize - seg_of(x.addr());
         // The record offset leads back to the slab.
         // SAFETY: as above.
-        assert!(core::ptr::eq(unsafe { Segment::<Plain>::slab_at(x.addr(), r) }, s));
+        assert!(core::ptr::eq(
+            unsafe { Segment::<Plain>::slab_at(x.addr(), r) },
+            s
+        ));
         (s, r)
     };
     for c in [
