@@ -102,6 +102,8 @@ pub struct Heap {
     due_ms: u64,
     /// Registered for thread-exit cleanup?
     registered: bool,
+    /// The statistics request (`stats::EPOCH`) the counters' `live` and `frees` answer.
+    published: u64,
     /// Remote frees waiting to be handed to their owner in one batch.
     pending: Pending,
     /// Statistics counters (written by the owner thread only).
@@ -163,6 +165,7 @@ impl Heap {
             in_use: false,
             due_ms: 0,
             registered: false,
+            published: 0,
             pending: Pending {
                 owner: 0,
                 tag: 0,
@@ -284,7 +287,11 @@ impl Heap {
         let delay = config::PURGE_DELAY_MS.get();
         if self.slabs.tick_due(now, delay) {
             self.slabs.purge(&POOL, now, delay);
-            self.publish_counts();
+            let asked = stats::EPOCH.load(Ordering::Relaxed);
+            if asked != self.published {
+                self.published = asked;
+                self.publish_counts();
+            }
         }
         LARGE.tick(now);
         if now >= NEXT_DUE.load(Ordering::Relaxed) {
@@ -408,9 +415,7 @@ impl Heap {
     fn leave(&mut self, purge_delay_ms: u64) -> usize {
         self.collect_remote();
         self.slabs.release_empty(&POOL);
-        let purged = self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms);
-        self.publish_counts();
-        purged
+        self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms)
     }
 
     /// Whether the heap still holds something to give back: current slabs, or free
@@ -444,8 +449,8 @@ impl Heap {
 
 /// Per-class blocks held by the program and blocks freed, of heap `h`: exact if `h` is
 /// this thread's heap or no thread uses it (once it has taken back what other threads
-/// freed into it), else as its thread last published them (at its last purge tick or
-/// exit). For statistics.
+/// freed into it), else as its thread last published them (at its first purge tick after
+/// a statistics request: see `stats::EPOCH`). For statistics.
 ///
 /// # Safety
 /// `h` is a heap, and the caller holds the registry lock (`for_each_heap`).

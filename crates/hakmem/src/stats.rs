@@ -9,7 +9,7 @@
 //! (heaps are never freed, so exited threads still count) with the segment pool's and the
 //! large tier's counters into a [`Stats`] snapshot: exact for the calling thread's heap
 //! and for heaps no thread uses; another running thread's blocks are as it last
-//! published them (at its last purge tick). Nothing is merged or printed unless asked:
+//! published them (at its first purge tick after a request, see [`EPOCH`]). Nothing is merged or printed unless asked:
 //! `HAKMEM_STATS=1` (text) or `=json` prints at exit, `malloc_stats()` prints now,
 //! `mallinfo2()` and `hakmem_stats()` fill structs, [`crate::stats`] returns one.
 
@@ -42,6 +42,11 @@ impl ClassCounters {
         }
     }
 }
+
+/// Statistics requests so far: a running heap publishes its slabs' counts at its first
+/// purge tick after a new request (walking its slab records costs a tick nothing unless
+/// someone asks).
+pub static EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// Adds one to a counter only its owner thread writes (no atomic read-modify-write).
 #[inline(always)]
@@ -155,6 +160,7 @@ impl Stats {
 
 /// Merges every heap's counters and the process-wide ones.
 pub fn collect() -> Stats {
+    EPOCH.fetch_add(1, Relaxed);
     let mut s = Stats::default();
     for (i, c) in s.classes.iter_mut().enumerate() {
         c.block_size = SizeClass::new(i).map_or(0, |c| c.block_size() as u64);

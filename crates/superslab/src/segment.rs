@@ -616,7 +616,15 @@ pub struct SlabHeap<L: BlockLayout> {
     dirty: bool,
     /// The last purge tick (0: none yet).
     last_tick: u64,
+    /// Where the next tick's look for empty queued slabs starts: a segment of ours and a
+    /// slice index (null: the first segment).
+    scan: (*mut Segment<L>, usize),
 }
+
+/// Slab records a purge tick looks at for queued slabs to close: a tick's work is bounded
+/// whatever the heap's size, and a whole heap is looked at within a few ticks (4 segments
+/// a tick).
+const SCAN_PER_TICK: usize = 4 * SLICES;
 
 impl<L: BlockLayout> SlabHeap<L> {
     /// A heap with no segments; `owner` is set by [`set_owner`](Self::set_owner).
@@ -631,6 +639,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             spare: null_mut(),
             dirty: false,
             last_tick: 0,
+            scan: (null_mut(), 0),
         }
     }
 
@@ -795,6 +804,37 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
     }
 
+    /// Looks at up to `budget` slab records from where the last look ended, closing the
+    /// queued slabs whose blocks have all come back.
+    fn close_some_empty_slabs<P: PageSource>(&mut self, pool: &SegmentPool<P>, budget: usize) {
+        let (mut seg, mut i) = self.scan;
+        if seg.is_null() {
+            (seg, i) = (self.segments, 0);
+        }
+        for _ in 0..budget {
+            if seg.is_null() {
+                break;
+            }
+            // SAFETY: `scan` only holds a segment of ours (`release_segment` moves it on
+            // before giving one back), and `i < SLICES`.
+            let (s, next) = unsafe { (&mut (*seg).slabs[i], (*seg).next) };
+            (seg, i) = if i + 1 == SLICES {
+                (next, 0)
+            } else {
+                (seg, i + 1)
+            };
+            // Closing may give the segment back: `seg` has moved on first.
+            self.scan = (seg, i);
+            if s.state == SlabState::Queued && s.used() == 0 {
+                self.dequeue(s);
+                // SAFETY: the slab has no block outside it.
+                unsafe { self.close_slab(pool, s) };
+            }
+            (seg, i) = self.scan;
+        }
+        self.scan = (seg, i);
+    }
+
     /// Calls `f(class, used, frees)` for every live slab of ours (blocks held by the
     /// program, blocks freed into it since it opened), then `f(class, 0, frees)` for the
     /// frees of each class's closed slabs: a class's frees and live blocks, for statistics.
@@ -825,9 +865,11 @@ impl<L: BlockLayout> SlabHeap<L> {
     }
 
     /// The owner's periodic tidying, at most once per `delay_ms` (every call when 0):
-    /// closes the queued slabs whose blocks have all come back, and gives the pages of
-    /// free slices back to the OS once they have stayed free for at least `delay_ms` (0:
-    /// every dirty slice at once). Cheap between ticks. Returns the bytes purged.
+    /// closes the queued slabs whose blocks have all come back (looking at
+    /// [`SCAN_PER_TICK`] slab records a tick, round the heap's segments; all of them when
+    /// `delay_ms` is 0), and gives the pages of free slices back to the OS once they have
+    /// stayed free for at least `delay_ms` (0: every dirty slice at once). Cheap between
+    /// ticks. Returns the bytes purged.
     ///
     /// With a delay, a tick purges the slices that were already dirty at the previous
     /// tick and have stayed free since (so each was free for at least one whole delay),
@@ -845,7 +887,11 @@ impl<L: BlockLayout> SlabHeap<L> {
             return 0;
         }
         self.last_tick = now_ms;
-        self.close_empty_slabs(pool);
+        if delay_ms == 0 {
+            self.close_empty_slabs(pool);
+        } else {
+            self.close_some_empty_slabs(pool, SCAN_PER_TICK);
+        }
         if !self.dirty {
             return 0;
         }
@@ -1059,6 +1105,9 @@ impl<L: BlockLayout> SlabHeap<L> {
     ) {
         // SAFETY: neighbours in our segment list are ours (caller).
         unsafe {
+            if self.scan.0 == seg {
+                self.scan = ((*seg).next, 0);
+            }
             if (*seg).prev.is_null() {
                 self.segments = (*seg).next;
             } else {

@@ -541,6 +541,39 @@ fn delayed_purge_waits_a_whole_delay_and_reopening_prefers_resident_slices() {
     assert!(h.is_empty());
 }
 
+/// Ticks close empty queued slabs a bounded number of records at a time, going round the
+/// heap's segments, also when closing gives a segment back mid-round.
+#[test]
+fn ticks_close_empty_slabs_a_few_segments_at_a_time() {
+    let pool = pool(8);
+    let mut h = heap::<Plain>(12);
+    let c = class_of(8 * KIB).unwrap(); // one-slice slabs of 8 blocks, 63 a segment
+    let per_seg = 63 * Plain::blocks_per_slab(c);
+    let v = take(&mut h, pool, c, 10 * per_seg);
+    assert_eq!((maps(pool), open_slabs(pool)), (10, 630));
+    give_back(&mut h, pool, &v);
+    // Every slab but the current one is queued and empty.
+    let mut tick = 1000;
+    let mut ticks = 0;
+    while open_slabs(pool) > 1 {
+        tick += 100;
+        ticks += 1;
+        let before = open_slabs(pool);
+        h.purge(pool, tick, 100);
+        // At most 4 segments' records a tick.
+        assert!(
+            before - open_slabs(pool) <= 4 * 64,
+            "{before} -> {}",
+            open_slabs(pool)
+        );
+        assert!(ticks <= 4, "empty slabs left after {ticks} ticks");
+    }
+    // Segments whose slabs all closed went back (one kept as the spare).
+    assert!(pool.cached() >= 7);
+    h.release_empty(pool);
+    assert!(h.is_empty());
+}
+
 // ---- 3. owner lookup ----
 
 #[test]
