@@ -20,7 +20,7 @@ const ALLOCATORS: [&str; 4] = ["hakmem", "glibc", "mimalloc", "jemalloc"];
 const KNOWN: [&str; 5] = ["hakmem", "glibc", "mimalloc", "jemalloc", "hakmem-checked"];
 
 /// Our workloads, in report order: `benches/workloads/<name>.c`, run as `<name> THREADS SCALE`.
-const WORKLOADS: [&str; 13] = [
+const WORKLOADS: [&str; 15] = [
     "churn",
     "larson",
     "sh6bench",
@@ -32,6 +32,8 @@ const WORKLOADS: [&str; 13] = [
     "random-mixed",
     "medium",
     "large",
+    "large-replace",
+    "large-threads",
     "realloc-chain",
     "calloc",
 ];
