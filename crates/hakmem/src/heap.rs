@@ -20,7 +20,7 @@ use crate::Layout;
 use core::cell::Cell;
 use core::ptr::null_mut;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use large::LargeHeap;
 use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::{BlockSink, BlockSource};
@@ -676,10 +676,11 @@ std::thread_local! {
     static INITIALIZING: Cell<bool> = const { Cell::new(false) };
 }
 
-const UNINIT: u8 = 0;
-const RUNNING: u8 = 1;
-const DONE: u8 = 2;
-static INIT: AtomicU8 = AtomicU8::new(UNINIT);
+const UNINIT: u32 = 0;
+const RUNNING: u32 = 1;
+const DONE: u32 = 2;
+/// A 32-bit word so that threads waiting for the set-up can sleep on it (futex).
+static INIT: AtomicU32 = AtomicU32::new(UNINIT);
 static mut EXIT_KEY: libc::pthread_key_t = 0;
 
 /// This thread's heap for the fast paths: never null, the empty heap before the thread's
@@ -750,13 +751,16 @@ fn process_init() {
         }
         INITIALIZING.with(|f| f.set(false));
         INIT.store(DONE, Ordering::Release);
+        os_pages::wake(&INIT, u32::MAX);
         return;
     }
     if INITIALIZING.with(|f| f.get()) {
         return;
     }
+    // The set-up makes a few system calls: sleep until it is done rather than spin through
+    // the time slices of a thread that may be descheduled.
     while INIT.load(Ordering::Acquire) != DONE {
-        core::hint::spin_loop();
+        os_pages::wait(&INIT, RUNNING);
     }
 }
 

@@ -17,6 +17,10 @@
 //! Other page sources (a counting or failing wrapper for tests, another OS) implement the
 //! same trait; the boxes are generic over it.
 //!
+//! The platform's one blocking wait lives here too: [`wait`] and [`wake`] (a `futex` on a
+//! 32-bit word), so that a lock of the boxes above can put a waiter to sleep instead of
+//! letting it spin while the holder is descheduled.
+//!
 //! ## Invariants owned here
 //! - A range returned by [`PageSource::map`] is fresh, zero-filled, readable and writable,
 //!   of at least the asked size, aligned to the asked alignment (and to [`PAGE`]), and used
@@ -49,6 +53,7 @@
 #![warn(missing_docs)]
 
 use core::ptr::NonNull;
+use core::sync::atomic::AtomicU32;
 
 /// Bytes of one page: the granularity of every mapping (x86-64 and aarch64 Linux with
 /// 4 KiB pages).
@@ -347,6 +352,38 @@ unsafe impl PageSource for MmapPages {
             NonNull::new(q.cast())
         }
     }
+}
+
+/// Blocks the calling thread while `word` holds `expected`, until a [`wake`] on `word` (or
+/// a spurious wake-up, or a signal): the caller re-checks its condition and waits again.
+/// Returns at once if `word` no longer holds `expected`. `FUTEX_WAIT` on a process-private
+/// word: one system call, nothing allocated.
+pub fn wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: `word` is a live, aligned 32-bit word for the whole call; a null timeout
+    // waits without bound. The kernel compares and sleeps atomically.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            core::ptr::null::<libc::timespec>(),
+        )
+    };
+}
+
+/// Wakes up to `n` threads blocked in [`wait`] on `word` (`u32::MAX`: all of them).
+pub fn wake(word: &AtomicU32, n: u32) {
+    let n = n.min(i32::MAX as u32) as i32;
+    // SAFETY: `FUTEX_WAKE` only reads the word's address; nothing is written.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            n,
+        )
+    };
 }
 
 #[cfg(test)]

@@ -384,3 +384,31 @@ fn prefault_makes_pages_resident_and_keeps_contents() {
         pages.unmap(p, size);
     }
 }
+
+#[test]
+fn wait_sleeps_until_woken_and_returns_at_once_on_another_value() {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let word = Arc::new(AtomicU32::new(0));
+    // The word does not hold the expected value: no sleep.
+    let t0 = Instant::now();
+    wait(&word, 1);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // A waiter on 1 sleeps until the word changes and a wake comes.
+    word.store(1, SeqCst);
+    let woke = Arc::new(AtomicU32::new(0));
+    let (w, flag) = (word.clone(), woke.clone());
+    let t = std::thread::spawn(move || {
+        while w.load(SeqCst) == 1 {
+            wait(&w, 1);
+        }
+        flag.store(1, SeqCst);
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(woke.load(SeqCst), 0, "the waiter returned while the word held 1");
+    word.store(2, SeqCst);
+    wake(&word, u32::MAX);
+    t.join().unwrap();
+    assert_eq!(woke.load(SeqCst), 1);
+}
