@@ -406,9 +406,44 @@ fn wait_sleeps_until_woken_and_returns_at_once_on_another_value() {
         flag.store(1, SeqCst);
     });
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(woke.load(SeqCst), 0, "the waiter returned while the word held 1");
+    assert_eq!(
+        woke.load(SeqCst),
+        0,
+        "the waiter returned while the word held 1"
+    );
     word.store(2, SeqCst);
     wake(&word, u32::MAX);
     t.join().unwrap();
     assert_eq!(woke.load(SeqCst), 1);
+}
+
+#[test]
+fn a_range_of_two_mappings_grows_and_shrinks_in_place() {
+    let _g = lock();
+    let pages = MmapPages;
+    // Address space of 16 pages; the first 8 become two mappings of 4 pages that the
+    // kernel keeps apart (the first asks for huge pages), the rest is left free.
+    let r = pages.map(16 * PAGE, PAGE).expect("mmap");
+    // SAFETY: all ranges below are ours; nothing else maps while the lock is held.
+    unsafe {
+        pages.unmap(NonNull::new(r.as_ptr().add(8 * PAGE)).unwrap(), 8 * PAGE);
+        pages.hint_huge_pages(r, 4 * PAGE);
+        fill(r, 8 * PAGE, 21);
+        let q = pages
+            .remap(r, 8 * PAGE, 12 * PAGE, None)
+            .expect("the address space after the range is free");
+        assert_eq!(q, r);
+        assert_eq!(first_mismatch(q, 8 * PAGE, 21), None);
+        assert!(all_zero(
+            NonNull::new(q.as_ptr().add(8 * PAGE)).unwrap(),
+            4 * PAGE
+        ));
+        let q = pages
+            .remap(q, 12 * PAGE, 6 * PAGE, None)
+            .expect("shrinking");
+        assert_eq!(q, r);
+        assert!(!is_mapped(r.as_ptr() as usize + 6 * PAGE));
+        assert_eq!(first_mismatch(q, 6 * PAGE, 21), None);
+        pages.unmap(q, 6 * PAGE);
+    }
 }

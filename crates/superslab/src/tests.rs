@@ -1025,7 +1025,10 @@ fn thread_cpu_time() -> std::time::Duration {
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid out-parameter.
-    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) }, 0);
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+        0
+    );
     std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
