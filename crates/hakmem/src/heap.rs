@@ -26,7 +26,7 @@ use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::{BlockSink, BlockSource};
 use superslab::{
     AddressMap, OwnerTag, PageSource, RemoteQueue, Segment, SegmentPool, SlabHeap, SpinLock,
-    CLASS_STRIDE,
+    CLASS_STRIDE, TAG_UNIT,
 };
 use tiny_layout::CLASS_COUNT;
 use tls_sll::FreeList;
@@ -35,7 +35,8 @@ use tls_sll::FreeList;
 pub static MAP: AddressMap = AddressMap::new();
 /// Empty segments, process-wide.
 pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 8);
-/// The large tier: at most 256 MiB of freed mappings cached for at most 1 s.
+/// The large tier: at most 256 MiB of freed mappings cached for at most 1 s, in shards
+/// that threads use by their heap's number ([`Heap::large_shard`]).
 pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 256 << 20, 1000);
 
 /// The heap of threads that have none yet (and of exiting ones): its lists are empty
@@ -181,6 +182,12 @@ impl Heap {
         for c in SizeClass::all() {
             self.list(c).set_cap(refill::cache_cap(c));
         }
+    }
+
+    /// The large tier's shard this heap's thread allocates from: heaps are
+    /// numbered in creation order, so live threads spread over the shards.
+    pub fn large_shard(&self) -> usize {
+        (self.tag / TAG_UNIT as u64) as usize
     }
 
     /// The slot at byte offset `off` of heap `h`.
@@ -788,10 +795,10 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
 extern "C" fn fork_prepare() {
     REGISTRY.lock.lock();
     POOL.lock().lock();
-    LARGE.lock().lock();
+    LARGE.lock_all();
 }
 extern "C" fn fork_parent() {
-    LARGE.lock().unlock();
+    LARGE.unlock_all();
     POOL.lock().unlock();
     REGISTRY.lock.unlock();
 }
@@ -799,7 +806,7 @@ extern "C" fn fork_parent() {
 /// every other thread's heap is abandoned so that the child's new threads adopt them,
 /// slabs, cached blocks and all.
 extern "C" fn fork_child() {
-    LARGE.lock().reset();
+    LARGE.reset_all();
     POOL.lock().reset();
     REGISTRY.lock.reset();
     let me = current_real();
