@@ -140,11 +140,11 @@ struct Shard {
     allocs: AtomicU64,
     frees: AtomicU64,
     hits: AtomicU64,
-    /// Bytes of the blocks allocated from this shard less those freed into it (wrapping:
-    /// a block may be freed into another shard); the sum over shards is the live bytes.
+    /// Bytes of the live blocks whose ranges came from this shard (a wrapping count:
+    /// read with the other shards' counts, a sum may be taken while a block is resized).
     live: AtomicU64,
-    /// The whole tier as this shard last looked at it (at most once a millisecond, see
-    /// [`LargeHeap::view`]): when, the live bytes, and the bytes the other shards cache.
+    /// The other shards as this shard last looked at them (at most once a millisecond,
+    /// see [`LargeHeap::view`]): when, their live bytes, and the bytes they cache.
     view_ms: AtomicU64,
     view_live: AtomicUsize,
     view_others: AtomicUsize,
@@ -288,23 +288,32 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         (live as i64).max(0) as usize
     }
 
-    /// Shard `i`'s view of the whole tier: the live bytes and the bytes the other shards
-    /// cache. Looked up (one load from each shard) at most once a millisecond per shard,
-    /// so that a free does not read every shard's cache lines, which other threads write.
+    /// Shard `i`'s view of the whole tier: the live bytes (this shard's exact, the others'
+    /// as last looked up) and the bytes the other shards cache (as last looked up). The
+    /// other shards are looked up (two loads from each) at most once a millisecond per
+    /// shard, so that a free does not read every shard's cache lines, which other threads
+    /// write. A block's range goes back to the shard it came from, so a thread freeing
+    /// its own blocks sees its shard's live bytes fall at once.
     fn view(&self, i: usize, now_ms: u64) -> (usize, usize) {
         let shard = &self.shards[i];
         if shard.view_ms.load(Ordering::Relaxed) != now_ms {
-            let live = self.live_bytes();
-            self.peak.fetch_max(live as u64, Ordering::Relaxed);
-            let others = (1..SHARDS)
-                .map(|k| self.shards[(i + k) % SHARDS].bytes.load(Ordering::Relaxed))
-                .sum();
-            shard.view_live.store(live, Ordering::Relaxed);
-            shard.view_others.store(others, Ordering::Relaxed);
+            let others = (1..SHARDS).map(|k| &self.shards[(i + k) % SHARDS]);
+            let (live, bytes) = others.fold((0u64, 0), |(l, b), s| {
+                (
+                    l.wrapping_add(s.live.load(Ordering::Relaxed)),
+                    b + s.bytes.load(Ordering::Relaxed),
+                )
+            });
+            shard.view_live.store(live as usize, Ordering::Relaxed);
+            shard.view_others.store(bytes, Ordering::Relaxed);
             shard.view_ms.store(now_ms, Ordering::Relaxed);
+            self.peak
+                .fetch_max(self.live_bytes() as u64, Ordering::Relaxed);
         }
+        let own = shard.live.load(Ordering::Relaxed);
+        let others_live = shard.view_live.load(Ordering::Relaxed) as u64;
         (
-            shard.view_live.load(Ordering::Relaxed),
+            (own.wrapping_add(others_live) as i64).max(0) as usize,
             shard.view_others.load(Ordering::Relaxed),
         )
     }
@@ -773,9 +782,10 @@ impl<P: PageSource + 'static> LargeHeap<P> {
                             freed_at,
                         };
                         c.bytes += total;
+                        let due = freed_at.saturating_add(self.max_age_ms);
                         self.shards[i]
                             .next_expiry_ms
-                            .fetch_min(freed_at.saturating_add(self.max_age_ms), Ordering::Relaxed);
+                            .fetch_min(due, Ordering::Relaxed);
                         true
                     }
                     // No slot: nothing was merged (a merge frees one).
