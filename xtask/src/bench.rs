@@ -31,7 +31,7 @@ const SHBENCH: &[usize] = &[1, 2, 4, 16];
 
 /// Our workloads, in report order: `benches/workloads/<name>.c`, run as `<name> THREADS SCALE`
 /// with each of its default thread counts (unless `--threads` says otherwise).
-const WORKLOADS: [(&str, &[usize]); 13] = [
+const WORKLOADS: [(&str, &[usize]); 15] = [
     ("churn", SINGLE_THREADED),
     ("larson", THREADED),
     ("sh6bench", SHBENCH),
@@ -43,6 +43,8 @@ const WORKLOADS: [(&str, &[usize]); 13] = [
     ("random-mixed", SINGLE_THREADED),
     ("medium", SINGLE_THREADED),
     ("large", SINGLE_THREADED),
+    ("large-replace", THREADED),
+    ("large-threads", THREADED),
     ("realloc-chain", SINGLE_THREADED),
     ("calloc", SINGLE_THREADED),
 ];

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 const USAGE: &str = "usage: cargo xtask fuzz \
-                     <tls_sll|refill|superslab|front_api|hakmem|hakmem-checked|all> \
+                     <tls_sll|refill|superslab|large|front_api|hakmem|hakmem-checked|all> \
                      [--time SECS] [--cases N] [--seed S]";
 
 /// A fuzz target: its package and which test binary of it holds the model tests.
@@ -34,7 +34,7 @@ struct Target {
     select: &'static [&'static str],
 }
 
-const TARGETS: [Target; 6] = [
+const TARGETS: [Target; 7] = [
     Target {
         name: "tls_sll",
         package: "tls_sll",
@@ -48,6 +48,11 @@ const TARGETS: [Target; 6] = [
     Target {
         name: "superslab",
         package: "superslab",
+        select: &["--test", "model"],
+    },
+    Target {
+        name: "large",
+        package: "large",
         select: &["--test", "model"],
     },
     Target {

@@ -24,12 +24,12 @@ use crate::Layout;
 use core::cell::Cell;
 use core::ptr::null_mut;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use large::LargeHeap;
 use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::SlabSource;
 use superslab::{
-    AddressMap, OwnerTag, PageSource, RemoteQueue, SegmentPool, Slab, SlabHeap, SpinLock,
+    AddressMap, OwnerTag, PageSource, RemoteQueue, SegmentPool, Slab, SlabHeap, SpinLock, TAG_UNIT,
 };
 use tiny_layout::CLASS_COUNT;
 
@@ -37,7 +37,8 @@ use tiny_layout::CLASS_COUNT;
 pub static MAP: AddressMap = AddressMap::new();
 /// Empty segments, process-wide.
 pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 8);
-/// The large tier: at most 256 MiB of freed mappings cached for at most 1 s.
+/// The large tier: at most 256 MiB of freed mappings cached for at most 1 s, in shards
+/// that threads use by their heap's number ([`Heap::large_shard`]).
 pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 256 << 20, 1000);
 
 /// Bytes from one class's slot to the next in a heap (one pointer): malloc's size table
@@ -176,6 +177,12 @@ impl Heap {
             counters: crate::stats::ClassCounters::new(),
             remote: Remote(RemoteQueue::new()),
         }
+    }
+
+    /// The large tier's shard this heap's thread allocates from: heaps are
+    /// numbered in creation order, so live threads spread over the shards.
+    pub fn large_shard(&self) -> usize {
+        (self.tag / TAG_UNIT as u64) as usize
     }
 
     /// Sets up a heap in place with its owner tag (the map must be reserved).
@@ -733,10 +740,11 @@ std::thread_local! {
     static INITIALIZING: Cell<bool> = const { Cell::new(false) };
 }
 
-const UNINIT: u8 = 0;
-const RUNNING: u8 = 1;
-const DONE: u8 = 2;
-static INIT: AtomicU8 = AtomicU8::new(UNINIT);
+const UNINIT: u32 = 0;
+const RUNNING: u32 = 1;
+const DONE: u32 = 2;
+/// A 32-bit word so that threads waiting for the set-up can sleep on it (futex).
+static INIT: AtomicU32 = AtomicU32::new(UNINIT);
 static mut EXIT_KEY: libc::pthread_key_t = 0;
 
 /// This thread's heap for the fast paths: never null, the empty heap before the thread's
@@ -807,13 +815,16 @@ fn process_init() {
         }
         INITIALIZING.with(|f| f.set(false));
         INIT.store(DONE, Ordering::Release);
+        os_pages::wake(&INIT, u32::MAX);
         return;
     }
     if INITIALIZING.with(|f| f.get()) {
         return;
     }
+    // The set-up makes a few system calls: sleep until it is done rather than spin through
+    // the time slices of a thread that may be descheduled.
     while INIT.load(Ordering::Acquire) != DONE {
-        core::hint::spin_loop();
+        os_pages::wait(&INIT, RUNNING);
     }
 }
 
@@ -841,10 +852,10 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
 extern "C" fn fork_prepare() {
     REGISTRY.lock.lock();
     POOL.lock().lock();
-    LARGE.lock().lock();
+    LARGE.lock_all();
 }
 extern "C" fn fork_parent() {
-    LARGE.lock().unlock();
+    LARGE.unlock_all();
     POOL.lock().unlock();
     REGISTRY.lock.unlock();
 }
@@ -852,7 +863,7 @@ extern "C" fn fork_parent() {
 /// every other thread's heap is abandoned so that the child's new threads adopt them,
 /// slabs, cached blocks and all.
 extern "C" fn fork_child() {
-    LARGE.lock().reset();
+    LARGE.reset_all();
     POOL.lock().reset();
     REGISTRY.lock.reset();
     let me = current_real();

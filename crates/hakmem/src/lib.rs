@@ -274,7 +274,7 @@ unsafe impl Backend for Alloc {
     fn alloc_zeroed(&self, size: usize) -> *mut u8 {
         if size > MAX_CLASS_SIZE {
             // Fresh mappings are already zero; a reused cached one is cleared by the tier.
-            return heap::LARGE.alloc(size, MIN_ALIGN, true, os::now_ms());
+            return alloc_large(size, MIN_ALIGN, true);
         }
         if size >= CALLOC_FROM_SLABS {
             if let Some(c) = class_of(size) {
@@ -308,7 +308,7 @@ unsafe impl Backend for Alloc {
                 }
             }
         }
-        heap::LARGE.alloc(size, align, false, os::now_ms())
+        alloc_large(size, align, false)
     }
 
     #[inline(always)]
@@ -351,6 +351,14 @@ unsafe impl Backend for Alloc {
         }
         None
     }
+}
+
+/// A large block (see `large::LargeHeap::alloc_in`) from this thread's shard of the tier,
+/// that of its heap (a thread without a heap gets one: it is on a slow path anyway).
+fn alloc_large(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    // SAFETY: a non-null heap pointer from `heap` is a live heap.
+    let shard = unsafe { heap::current_or_init().as_ref() }.map_or(0, heap::Heap::large_shard);
+    heap::LARGE.alloc_in(shard, size, align, zeroed, os::now_ms())
 }
 
 /// The bytes a live block really spans (its class size, or its mapping for a large one).
@@ -409,9 +417,7 @@ fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
 fn malloc_slow(size: usize) -> *mut u8 {
     let p = match class_of(size) {
         Some(c) => Alloc::alloc_class(c, size),
-        None if size <= isize::MAX as usize => {
-            heap::LARGE.alloc(size, MIN_ALIGN, false, os::now_ms())
-        }
+        None if size <= isize::MAX as usize => alloc_large(size, MIN_ALIGN, false),
         None => null_mut(),
     };
     if p.is_null() {

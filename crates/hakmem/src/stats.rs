@@ -185,11 +185,11 @@ pub fn collect() -> Stats {
     s.slabs_closed = p.slabs_closed.load(Relaxed);
     s.bytes_purged = p.bytes_purged.load(Relaxed);
     let l = crate::heap::LARGE.stats();
-    s.large_allocs = l.allocs.load(Relaxed);
-    s.large_frees = l.frees.load(Relaxed);
-    s.large_cache_hits = l.cache_hits.load(Relaxed);
-    s.large_bytes_live = l.bytes_live.load(Relaxed);
-    s.large_bytes_peak = l.bytes_peak.load(Relaxed);
+    s.large_allocs = l.allocs;
+    s.large_frees = l.frees;
+    s.large_cache_hits = l.cache_hits;
+    s.large_bytes_live = l.bytes_live;
+    s.large_bytes_peak = l.bytes_peak;
     s.process_resident = crate::os::resident_bytes();
     s
 }

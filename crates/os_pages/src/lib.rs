@@ -10,12 +10,17 @@
 //! | [`unmap`](PageSource::unmap) | `munmap` |
 //! | [`purge`](PageSource::purge) | `madvise(MADV_DONTNEED)`: the pages go back to the OS, the range stays mapped and reads zero |
 //! | [`hint_huge_pages`](PageSource::hint_huge_pages) | `madvise(MADV_HUGEPAGE)` |
-//! | [`remap`](PageSource::remap) | `mremap` in place; else, when moving is allowed, `mremap(MREMAP_MAYMOVE \| MREMAP_FIXED)` onto an aligned reservation |
+//! | [`remap`](PageSource::remap) | shrink: `munmap` of the tail; grow in place: `mmap(MAP_FIXED_NOREPLACE)` of the pages after the range; else, when moving is allowed, `mremap(MREMAP_MAYMOVE \| MREMAP_FIXED)` onto an aligned reservation |
+//! | [`wait`], [`wake`] | `futex(FUTEX_WAIT_PRIVATE)`, `futex(FUTEX_WAKE_PRIVATE)` |
 //! | [`reserve`](PageSource::reserve) | `mmap(PROT_READ, MAP_NORESERVE)`: address space that reads zero, charged nothing |
 //! | [`commit`](PageSource::commit) | `mprotect(PROT_READ \| PROT_WRITE)` on part of a reservation |
 //!
 //! Other page sources (a counting or failing wrapper for tests, another OS) implement the
 //! same trait; the boxes are generic over it.
+//!
+//! The platform's one blocking wait lives here too: [`wait`] and [`wake`] (a `futex` on a
+//! 32-bit word), so that a lock of the boxes above can put a waiter to sleep instead of
+//! letting it spin while the holder is descheduled.
 //!
 //! ## Invariants owned here
 //! - A range returned by [`PageSource::map`] is fresh, zero-filled, readable and writable,
@@ -49,6 +54,7 @@
 #![warn(missing_docs)]
 
 use core::ptr::NonNull;
+use core::sync::atomic::AtomicU32;
 
 /// Bytes of one page: the granularity of every mapping (x86-64 and aarch64 Linux with
 /// 4 KiB pages).
@@ -156,10 +162,12 @@ pub unsafe trait PageSource {
     /// Resizes a mapping, keeping its contents: in place if it can, else, when
     /// `move_align` is `Some(align)`, by moving its pages (not copying them) to a fresh
     /// range aligned to `align` (a power of two), so that a mapping that was aligned for
-    /// huge pages stays so; `None` if the OS cannot. The default cannot.
+    /// huge pages stays so; `None` if the OS cannot (the range is then as it was). The
+    /// default cannot.
     ///
     /// # Safety
-    /// `p`/`old` is a whole mapping from `map`; on success the old range must not be used.
+    /// `p`/`old` is a whole mapping from `map`, or adjacent whole mappings together (then
+    /// only an in-place resize can succeed); on success the old range must not be used.
     unsafe fn remap(
         &self,
         p: NonNull<u8>,
@@ -240,6 +248,37 @@ fn map_aligned(
     NonNull::new(aligned as *mut u8)
 }
 
+/// `n` rounded up to the page.
+fn page_up(n: usize) -> usize {
+    (n + PAGE - 1) & !(PAGE - 1)
+}
+
+/// Maps `len` fresh read-write bytes exactly at `addr` if nothing is mapped there
+/// (`MAP_FIXED_NOREPLACE`); false, and nothing mapped, otherwise.
+fn map_fixed_noreplace(addr: usize, len: usize) -> bool {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; a kernel without it
+    // (before 4.17) takes the address as a hint, and a mapping placed elsewhere is undone.
+    let q = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if q == libc::MAP_FAILED {
+        return false;
+    }
+    if q as usize != addr {
+        // SAFETY: our fresh mapping, never handed out.
+        unsafe { munmap(q as usize, len) };
+        return false;
+    }
+    true
+}
+
 /// `munmap` of `len` bytes at `addr` (page-aligned).
 ///
 /// # Safety
@@ -254,7 +293,8 @@ unsafe fn munmap(addr: usize, len: usize) {
 // SAFETY: anonymous private mappings are fresh, zero-filled, readable and writable and used
 // by nothing else; `map` trims the over-mapping so the result has the asked alignment;
 // MADV_DONTNEED on a private anonymous range drops its pages, and the range reads zero
-// afterwards; mremap keeps the contents and zero-fills the growth.
+// afterwards; growth in place maps fresh zero pages after the range, a move (mremap) keeps
+// the contents and zero-fills the growth.
 unsafe impl PageSource for MmapPages {
     const PAGE: usize = PAGE;
 
@@ -318,11 +358,17 @@ unsafe impl PageSource for MmapPages {
         new: usize,
         move_align: Option<usize>,
     ) -> Option<NonNull<u8>> {
-        // SAFETY: `p`/`old` is one of our mappings (caller); the kernel keeps the contents
-        // and, on failure, leaves the mapping as it was.
-        let q = unsafe { libc::mremap(p.as_ptr().cast(), old, new, 0) };
-        if q != libc::MAP_FAILED {
-            return NonNull::new(q.cast());
+        let (start, old, new) = (p.as_ptr() as usize, page_up(old), page_up(new));
+        if new <= old {
+            // SAFETY: the tail is part of the caller's range, which gives it up.
+            unsafe { munmap(start + new, old - new) };
+            return Some(p);
+        }
+        // In place: the pages right after the range, if that address space is free. A
+        // mapping of its own (the kernel joins it to its neighbour when it can), so this
+        // works for a range made of several adjacent mappings too, where `mremap` fails.
+        if map_fixed_noreplace(start + old, new - old) {
+            return Some(p);
         }
         let align = move_align?;
         // Where the pages go: a reservation of the new size, aligned (it charges nothing;
@@ -347,6 +393,38 @@ unsafe impl PageSource for MmapPages {
             NonNull::new(q.cast())
         }
     }
+}
+
+/// Blocks the calling thread while `word` holds `expected`, until a [`wake`] on `word` (or
+/// a spurious wake-up, or a signal): the caller re-checks its condition and waits again.
+/// Returns at once if `word` no longer holds `expected`. `FUTEX_WAIT` on a process-private
+/// word: one system call, nothing allocated.
+pub fn wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: `word` is a live, aligned 32-bit word for the whole call; a null timeout
+    // waits without bound. The kernel compares and sleeps atomically.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            core::ptr::null::<libc::timespec>(),
+        )
+    };
+}
+
+/// Wakes up to `n` threads blocked in [`wait`] on `word` (`u32::MAX`: all of them).
+pub fn wake(word: &AtomicU32, n: u32) {
+    let n = n.min(i32::MAX as u32) as i32;
+    // SAFETY: `FUTEX_WAKE` only reads the word's address; nothing is written.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            n,
+        )
+    };
 }
 
 #[cfg(test)]

@@ -384,3 +384,68 @@ fn prefault_makes_pages_resident_and_keeps_contents() {
         pages.unmap(p, size);
     }
 }
+
+#[test]
+fn wait_sleeps_until_woken_and_returns_at_once_on_another_value() {
+    // Its thread's stack is a mapping: not while another test checks what is unmapped.
+    let _g = lock();
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let word = Arc::new(AtomicU32::new(0));
+    // The word does not hold the expected value: no sleep.
+    let t0 = Instant::now();
+    wait(&word, 1);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // A waiter on 1 sleeps until the word changes and a wake comes.
+    word.store(1, SeqCst);
+    let woke = Arc::new(AtomicU32::new(0));
+    let (w, flag) = (word.clone(), woke.clone());
+    let t = std::thread::spawn(move || {
+        while w.load(SeqCst) == 1 {
+            wait(&w, 1);
+        }
+        flag.store(1, SeqCst);
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        woke.load(SeqCst),
+        0,
+        "the waiter returned while the word held 1"
+    );
+    word.store(2, SeqCst);
+    wake(&word, u32::MAX);
+    t.join().unwrap();
+    assert_eq!(woke.load(SeqCst), 1);
+}
+
+#[test]
+fn a_range_of_two_mappings_grows_and_shrinks_in_place() {
+    let _g = lock();
+    let pages = MmapPages;
+    // Address space of 16 pages; the first 8 become two mappings of 4 pages that the
+    // kernel keeps apart (the first asks for huge pages), the rest is left free.
+    let r = pages.map(16 * PAGE, PAGE).expect("mmap");
+    // SAFETY: all ranges below are ours; nothing else maps while the lock is held.
+    unsafe {
+        pages.unmap(NonNull::new(r.as_ptr().add(8 * PAGE)).unwrap(), 8 * PAGE);
+        pages.hint_huge_pages(r, 4 * PAGE);
+        fill(r, 8 * PAGE, 21);
+        let q = pages
+            .remap(r, 8 * PAGE, 12 * PAGE, None)
+            .expect("the address space after the range is free");
+        assert_eq!(q, r);
+        assert_eq!(first_mismatch(q, 8 * PAGE, 21), None);
+        assert!(all_zero(
+            NonNull::new(q.as_ptr().add(8 * PAGE)).unwrap(),
+            4 * PAGE
+        ));
+        let q = pages
+            .remap(q, 12 * PAGE, 6 * PAGE, None)
+            .expect("shrinking");
+        assert_eq!(q, r);
+        assert!(!is_mapped(r.as_ptr() as usize + 6 * PAGE));
+        assert_eq!(first_mismatch(q, 6 * PAGE, 21), None);
+        pages.unmap(q, 6 * PAGE);
+    }
+}

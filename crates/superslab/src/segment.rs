@@ -4,7 +4,7 @@ use crate::map::ENTRY_SEGMENT;
 use crate::{AddressMap, OwnerTag, PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZE};
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ptr_conversion::{BlockBase, BlockLayout, BlockState, Header, SizeClass};
 use tiny_layout::CLASS_COUNT;
 use tls_sll::FreeList;
@@ -349,7 +349,11 @@ fn find_run(free: u64, n: usize) -> Option<usize> {
     None
 }
 
-/// A minimal spin lock for cold, short critical sections (segment pool, heap registry).
+/// A lock for cold, short critical sections (segment pool, heap registry, large tier):
+/// it spins for a few microseconds while the holder is likely still running, then sleeps
+/// on a futex ([`os_pages::wait`]) until the holder's `unlock` wakes it. A waiter therefore
+/// never spins for long while the holder is descheduled, and a process with more threads
+/// than cores does not burn its time slices spinning.
 ///
 /// No guard and no poisoning: `lock` and `unlock` must pair up on the same thread, and
 /// nothing between them may panic or allocate through the lock's owner.
@@ -362,43 +366,78 @@ fn find_run(free: u64, n: usize) -> Option<usize> {
 /// LOCK.unlock();
 /// ```
 pub struct SpinLock {
-    locked: AtomicBool,
+    /// [`FREE`], [`HELD`], or [`CONTENDED`] (held, and a waiter may be asleep on it).
+    state: AtomicU32,
 }
+
+const FREE: u32 = 0;
+const HELD: u32 = 1;
+const CONTENDED: u32 = 2;
+/// Pause hints a waiter spins before it sleeps: a few microseconds, about what a short
+/// critical section takes when its holder runs.
+const SPINS: u32 = 200;
 
 impl SpinLock {
     /// Unlocked.
     pub const fn new() -> Self {
         SpinLock {
-            locked: AtomicBool::new(false),
+            state: AtomicU32::new(FREE),
         }
     }
-    /// Acquires (Acquire ordering); spins with a pause hint.
+    /// Acquires (Acquire ordering): at once if free, else after a bounded spin, else
+    /// asleep until an `unlock` wakes this thread.
+    #[inline]
     pub fn lock(&self) {
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        if self
+            .state
+            .compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            while self.locked.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
+            self.lock_contended();
+        }
+    }
+    #[cold]
+    fn lock_contended(&self) {
+        for _ in 0..SPINS {
+            match self.state.load(Ordering::Relaxed) {
+                FREE if self
+                    .state
+                    .compare_exchange_weak(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok() =>
+                {
+                    return
+                }
+                // Others sleep already: spinning would only delay joining them.
+                CONTENDED => break,
+                _ => {}
             }
+            core::hint::spin_loop();
+        }
+        // Marked contended, so that the holder's unlock wakes a sleeper; taken when the
+        // swap finds it free (then still marked contended: a spare wake at worst).
+        while self.state.swap(CONTENDED, Ordering::Acquire) != FREE {
+            os_pages::wait(&self.state, CONTENDED);
         }
     }
     /// Acquires if free (Acquire ordering) and returns true; false at once if held.
     pub fn try_lock(&self) -> bool {
-        !self.locked.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) == FREE
             && self
-                .locked
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .state
+                .compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
     }
-    /// Releases (Release ordering).
+    /// Releases (Release ordering), waking one sleeping waiter if there may be one.
+    #[inline]
     pub fn unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+        if self.state.swap(FREE, Ordering::Release) == CONTENDED {
+            os_pages::wake(&self.state, 1);
+        }
     }
-    /// Forces the lock free: only for a fork child, where the holder no longer exists.
+    /// Forces the lock free: only for a fork child, where the holder no longer exists
+    /// (nor does any waiter: only the forking thread survives).
     pub fn reset(&self) {
-        self.locked.store(false, Ordering::Relaxed);
+        self.state.store(FREE, Ordering::Relaxed);
     }
 }
 
@@ -866,7 +905,7 @@ impl<L: BlockLayout> SlabHeap<L> {
 
     /// The owner's periodic tidying, at most once per `delay_ms` (every call when 0):
     /// closes the queued slabs whose blocks have all come back (looking at
-    /// [`SCAN_PER_TICK`] slab records a tick, round the heap's segments; all of them when
+    /// 256 slab records a tick, round the heap's segments; all of them when
     /// `delay_ms` is 0), and gives the pages of free slices back to the OS once they have
     /// stayed free for at least `delay_ms` (0: every dirty slice at once). Cheap between
     /// ticks. Returns the bytes purged.

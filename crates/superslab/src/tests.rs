@@ -1114,3 +1114,80 @@ fn spin_lock_try_lock_fails_while_held_and_excludes_other_threads() {
     t.join().unwrap();
     assert_eq!(COUNT.load(Relaxed), 200_000);
 }
+
+/// More threads than this machine has cores (it has 2) take the lock in turns, some with
+/// `try_lock`, and the holder sometimes yields its core inside the critical section (as a
+/// descheduled holder would): no increment is lost and every thread finishes.
+#[test]
+fn spin_lock_excludes_under_contention_with_more_threads_than_cores() {
+    static LOCK: SpinLock = SpinLock::new();
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    const THREADS: usize = 16;
+    const ROUNDS: usize = 20_000;
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..ROUNDS {
+                    if t % 4 == 0 {
+                        while !LOCK.try_lock() {
+                            std::thread::yield_now();
+                        }
+                    } else {
+                        LOCK.lock();
+                    }
+                    let v = COUNT.load(Relaxed);
+                    if i % 1000 == t {
+                        std::thread::yield_now();
+                    }
+                    COUNT.store(v + 1, Relaxed);
+                    LOCK.unlock();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(COUNT.load(Relaxed), THREADS * ROUNDS);
+    assert!(LOCK.try_lock(), "left locked");
+    LOCK.unlock();
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-parameter.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+        0
+    );
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A waiter whose holder keeps the lock for 400 ms (asleep, as a descheduled holder
+/// would be) spends almost none of that time on a CPU: it sleeps instead of spinning. An
+/// unbounded spinner would burn most of the 400 ms.
+#[test]
+fn spin_lock_waiter_sleeps_while_the_holder_is_away() {
+    static LOCK: SpinLock = SpinLock::new();
+    LOCK.lock();
+    let waiter = std::thread::spawn(|| {
+        let t0 = thread_cpu_time();
+        LOCK.lock();
+        LOCK.unlock();
+        thread_cpu_time() - t0
+    });
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    LOCK.unlock();
+    let spent = waiter.join().unwrap();
+    assert!(
+        spent < std::time::Duration::from_millis(50),
+        "the waiter used {spent:?} of CPU while the lock was held"
+    );
+    // After a contended round the lock is free and usable again.
+    assert!(LOCK.try_lock());
+    LOCK.unlock();
+}
