@@ -422,7 +422,11 @@ impl Heap {
     fn leave(&mut self, purge_delay_ms: u64) -> usize {
         self.collect_remote();
         self.slabs.release_empty(&POOL);
-        self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms)
+        let purged = self.slabs.purge(&POOL, crate::os::now_ms(), purge_delay_ms);
+        // The thread that adopts the heap reports these until its first tick after a
+        // statistics request: they must be today's.
+        self.publish_counts();
+        purged
     }
 
     /// Whether the heap still holds something to give back: current slabs, or free
@@ -440,21 +444,23 @@ impl Heap {
     }
 
     /// Publishes [`count_blocks`](Self::count_blocks) in the counters, for statistics read
-    /// while this heap's thread runs.
+    /// while this heap's thread runs, as allocations and frees: each only grows, so a
+    /// reader that sees one of them from this publication and the other from the last
+    /// still reads counts that never go down.
     fn publish_counts(&self) {
-        let (mut live, mut frees) = ([0u64; CLASS_COUNT], [0u64; CLASS_COUNT]);
+        let (mut allocs, mut frees) = ([0u64; CLASS_COUNT], [0u64; CLASS_COUNT]);
         self.count_blocks(|c, used, f| {
-            live[c] += used;
+            allocs[c] += used + f;
             frees[c] += f;
         });
         for c in 0..CLASS_COUNT {
-            self.counters.live[c].store(live[c], Ordering::Relaxed);
+            self.counters.allocs[c].store(allocs[c], Ordering::Relaxed);
             self.counters.frees[c].store(frees[c], Ordering::Relaxed);
         }
     }
 }
 
-/// Per-class blocks held by the program and blocks freed, of heap `h`: exact if `h` is
+/// Per-class blocks allocated and blocks freed, of heap `h`: exact if `h` is
 /// this thread's heap or no thread uses it (once it has taken back what other threads
 /// freed into it), else as its thread last published them (at its first purge tick after
 /// a statistics request: see `stats::EPOCH`). For statistics.
@@ -467,17 +473,18 @@ pub unsafe fn block_counts(h: *mut Heap, in_use: bool, mut f: impl FnMut(usize, 
     // read its slabs.
     unsafe {
         if !in_use || h == current() {
+            // Published too: a heap no thread uses may be adopted before the next
+            // request, and must not read lower then than it does now.
             (*h).collect_remote();
-            (*h).count_blocks(f);
-        } else {
-            let c = &(*h).counters;
-            for i in 0..CLASS_COUNT {
-                f(
-                    i,
-                    c.live[i].load(Ordering::Relaxed),
-                    c.frees[i].load(Ordering::Relaxed),
-                );
-            }
+            (*h).publish_counts();
+        }
+        let c = &(*h).counters;
+        for i in 0..CLASS_COUNT {
+            f(
+                i,
+                c.allocs[i].load(Ordering::Relaxed),
+                c.frees[i].load(Ordering::Relaxed),
+            );
         }
     }
 }

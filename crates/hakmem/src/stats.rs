@@ -24,8 +24,8 @@ pub struct ClassCounters {
     pub refills: [AtomicU64; CLASS_COUNT],
     /// Blocks other threads freed, taken back from the remote queue.
     pub remote_frees: [AtomicU64; CLASS_COUNT],
-    /// Blocks the program holds, as last published (see [`collect`]).
-    pub live: [AtomicU64; CLASS_COUNT],
+    /// Blocks allocated, as last published (see [`collect`]).
+    pub allocs: [AtomicU64; CLASS_COUNT],
     /// Blocks freed, as last published.
     pub frees: [AtomicU64; CLASS_COUNT],
 }
@@ -37,7 +37,7 @@ impl ClassCounters {
             misses: [const { AtomicU64::new(0) }; CLASS_COUNT],
             refills: [const { AtomicU64::new(0) }; CLASS_COUNT],
             remote_frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
-            live: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            allocs: [const { AtomicU64::new(0) }; CLASS_COUNT],
             frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
         }
     }
@@ -143,8 +143,8 @@ impl Stats {
         let classes = &mut self.classes;
         // SAFETY: (caller).
         unsafe {
-            crate::heap::block_counts(h, in_use, |i, live, frees| {
-                classes[i].allocs += live + frees;
+            crate::heap::block_counts(h, in_use, |i, allocs, frees| {
+                classes[i].allocs += allocs;
                 classes[i].frees += frees;
             })
         };

@@ -41,10 +41,10 @@ pub enum SlabState {
 /// that the slab's map entries carry.
 #[repr(C, align(64))]
 pub struct Slab<L: BlockLayout> {
-    /// The free blocks (its cap is the slab's capacity: `len` never exceeds it).
+    /// The free blocks (its cap is the slab's capacity: `len` never exceeds it). Its
+    /// pushes are the blocks carved and the blocks freed, so its pops and pushes are
+    /// counted in two words: malloc's pop and free's push never update the same one.
     list: FreeList<L>,
-    /// Blocks freed into the list since the slab opened (statistics).
-    frees: u64,
     /// Blocks carved so far (the bump pointer is `start + carved × stride`).
     carved: u32,
     class_: SizeClass,
@@ -57,7 +57,6 @@ pub struct Slab<L: BlockLayout> {
     fresh: bool,
     next: *mut Slab<L>,
     prev: *mut Slab<L>,
-    owner: usize,
 }
 
 /// log2 of a slab record's size: record offsets in map entries are multiples of it.
@@ -75,7 +74,6 @@ impl<L: BlockLayout> Slab<L> {
     pub const fn detached() -> Self {
         Slab {
             list: FreeList::new(0),
-            frees: 0,
             carved: 0,
             // SAFETY: class 0 exists.
             class_: unsafe { SizeClass::new_unchecked(0) },
@@ -85,7 +83,6 @@ impl<L: BlockLayout> Slab<L> {
             fresh: false,
             next: null_mut(),
             prev: null_mut(),
-            owner: 0,
         }
     }
     /// The size class of the slab's blocks.
@@ -99,11 +96,17 @@ impl<L: BlockLayout> Slab<L> {
     fn class_index(&self) -> usize {
         self.class_.index()
     }
-    /// The owner token of the slab (the owning heap's address); 0 for a slice that starts
-    /// no live slab, so `owner() == my_token` alone proves the slab is live and mine.
+    /// The owner token of the slab (the owning heap's address, its segment's owner); 0
+    /// for a slice that starts no live slab, so `owner() == my_token` alone proves the
+    /// slab is live and mine.
     #[inline(always)]
     pub fn owner(&self) -> usize {
-        self.owner
+        if !self.is_live() {
+            return 0;
+        }
+        let seg = (self as *const Self as usize & !(SEGMENT_SIZE - 1)) as *const Segment<L>;
+        // SAFETY: a live slab's record lies in its segment's metadata, which is live.
+        unsafe { (*seg).owner }
     }
     /// True if this entry is the head of a live slab.
     #[inline(always)]
@@ -142,7 +145,6 @@ impl<L: BlockLayout> Slab<L> {
     pub unsafe fn push(&mut self, b: BlockBase<L>) {
         // SAFETY: forwarded: a free block of ours, in no list.
         unsafe { self.list.push(b) };
-        self.frees = self.frees.wrapping_add(1);
     }
 
     /// A free block ready on the list?
@@ -178,15 +180,15 @@ impl<L: BlockLayout> Slab<L> {
 
     /// Carves one block for the caller (not through the list), and tells whether its
     /// bytes are known to be zero (fresh pages): for `calloc`.
+    /// The caller's list is empty (its pop found nothing).
     fn carve_one(&mut self) -> Option<(BlockBase<L>, bool)> {
-        if self.uncarved() == 0 {
-            return None;
-        }
-        let addr = self.start() + self.carved as usize * L::stride(self.class_);
-        // SAFETY: the next uncarved block of this slab.
-        let b = unsafe { block_at::<L>(addr) };
-        self.init_carved(b);
-        self.carved += 1;
+        debug_assert!(self.list.is_empty());
+        // Through the list, so that its counts stay those of every block carved.
+        self.carve(1);
+        let b = self.list.pop()?;
+        // SAFETY: a block just carved for the caller: the only word carving wrote in its
+        // user bytes, its link, reads zero again (a checked header is rewritten anyway).
+        unsafe { b.as_ptr().add(L::LINK_OFFSET).cast::<usize>().write(0) };
         Some((b, self.fresh))
     }
 
@@ -215,9 +217,10 @@ impl<L: BlockLayout> Slab<L> {
     pub fn used(&self) -> u32 {
         self.carved - self.list.len()
     }
-    /// Blocks freed into the slab since it opened.
+    /// Blocks freed into the slab since it opened (its list's intake less the blocks
+    /// carved onto it).
     pub fn frees(&self) -> u64 {
-        self.frees
+        self.list.pushes() - self.carved as u64
     }
     /// Blocks the slab holds in all.
     pub fn capacity(&self) -> u32 {
@@ -781,7 +784,7 @@ impl<L: BlockLayout> SlabHeap<L> {
     ) -> SizeClass {
         // SAFETY: the caller vouches `b` is in one of our live slabs.
         let s = unsafe { Segment::<L>::slab_mut(b.addr()) };
-        debug_assert!(s.is_live() && s.owner == self.owner && s.used() > 0);
+        debug_assert!(s.is_live() && s.owner() == self.owner && s.used() > 0);
         // SAFETY: the block is free and ours.
         unsafe { s.push(b) };
         if s.state == SlabState::Full {
@@ -883,7 +886,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             // SAFETY: segments in our list are live and ours.
             let sg = unsafe { &*seg };
             for s in sg.slabs.iter().filter(|s| s.is_live()) {
-                f(s.class(), s.used(), s.frees);
+                f(s.class(), s.used(), s.frees());
             }
             seg = sg.next;
         }
@@ -1065,11 +1068,9 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
         let s = &mut sg.slabs[first & (SLICES - 1)];
         s.list = FreeList::new(L::blocks_per_slab(c) as u32);
-        s.frees = 0;
         s.carved = 0;
         s.next = null_mut();
         s.prev = null_mut();
-        s.owner = self.owner;
         s.class_ = c;
         s.head = first as u8;
         s.slices = n as u8;
@@ -1104,7 +1105,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         let first = s.head as usize;
         let n = s.slices as usize;
         PoolStats::add(&pool.stats.slabs_closed, 1);
-        self.closed_frees[s.class_index()] += s.frees;
+        self.closed_frees[s.class_index()] += s.frees();
         let start = s.start();
         // Before the slices are free: the owner's fast path must stop seeing them first.
         pool.map.set_slices(start, n, ENTRY_SEGMENT);
@@ -1114,9 +1115,8 @@ impl<L: BlockLayout> SlabHeap<L> {
             e.head = i as u8;
             e.slices = 0;
             e.state = SlabState::Closed;
-            // No heap matches owner 0, so a stale free into a closed slab never takes an
-            // owner's path (see `Slab::owner`).
-            e.owner = 0;
+            // `owner()` is 0 from now on (`slices` is 0), so a stale free into a closed
+            // slab never takes an owner's path.
         }
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         seg.free_slices |= run << first;

@@ -7,7 +7,7 @@
 //! data.
 //!
 //! ## Invariants owned here
-//! - `cap - room` ([`FreeList::len`]) is exactly the number of blocks reachable from
+//! - `pushes - pops` ([`FreeList::len`]) is exactly the number of blocks reachable from
 //!   `head`.
 //! - Lists hold [`BlockBase`]s only (never user pointers): the type admits nothing else.
 //! - A list never grows past its cap through [`FreeList::push_bounded`]; callers that must
@@ -40,23 +40,22 @@
 #![no_std]
 #![warn(missing_docs)]
 
-use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
 use tiny_layout::CLASS_COUNT;
 
-/// One LIFO free list with its length and cap (16 bytes).
+/// One LIFO free list with its counts and cap (32 bytes).
 ///
 /// The links are threaded through the blocks themselves (`ptr_conversion` says where),
 /// so a list needs no memory of its own. See the [crate example](crate) for push and pop.
 ///
-/// The length is kept as the room left below the cap (`room = cap - len`, negative while
-/// a refill batch overfills the list), so a bounded push tests and updates one field and
-/// a pop updates one. The room is a relaxed atomic written only by the list's owner (a
-/// plain load and store, no read-modify-write instruction), so that another thread may
-/// read [`len`](Self::len), for statistics.
+/// The length is kept as two running counts, blocks pushed and blocks popped, each
+/// written only by its own operation: a pop right after a push (a `free` then a `malloc`)
+/// never waits on a count the push just wrote, and the count of pushes is the list's
+/// total intake (a slab's frees).
 pub struct FreeList<L: BlockLayout> {
     head: Option<BlockBase<L>>,
-    room: AtomicI32,
+    pushes: u64,
+    pops: u64,
     cap: u32,
 }
 
@@ -120,36 +119,20 @@ impl<L: BlockLayout> FreeList<L> {
         };
         FreeList {
             head: None,
-            room: AtomicI32::new(cap as i32),
+            pushes: 0,
+            pops: 0,
             cap,
         }
-    }
-    /// Sets the room (the owner's plain store).
-    #[inline(always)]
-    fn set_room(&self, room: i32) {
-        self.room.store(room, Relaxed);
-    }
-    /// Adds `delta` to the room (the owner's load and store).
-    #[inline(always)]
-    fn add_room(&self, delta: i32) {
-        self.set_room(self.room.load(Relaxed) + delta);
     }
     /// Blocks in the list.
     #[inline(always)]
     pub fn len(&self) -> u32 {
-        (self.cap as i64 - self.room.load(Relaxed) as i64) as u32
+        self.pushes.wrapping_sub(self.pops) as u32
     }
-    /// [`len`](Self::len) from another thread than the owner (statistics): reads the cap
-    /// and the (atomic) room through a pointer, without a reference to the list, whose
-    /// owner may be changing it. The result is the length at some recent moment.
-    ///
-    /// # Safety
-    /// `list` points to a live list whose cap is not being changed (caps are set before a
-    /// list is shared).
-    pub unsafe fn len_from(list: *const Self) -> u32 {
-        // SAFETY: the cap is read by value and the room through a reference to its atomic
-        // only (caller: a live list, cap fixed).
-        unsafe { ((*list).cap as i64 - (*list).room.load(Relaxed) as i64) as u32 }
+    /// Blocks pushed onto the list so far (chains count their blocks).
+    #[inline(always)]
+    pub fn pushes(&self) -> u64 {
+        self.pushes
     }
     /// No blocks?
     #[inline(always)]
@@ -164,10 +147,7 @@ impl<L: BlockLayout> FreeList<L> {
     /// Changes the cap (at most [`MAX_CAP`](Self::MAX_CAP); blocks above it stay until
     /// the next spill).
     pub fn set_cap(&mut self, cap: u32) {
-        let cap = cap.min(Self::MAX_CAP);
-        let len = self.len();
-        self.cap = cap;
-        self.set_room((cap as i64 - len as i64) as i32);
+        self.cap = cap.min(Self::MAX_CAP);
     }
 
     /// Pops the most recently pushed block.
@@ -177,7 +157,7 @@ impl<L: BlockLayout> FreeList<L> {
         // SAFETY: `b` is in this list, so it is free, owned by us, and its link was
         // written by `push`/`push_chain`.
         self.head = unsafe { b.link() };
-        self.add_room(1);
+        self.pops = self.pops.wrapping_add(1);
         Some(b)
     }
 
@@ -187,13 +167,9 @@ impl<L: BlockLayout> FreeList<L> {
     /// As for [`push`](Self::push).
     #[inline(always)]
     pub unsafe fn push_bounded(&mut self, b: BlockBase<L>) -> Result<(), BlockBase<L>> {
-        // The room after the push, tested for sign: one decrement both tests and counts.
-        let room = self.room.load(Relaxed).wrapping_sub(1);
-        if room >= 0 {
-            // SAFETY: the caller owns the free block `b`.
-            unsafe { b.set_link(self.head) };
-            self.head = Some(b);
-            self.set_room(room);
+        if self.len() < self.cap {
+            // SAFETY: forwarded.
+            unsafe { self.push(b) };
             Ok(())
         } else {
             Err(b)
@@ -209,7 +185,7 @@ impl<L: BlockLayout> FreeList<L> {
         // SAFETY: the caller owns the free block `b`.
         unsafe { b.set_link(self.head) };
         self.head = Some(b);
-        self.add_room(-1);
+        self.pushes = self.pushes.wrapping_add(1);
     }
 
     /// Detaches up to `n` blocks from the head as a chain; `None` if the list is empty or
@@ -233,7 +209,7 @@ impl<L: BlockLayout> FreeList<L> {
         }
         // SAFETY: as above.
         self.head = unsafe { tail.link() };
-        self.add_room(count as i32);
+        self.pops = self.pops.wrapping_add(count as u64);
         Some(Chain { head, tail, count })
     }
 
@@ -249,7 +225,7 @@ impl<L: BlockLayout> FreeList<L> {
         // or `Chain::from_raw_parts`, whose caller vouches for them).
         unsafe { c.tail.set_link(self.head) };
         self.head = Some(c.head);
-        self.add_room(-(c.count as i32));
+        self.pushes = self.pushes.wrapping_add(c.count as u64);
     }
 }
 
