@@ -13,6 +13,7 @@ const TESTS: &[(&str, bool)] = &[
     ("fork_under_load", true),
     ("thread_churn", true),
     ("purge_rss", true),
+    ("idle_return", true),
     ("early_init", true),
     ("soak", true),
     ("dlopen_late", false),

@@ -297,7 +297,12 @@ pub unsafe fn free(p: *mut u8) -> bool {
     if record < FULL_FLAG as usize {
         // SAFETY: this heap's slab, not full: `record` is its record's offset; the block
         // is free now and ours.
-        unsafe { (*Segment::<Layout>::slab_at(p as usize, record)).push(b) };
+        let s = unsafe { Segment::<Layout>::slab_at(p as usize, record) };
+        // SAFETY: as above.
+        if !unsafe { (*s).push(b) } {
+            // SAFETY: this heap's slab, every block of it back.
+            unsafe { (*h).slab_emptied(s) };
+        }
         return true;
     }
     // SAFETY: a verified block of a live slab, now marked Free.

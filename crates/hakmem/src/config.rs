@@ -67,12 +67,18 @@ fn parse(b: &[u8]) -> Option<u64> {
 /// (0: at once).
 pub static PURGE_DELAY_MS: Knob = Knob::new(c"HAKMEM_PURGE_DELAY_MS", 50, 600_000);
 
+/// `HAKMEM_BACKGROUND_PURGE`: 1 (default) the purger thread gives memory back while the
+/// program is quiet (started once the process is large enough, see `purger`); 0 never
+/// starts it.
+pub static BACKGROUND_PURGE: Knob = Knob::new(c"HAKMEM_BACKGROUND_PURGE", 1, 1);
+
 /// `HAKMEM_STATS`: 0 (default) nothing, `1` a text report at exit, `json` a JSON one.
 pub static STATS: Knob = Knob::new(c"HAKMEM_STATS", 0, 2);
 
 /// Reads every knob (once, at process set-up).
 pub fn load() {
     PURGE_DELAY_MS.load();
+    BACKGROUND_PURGE.load();
     // SAFETY: a NUL-terminated name; getenv returns null or a C string.
     let raw = unsafe { libc::getenv(c"HAKMEM_STATS".as_ptr()) };
     // SAFETY: as above.

@@ -24,7 +24,7 @@ use crate::Layout;
 use core::cell::Cell;
 use core::ptr::null_mut;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use large::LargeHeap;
 use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::SlabSource;
@@ -35,8 +35,9 @@ use tiny_layout::CLASS_COUNT;
 
 /// Which granules are ours.
 pub static MAP: AddressMap = AddressMap::new();
-/// Empty segments, process-wide.
-pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 8);
+/// Empty segments, process-wide: at most 256 (1 GiB) cached, resident until the pool's
+/// decay purges them (see `maintain`).
+pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 256);
 /// The large tier: at most 256 MiB of freed mappings cached for at most 1 s, in shards
 /// that threads use by their heap's number ([`Heap::large_shard`]).
 pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 256 << 20, 1000);
@@ -92,6 +93,10 @@ pub struct Heap {
     pub map_len: usize,
     /// The slabs this heap owns.
     slabs: SlabHeap<Layout>,
+    /// Held by the owner's slow paths (every `SlabHeap` call) and by another thread
+    /// purging this heap's free slices while the owner is elsewhere (`visit_live`): the
+    /// fast paths never take it (they touch only slab records, which visitors never do).
+    lock: SpinLock,
     /// Next heap in the abandoned list.
     next_abandoned: *mut Heap,
     /// Next heap in the list of all heaps.
@@ -161,6 +166,7 @@ impl Heap {
             map_base: core::ptr::null(),
             map_len: 0,
             slabs: SlabHeap::new(),
+            lock: SpinLock::new(),
             next_abandoned: null_mut(),
             next_all: null_mut(),
             in_use: false,
@@ -235,6 +241,24 @@ impl Heap {
     /// then lets `refill` carve more or move on to the next slab.
     #[inline]
     pub fn alloc_slow(&mut self, c: SizeClass) -> Option<BlockBase<Layout>> {
+        let b = self.locked(|h| h.alloc_slow_locked(c));
+        crate::purger::start_if_due();
+        b
+    }
+
+    /// Runs `f` under the heap's lock, then wakes the purger if memory waits to be given
+    /// back (see `purger::poke`).
+    #[inline]
+    fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.lock.lock();
+        let r = f(self);
+        let dirty = self.slabs.has_dirty();
+        self.lock.unlock();
+        crate::purger::poke(dirty);
+        r
+    }
+
+    fn alloc_slow_locked(&mut self, c: SizeClass) -> Option<BlockBase<Layout>> {
         self.collect_remote();
         self.purge_delayed();
         stats::bump(&self.counters.misses[c.index()]);
@@ -255,6 +279,12 @@ impl Heap {
     /// (carved just now from fresh pages): the current slab's free block if it has one,
     /// else a block carved for the caller, moving on to the next slab if needed.
     pub fn alloc_zeroed_slow(&mut self, c: SizeClass) -> Option<(BlockBase<Layout>, bool)> {
+        let r = self.locked(|h| h.alloc_zeroed_slow_locked(c));
+        crate::purger::start_if_due();
+        r
+    }
+
+    fn alloc_zeroed_slow_locked(&mut self, c: SizeClass) -> Option<(BlockBase<Layout>, bool)> {
         self.collect_remote();
         stats::bump(&self.counters.misses[c.index()]);
         let mut s = self.current[c.index()];
@@ -284,11 +314,27 @@ impl Heap {
     /// `b` is a block of our live slab, handed out and being freed.
     pub unsafe fn free_slow(&mut self, b: BlockBase<Layout>) {
         // SAFETY: forwarded.
-        unsafe { self.slabs.free_block(&POOL, b) };
+        self.locked(|h| unsafe { h.slabs.free_block(&POOL, b) });
+    }
+
+    /// The fast free saw the last block of our slab `s` come back: the slab heap closes
+    /// it or keeps it (see `SlabHeap::emptied`); a closed current slab leaves its slot.
+    ///
+    /// # Safety
+    /// `s` is a live slab of this heap whose blocks are all back.
+    pub unsafe fn slab_emptied(&mut self, s: *mut Slab<Layout>) {
+        self.locked(|h| {
+            // SAFETY: (caller) a live slab of ours.
+            let c = unsafe { (*s).class() }.index();
+            // SAFETY: forwarded; our slot is cleared below if the slab was current.
+            if unsafe { h.slabs.emptied(&POOL, s, true) } && h.current[c] == s {
+                h.current[c] = no_slab();
+            }
+        });
     }
 
     /// The slow paths' delayed work: this heap's empty slabs closed and free slices
-    /// purged, large mappings cached long enough unmapped, abandoned heaps visited.
+    /// purged, then the process-wide work of [`maintain`].
     fn purge_delayed(&mut self) {
         let now = crate::os::now_ms();
         let delay = config::PURGE_DELAY_MS.get();
@@ -300,10 +346,7 @@ impl Heap {
                 self.publish_counts();
             }
         }
-        LARGE.tick(now);
-        if now >= NEXT_DUE.load(Ordering::Relaxed) {
-            visit_abandoned(now, delay);
-        }
+        maintain(now, self as *mut Heap);
     }
 
     /// Takes back the blocks other threads freed into our slabs: each goes onto its own
@@ -475,8 +518,10 @@ pub unsafe fn block_counts(h: *mut Heap, in_use: bool, mut f: impl FnMut(usize, 
         if !in_use || h == current() {
             // Published too: a heap no thread uses may be adopted before the next
             // request, and must not read lower then than it does now.
-            (*h).collect_remote();
-            (*h).publish_counts();
+            (*h).locked(|h| {
+                h.collect_remote();
+                h.publish_counts();
+            });
         }
         let c = &(*h).counters;
         for i in 0..CLASS_COUNT {
@@ -627,6 +672,114 @@ fn visit_abandoned(now_ms: u64, delay_ms: u64) -> usize {
     purged
 }
 
+/// The earliest time of the next [`visit_live`].
+static NEXT_VISIT: AtomicU64 = AtomicU64::new(0);
+/// Some live heap may hold free slices not yet purged: set by the last [`visit_live`],
+/// and by any slow path that leaves its heap so ([`note_live_dirty`]).
+static LIVE_DIRTY: AtomicBool = AtomicBool::new(false);
+
+/// The process-wide part of giving memory back, run by every slow path after its own
+/// heap's tick and by the purger (`me` null): each part at most once per its period,
+/// whichever thread comes first.
+///
+/// When memory goes back (who gives it back: this function's callers):
+/// - a heap's free slices: once free for a purge delay (its owner's tick, or
+///   [`visit_live`] when the owner has not ticked for a delay);
+/// - the pool's empty segments: once no segment has been taken or given back for a
+///   purge period, or after `superslab::LONG_TICKS` periods (`SegmentPool::decay`);
+/// - the large tier's freed mappings: after 1 s;
+/// - abandoned heaps: current slabs given back and slices purged on the delay
+///   ([`visit_abandoned`]).
+pub fn maintain(now: u64, me: *mut Heap) {
+    let delay = config::PURGE_DELAY_MS.get();
+    LARGE.tick(now);
+    POOL.decay(now, crate::purger::period_ms());
+    if now >= NEXT_DUE.load(Ordering::Relaxed) {
+        visit_abandoned(now, delay);
+    }
+    let due = NEXT_VISIT.load(Ordering::Relaxed);
+    if now >= due
+        && NEXT_VISIT
+            .compare_exchange(
+                due,
+                now + delay.max(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        visit_live(now, delay, me, false);
+    }
+}
+
+/// Purges the free slices of every live heap but `me` (the caller's own, whose lock it
+/// holds) whose owner has not ticked for a delay: a thread that freed its working set
+/// and went to sleep gets its pages back without running. Unless `wait` (`trim`), each
+/// heap is only tried: one whose owner is in a slow path is left for the next visit, as
+/// is everything when another thread holds the registry lock. Returns the bytes purged.
+fn visit_live(now: u64, delay: u64, me: *mut Heap, wait: bool) -> usize {
+    if wait {
+        REGISTRY.lock.lock();
+    } else if !REGISTRY.lock.try_lock() {
+        return 0;
+    }
+    let mut purged = 0;
+    // SAFETY: our own heap, whose lock our caller holds (or none).
+    let mut dirty = !me.is_null() && unsafe { (*me).slabs.has_dirty() };
+    let mut h = REGISTRY.all.get();
+    while !h.is_null() {
+        // SAFETY: heaps are never freed and `in_use` changes under the registry lock,
+        // which we hold. Under a heap's lock its owner makes no `SlabHeap` call, and its
+        // fast paths touch only slab records, never the segments' slice bitmaps that
+        // `SlabHeap::purge` reads and writes; the raw place expression borrows only
+        // the `slabs` field.
+        unsafe {
+            if (*h).in_use && h != me {
+                if wait {
+                    (*h).lock.lock();
+                }
+                if wait || (*h).lock.try_lock() {
+                    let slabs = &mut *core::ptr::addr_of_mut!((*h).slabs);
+                    purged += slabs.purge(&POOL, now, delay);
+                    dirty |= slabs.has_dirty();
+                    (*h).lock.unlock();
+                } else {
+                    dirty = true;
+                }
+            }
+            h = (*h).next_all;
+        }
+    }
+    LIVE_DIRTY.store(dirty, Ordering::SeqCst);
+    REGISTRY.lock.unlock();
+    purged
+}
+
+/// A slow path left its heap with free slices not yet purged (see [`LIVE_DIRTY`]).
+#[inline]
+pub fn note_live_dirty() {
+    if !LIVE_DIRTY.load(Ordering::Relaxed) {
+        LIVE_DIRTY.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether memory waits to be given back anywhere: a live heap's free slices, the
+/// pool's dirty segments, cached large mappings, an abandoned heap still holding some.
+pub fn holds_dirty() -> bool {
+    LIVE_DIRTY.load(Ordering::SeqCst)
+        || POOL.has_dirty()
+        || LARGE.next_expiry_ms() != u64::MAX
+        || NEXT_DUE.load(Ordering::Relaxed) != u64::MAX
+}
+
+/// Bytes of segments mapped now plus the most bytes of large mappings seen.
+pub fn footprint() -> u64 {
+    let st = POOL.stats();
+    let segments =
+        st.segments_mapped.load(Ordering::Relaxed) - st.segments_unmapped.load(Ordering::Relaxed);
+    segments * superslab::SEGMENT_SIZE as u64 + LARGE.peak_bytes()
+}
+
 /// Calls `f` with every heap (to read its counters, which are atomics: the heap's thread
 /// may be using the rest of it) and whether a live thread uses it, under the registry
 /// lock.
@@ -652,6 +805,10 @@ pub fn for_each_heap(mut f: impl FnMut(*mut Heap, bool)) {
     }
 }
 
+/// Bytes given back by [`trim`] so far, and its calls (statistics).
+pub static TRIMMED: AtomicU64 = AtomicU64::new(0);
+pub static TRIMS: AtomicU64 = AtomicU64::new(0);
+
 /// See [`crate::trim`].
 pub fn trim() -> usize {
     let h = current_real();
@@ -659,9 +816,13 @@ pub fn trim() -> usize {
     let own = if h.is_null() {
         0
     } else {
-        unsafe { (*h).flush(0) }
+        unsafe { (*h).locked(|h| h.flush(0)) }
     };
-    own + visit_abandoned(u64::MAX, 0) + POOL.trim() + LARGE.trim()
+    let others = visit_live(crate::os::now_ms(), 0, h, true);
+    let total = own + others + visit_abandoned(u64::MAX, 0) + POOL.trim() + LARGE.trim();
+    TRIMMED.fetch_add(total as u64, Ordering::Relaxed);
+    TRIMS.fetch_add(1, Ordering::Relaxed);
+    total
 }
 
 // ---- thread-local state and process-wide set-up ----
@@ -845,26 +1006,44 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
     unsafe {
         // The cache stays for the next thread to adopt it (see `visit_abandoned`),
         // unless memory is to go back at once.
-        if delay == 0 {
-            (*h).flush(0);
-        } else {
-            (*h).leave(delay);
-        }
+        (*h).locked(|h| {
+            if delay == 0 {
+                h.flush(0);
+            } else {
+                h.leave(delay);
+            }
+        });
         (*h).registered = false;
     }
     slot::set(empty());
     abandon_heap(h, crate::os::now_ms() + delay);
 }
 
+/// Every heap's lock, so that no heap is copied halfway through a slow path (the order:
+/// registry, heaps, pool, large tier, as everywhere a thread holds more than one; a
+/// heap's slow path only tries the registry lock).
 extern "C" fn fork_prepare() {
     REGISTRY.lock.lock();
+    each_heap_lock(SpinLock::lock);
     POOL.lock().lock();
     LARGE.lock_all();
 }
 extern "C" fn fork_parent() {
     LARGE.unlock_all();
     POOL.lock().unlock();
+    each_heap_lock(SpinLock::unlock);
     REGISTRY.lock.unlock();
+}
+/// Calls `f` with every heap's lock (the registry lock held).
+fn each_heap_lock(f: fn(&SpinLock)) {
+    let mut h = REGISTRY.all.get();
+    while !h.is_null() {
+        // SAFETY: heaps are never freed; the list only grows under the registry lock.
+        unsafe {
+            f(&(*h).lock);
+            h = (*h).next_all;
+        }
+    }
 }
 /// In the child only the forking thread exists: its locks' holders are gone (reset), and
 /// every other thread's heap is abandoned so that the child's new threads adopt them,
@@ -872,7 +1051,9 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     LARGE.reset_all();
     POOL.lock().reset();
+    each_heap_lock(SpinLock::reset);
     REGISTRY.lock.reset();
+    crate::purger::forget_after_fork();
     let me = current_real();
     let mut h = REGISTRY.all.get();
     while !h.is_null() {

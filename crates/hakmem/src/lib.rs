@@ -36,6 +36,7 @@ mod checks;
 mod config;
 mod heap;
 pub mod os;
+mod purger;
 mod stats;
 
 pub use stats::{ClassStats, Stats};
@@ -157,13 +158,28 @@ impl Alloc {
                 // SAFETY: `p` is a block start of our slab (the checked build verifies it).
                 let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
                 // SAFETY: our own slab; the block is free now.
-                unsafe { (*s).push(b) };
-                return;
+                if unsafe { (*s).push(b) } {
+                    return;
+                }
+                // SAFETY: our slab, every block of it back (`push` said so).
+                return unsafe { slab_emptied(s) };
             }
         }
         // SAFETY: forwarded.
         unsafe { free_other(p) }
     }
+}
+
+/// The fast free took the last block of slab `s` back: the heap closes it if it is queued
+/// (see `superslab::SlabHeap::emptied`).
+///
+/// # Safety
+/// `s` is a live slab of this thread's heap whose blocks are all back.
+#[cold]
+#[inline(never)]
+unsafe fn slab_emptied(s: *mut superslab::Slab<Layout>) {
+    // SAFETY: the fast path matched this heap's tag: a real heap, its slab.
+    unsafe { (*heap::current()).slab_emptied(s) }
 }
 
 /// Every free but the fast path: a full slab's block, another thread's block, a large
@@ -242,6 +258,7 @@ unsafe fn free_other_slow(p: *mut u8) {
             if !unsafe { heap::LARGE.free(p, os::now_ms()) } {
                 invalid_free(addr);
             }
+            purger::poke(false);
             os::set_errno(saved);
         }
         Region::Foreign => invalid_free(addr),
@@ -358,7 +375,9 @@ unsafe impl Backend for Alloc {
 fn alloc_large(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     // SAFETY: a non-null heap pointer from `heap` is a live heap.
     let shard = unsafe { heap::current_or_init().as_ref() }.map_or(0, heap::Heap::large_shard);
-    heap::LARGE.alloc_in(shard, size, align, zeroed, os::now_ms())
+    let p = heap::LARGE.alloc_in(shard, size, align, zeroed, os::now_ms());
+    purger::start_if_due();
+    p
 }
 
 /// The bytes a live block really spans (its class size, or its mapping for a large one).

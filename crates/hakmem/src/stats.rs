@@ -94,6 +94,10 @@ pub struct Stats {
     pub slabs_closed: u64,
     /// Bytes given back to the OS by purging.
     pub bytes_purged: u64,
+    /// Bytes given back by `malloc_trim` / `hakmem::trim` (purged or unmapped), and
+    /// its calls.
+    pub bytes_trimmed: u64,
+    pub trims: u64,
     /// Resident bytes of the whole process (from /proc/self/statm).
     pub process_resident: u64,
     /// Thread heaps created, and in use by a live thread.
@@ -116,6 +120,8 @@ impl Default for Stats {
             slabs_opened: 0,
             slabs_closed: 0,
             bytes_purged: 0,
+            bytes_trimmed: 0,
+            trims: 0,
             process_resident: 0,
             heaps: 0,
             heaps_in_use: 0,
@@ -184,6 +190,8 @@ pub fn collect() -> Stats {
     s.slabs_opened = p.slabs_opened.load(Relaxed);
     s.slabs_closed = p.slabs_closed.load(Relaxed);
     s.bytes_purged = p.bytes_purged.load(Relaxed);
+    s.bytes_trimmed = crate::heap::TRIMMED.load(Relaxed);
+    s.trims = crate::heap::TRIMS.load(Relaxed);
     let l = crate::heap::LARGE.stats();
     s.large_allocs = l.allocs;
     s.large_frees = l.frees;
@@ -288,7 +296,11 @@ pub fn render_text(s: &Stats, o: &mut impl Sink) {
         .bytes(s.bytes_in_use());
     o.text(", purged ")
         .bytes(s.bytes_purged)
-        .text(", process resident ")
+        .text(", trimmed ")
+        .bytes(s.bytes_trimmed)
+        .text(" (")
+        .num(s.trims, 0)
+        .text(" calls), process resident ")
         .bytes(s.process_resident)
         .text("\n");
     o.text("heaps: ")
@@ -352,6 +364,10 @@ pub fn render_json(s: &Stats, o: &mut impl Sink) {
         .num(s.bytes_in_use(), 0);
     o.text(",\"purged\":")
         .num(s.bytes_purged, 0)
+        .text(",\"trimmed\":")
+        .num(s.bytes_trimmed, 0)
+        .text(",\"trims\":")
+        .num(s.trims, 0)
         .text(",\"process_resident\":")
         .num(s.process_resident, 0);
     o.text("},\"heaps\":{\"created\":")
@@ -464,6 +480,8 @@ mod tests {
         s.slabs_opened = 12;
         s.slabs_closed = 5;
         s.bytes_purged = 1536 * 1024;
+        s.bytes_trimmed = 5 << 20;
+        s.trims = 2;
         s.process_resident = 7 << 20;
         s.heaps = 3;
         s.heaps_in_use = 2;

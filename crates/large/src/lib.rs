@@ -828,6 +828,22 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         }
     }
 
+    /// The most bytes of live large mappings seen so far (as sampled, see
+    /// [`LargeStats::bytes_peak`]): one relaxed load.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// The earliest time a cached range expires (`u64::MAX`: nothing is cached). Relaxed
+    /// loads, no lock: for a caller deciding when to [`tick`](Self::tick) next.
+    pub fn next_expiry_ms(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.next_expiry_ms.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     /// Unmaps every cached mapping; returns the bytes released.
     pub fn trim(&self) -> usize {
         (0..SHARDS)

@@ -400,15 +400,30 @@ unsafe impl PageSource for MmapPages {
 /// Returns at once if `word` no longer holds `expected`. `FUTEX_WAIT` on a process-private
 /// word: one system call, nothing allocated.
 pub fn wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: `word` is a live, aligned 32-bit word for the whole call; a null timeout
-    // waits without bound. The kernel compares and sleeps atomically.
+    futex_wait(word, expected, None);
+}
+
+/// [`wait`] for at most `timeout_ms` milliseconds.
+pub fn wait_for(word: &AtomicU32, expected: u32, timeout_ms: u64) {
+    let t = libc::timespec {
+        tv_sec: (timeout_ms / 1000) as libc::time_t,
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    futex_wait(word, expected, Some(&t));
+}
+
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<&libc::timespec>) {
+    let t = timeout.map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned 32-bit word and `t` null (no bound) or a valid
+    // relative timeout, both for the whole call. The kernel compares and sleeps
+    // atomically.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
-            core::ptr::null::<libc::timespec>(),
+            t,
         )
     };
 }

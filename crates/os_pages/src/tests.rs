@@ -420,6 +420,24 @@ fn wait_sleeps_until_woken_and_returns_at_once_on_another_value() {
 }
 
 #[test]
+fn wait_for_returns_after_its_timeout() {
+    use std::sync::atomic::AtomicU32;
+    use std::time::{Duration, Instant};
+    let word = AtomicU32::new(1);
+    let t0 = Instant::now();
+    // No wake comes: the wait ends by its timeout (or a spurious wake-up, which the
+    // loop absorbs).
+    while t0.elapsed() < Duration::from_millis(30) {
+        wait_for(&word, 1, 30);
+    }
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // Another value: at once.
+    let t1 = Instant::now();
+    wait_for(&word, 2, 60_000);
+    assert!(t1.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
 fn a_range_of_two_mappings_grows_and_shrinks_in_place() {
     let _g = lock();
     let pages = MmapPages;

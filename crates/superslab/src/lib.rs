@@ -35,6 +35,12 @@
 //!   they have been free for at least the caller's delay (two purge ticks at least a delay
 //!   apart), and opening a slab takes resident free slices before purged ones, so closing
 //!   and reopening slabs does not fault pages in again. Only whole free slices are purged.
+//!   `purge` touches only the segments' slice bitmaps, never a slab: another thread may run
+//!   it for an idle owner while it excludes the owner's other `SlabHeap` calls.
+//! - No queued slab is empty: the free that takes a queued slab's `used` to 0 closes it
+//!   ([`SlabHeap::emptied`]); a current slab may be empty (its owner pops from it next).
+//! - The [`SegmentPool`] keeps empty segments resident until its decay purges them: once
+//!   no segment has been taken or given back for a tick, or after [`LONG_TICKS`] ticks.
 //! - Memory orderings: a segment is fully initialised before its map entry is published
 //!   (`Release`); remote pushes are `Release` CASes and the owner's drain is an `Acquire`
 //!   swap, so the block links and chain heads' next-chain words (and everything the
@@ -64,7 +70,7 @@
 //!     assert_eq!(MAP.region(b.addr()), Region::Segment); // one load: ours
 //!     let slab = Segment::<Plain>::slab_of(b.addr());
 //!     assert_eq!((slab.owner(), slab.class(), slab.used()), (1, c, 1));
-//!     (*s).push(b); // free: back onto its own slab's list
+//!     assert!(!(*s).push(b)); // free: back onto its own slab's list, now empty
 //!     heap.release_current(&POOL, s); // every block is back: the slab closes
 //!     heap.release_empty(&POOL); // its segment goes back
 //!     assert!(heap.is_empty());
@@ -84,7 +90,8 @@ pub use map::{
 };
 pub use remote::RemoteQueue;
 pub use segment::{
-    PoolStats, Segment, SegmentPool, Slab, SlabHeap, SlabState, SpinLock, RECORD_SHIFT,
+    PoolStats, Segment, SegmentPool, Slab, SlabHeap, SlabState, SpinLock, LONG_TICKS, RECORD_SHIFT,
+    SHRINKING_CLOSES,
 };
 
 /// Bytes of one segment (4 MiB), also its alignment.

@@ -4,10 +4,10 @@ use crate::map::ENTRY_SEGMENT;
 use crate::{AddressMap, OwnerTag, PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZE};
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use ptr_conversion::{BlockBase, BlockLayout, BlockState, Header, SizeClass};
 use tiny_layout::CLASS_COUNT;
-use tls_sll::FreeList;
+use tls_sll::Stack;
 
 /// Slices a fresh segment offers (slice 0 holds the metadata).
 const USABLE_SLICES: u64 = !1;
@@ -35,16 +35,22 @@ pub enum SlabState {
 /// The slab's free blocks form one LIFO list: malloc pops from the list of its class's
 /// current slab and every free pushes onto the list of the block's own slab, so blocks
 /// never move between lists one by one, and a block freed is the next one its slab
-/// hands out. Only the owner's thread touches these fields (see the crate invariants);
+/// hands out. `used`, the blocks the program holds, goes up with a pop and down with a
+/// push, and a push that takes it to 0 says so: the slab is empty, and can be closed at
+/// once ([`SlabHeap::emptied`]). Only the owner's thread touches these fields (see the crate invariants);
 /// other threads' frees reach the owner through its remote queue. Found from a block's
 /// address with [`Segment::slab_of`], or with [`Segment::slab_at`] from the record offset
 /// that the slab's map entries carry.
 #[repr(C, align(64))]
 pub struct Slab<L: BlockLayout> {
-    /// The free blocks (its cap is the slab's capacity: `len` never exceeds it). Its
-    /// pushes are the blocks carved and the blocks freed, so its pops and pushes are
-    /// counted in two words: malloc's pop and free's push never update the same one.
-    list: FreeList<L>,
+    /// The free blocks.
+    list: Stack<L>,
+    /// Blocks the program holds: carved, and not on `list`.
+    used: u32,
+    /// Blocks the slab holds in all.
+    capacity: u32,
+    /// Blocks freed into the slab since it opened (statistics).
+    frees: u64,
     /// Blocks carved so far (the bump pointer is `start + carved × stride`).
     carved: u32,
     class_: SizeClass,
@@ -73,7 +79,10 @@ impl<L: BlockLayout> Slab<L> {
     /// slab yet", so that a pop from it needs no null test (it finds the list empty).
     pub const fn detached() -> Self {
         Slab {
-            list: FreeList::new(0),
+            list: Stack::new(),
+            used: 0,
+            capacity: 0,
+            frees: 0,
             carved: 0,
             // SAFETY: class 0 exists.
             class_: unsafe { SizeClass::new_unchecked(0) },
@@ -131,20 +140,27 @@ impl<L: BlockLayout> Slab<L> {
     /// The caller is the slab's owner (or the record is a detached one).
     #[inline(always)]
     pub unsafe fn pop(&mut self) -> Option<BlockBase<L>> {
-        self.list.pop()
+        let b = self.list.pop()?;
+        self.used += 1;
+        Some(b)
     }
 
     /// Pushes a block of this slab that is being freed (free's fast path, and the owner's
-    /// slow paths): one LIFO push and the statistics count. Does not look at the state:
-    /// a full slab's caller must use [`SlabHeap::free_block`], which also queues it.
+    /// slow paths), with the statistics count. Returns false when the slab is now empty
+    /// (the caller hands it to [`SlabHeap::emptied`]). Does not look at the state: a full
+    /// slab's caller must use [`SlabHeap::free_block`], which also queues it.
     ///
     /// # Safety
     /// The caller is the owner; `b` is a block of this slab, carved and handed out, and
     /// now free (in no list).
     #[inline(always)]
-    pub unsafe fn push(&mut self, b: BlockBase<L>) {
+    #[must_use]
+    pub unsafe fn push(&mut self, b: BlockBase<L>) -> bool {
         // SAFETY: forwarded: a free block of ours, in no list.
         unsafe { self.list.push(b) };
+        self.frees = self.frees.wrapping_add(1);
+        self.used -= 1;
+        self.used != 0
     }
 
     /// A free block ready on the list?
@@ -182,13 +198,15 @@ impl<L: BlockLayout> Slab<L> {
     /// bytes are known to be zero (fresh pages): for `calloc`.
     /// The caller's list is empty (its pop found nothing).
     fn carve_one(&mut self) -> Option<(BlockBase<L>, bool)> {
-        debug_assert!(self.list.is_empty());
-        // Through the list, so that its counts stay those of every block carved.
-        self.carve(1);
-        let b = self.list.pop()?;
-        // SAFETY: a block just carved for the caller: the only word carving wrote in its
-        // user bytes, its link, reads zero again (a checked header is rewritten anyway).
-        unsafe { b.as_ptr().add(L::LINK_OFFSET).cast::<usize>().write(0) };
+        if self.uncarved() == 0 {
+            return None;
+        }
+        let addr = self.start() + self.carved as usize * L::stride(self.class_);
+        // SAFETY: the next uncarved block of this slab.
+        let b = unsafe { block_at::<L>(addr) };
+        self.init_carved(b);
+        self.carved += 1;
+        self.used += 1;
         Some((b, self.fresh))
     }
 
@@ -215,16 +233,15 @@ impl<L: BlockLayout> Slab<L> {
 
     /// Blocks currently outside the slab's list (the program's).
     pub fn used(&self) -> u32 {
-        self.carved - self.list.len()
+        self.used
     }
-    /// Blocks freed into the slab since it opened (its list's intake less the blocks
-    /// carved onto it).
+    /// Blocks freed into the slab since it opened.
     pub fn frees(&self) -> u64 {
-        self.list.pushes() - self.carved as u64
+        self.frees
     }
     /// Blocks the slab holds in all.
     pub fn capacity(&self) -> u32 {
-        self.list.cap()
+        self.capacity
     }
     /// The BASE of the block containing `addr`, if `addr` lies inside a block that has been
     /// carved from this live slab. Used by the checked build and by aligned frees.
@@ -486,29 +503,96 @@ impl PoolStats {
 /// The process-wide pool of empty segments, and the only place segments are mapped and
 /// unmapped (and published in or retracted from the [`AddressMap`]).
 ///
+/// A segment given back stays resident ("dirty") at first: a program that frees a large
+/// structure and builds the next one takes its segments back without faulting their pages
+/// in again. [`decay`](Self::decay) purges the dirty ones once the program has stopped
+/// taking and giving back segments for a decay period, or after [`LONG_TICKS`] periods in
+/// any case; purged ones stay mapped ("clean") for reuse. A heap opening a slab takes
+/// the most recently given back dirty segment first, then a clean one, then maps one.
+///
 /// Shared by every [`SlabHeap`] (it is `Sync` when its page source is); usually a
 /// `static`, since it needs a `&'static AddressMap`. See the [crate example](crate).
 pub struct SegmentPool<P: PageSource + 'static> {
     pages: P,
     map: &'static AddressMap,
     lock: SpinLock,
-    cached: UnsafeCell<(*mut u8, usize)>,
+    cache: UnsafeCell<PoolCache>,
     max_cached: usize,
+    /// Dirty segments cached (a mirror of `cache.dirty.count`, read without the lock).
+    dirty: AtomicUsize,
+    /// The earliest time of the next [`decay`](Self::decay) tick.
+    next_tick_ms: AtomicU64,
     stats: PoolStats,
 }
 
-// SAFETY: `cached` is only accessed under `lock`.
+/// A stack of cached segments, linked through their first word (the second word of a
+/// dirty one holds the decay tick at which it was given back).
+struct CachedStack {
+    top: *mut u8,
+    count: usize,
+}
+
+struct PoolCache {
+    dirty: CachedStack,
+    clean: CachedStack,
+    /// Decay ticks so far.
+    tick: u64,
+    /// Segments acquired and released so far, and the same count at the last tick: equal
+    /// means the pool has been quiet for a whole tick.
+    activity: u64,
+    activity_at_tick: u64,
+}
+
+/// Decay periods after which a dirty segment is purged even while the pool is busy.
+pub const LONG_TICKS: u64 = 20;
+
+impl CachedStack {
+    const fn new() -> Self {
+        CachedStack {
+            top: null_mut(),
+            count: 0,
+        }
+    }
+    /// # Safety
+    /// `seg` is an unused segment of the pool's (its metadata slice is free to overwrite).
+    unsafe fn push(&mut self, seg: *mut u8, tick: u64) {
+        // SAFETY: (caller) the segment's first two words are ours to write.
+        unsafe {
+            seg.cast::<*mut u8>().write(self.top);
+            seg.cast::<u64>().add(1).write(tick);
+        }
+        self.top = seg;
+        self.count += 1;
+    }
+    fn pop(&mut self) -> Option<NonNull<u8>> {
+        let top = NonNull::new(self.top)?;
+        // SAFETY: cached segments store the next one in their first word.
+        self.top = unsafe { top.as_ptr().cast::<*mut u8>().read() };
+        self.count -= 1;
+        Some(top)
+    }
+}
+
+// SAFETY: `cache` is only accessed under `lock`.
 unsafe impl<P: PageSource + Sync> Sync for SegmentPool<P> {}
 
 impl<P: PageSource + 'static> SegmentPool<P> {
-    /// A pool keeping at most `max_cached` empty segments.
+    /// A pool keeping at most `max_cached` empty segments (dirty and clean).
     pub const fn new(pages: P, map: &'static AddressMap, max_cached: usize) -> Self {
         SegmentPool {
             pages,
             map,
             lock: SpinLock::new(),
-            cached: UnsafeCell::new((null_mut(), 0)),
+            cache: UnsafeCell::new(PoolCache {
+                dirty: CachedStack::new(),
+                clean: CachedStack::new(),
+                tick: 0,
+                activity: 0,
+                activity_at_tick: 0,
+            }),
             max_cached,
+            dirty: AtomicUsize::new(0),
+            next_tick_ms: AtomicU64::new(0),
             stats: PoolStats::new(),
         }
     }
@@ -529,20 +613,33 @@ impl<P: PageSource + 'static> SegmentPool<P> {
         &self.lock
     }
 
-    /// An empty segment (recycled or freshly mapped and published).
-    fn acquire(&self) -> Option<NonNull<u8>> {
+    /// Runs `f` on the cache under the lock.
+    fn with_cache<R>(&self, f: impl FnOnce(&mut PoolCache) -> R) -> R {
         self.lock.lock();
         // SAFETY: under the lock.
-        let c = unsafe { &mut *self.cached.get() };
-        let top = c.0;
-        if !top.is_null() {
-            // SAFETY: cached segments store the next one in their first word.
-            c.0 = unsafe { top.cast::<*mut u8>().read() };
-            c.1 -= 1;
-        }
+        let r = f(unsafe { &mut *self.cache.get() });
+        self.dirty
+            // SAFETY: as above.
+            .store(
+                unsafe { (*self.cache.get()).dirty.count },
+                Ordering::Relaxed,
+            );
         self.lock.unlock();
-        if let Some(p) = NonNull::new(top) {
-            return Some(p);
+        r
+    }
+
+    /// An empty segment (a cached one, dirty first, else freshly mapped and published),
+    /// and whether its data pages may be dirty (else they read zero).
+    fn acquire(&self) -> Option<(NonNull<u8>, bool)> {
+        let cached = self.with_cache(|c| {
+            c.activity += 1;
+            c.dirty
+                .pop()
+                .map(|s| (s, true))
+                .or_else(|| c.clean.pop().map(|s| (s, false)))
+        });
+        if cached.is_some() {
+            return cached;
         }
         let p = self.pages.map(SEGMENT_SIZE, SEGMENT_SIZE)?;
         if !self.map.publish_segment(p.as_ptr() as usize, &self.pages) {
@@ -554,71 +651,129 @@ impl<P: PageSource + 'static> SegmentPool<P> {
         let live = self.stats.segments_mapped.load(Ordering::Relaxed)
             - self.stats.segments_unmapped.load(Ordering::Relaxed);
         self.stats.segments_peak.fetch_max(live, Ordering::Relaxed);
-        Some(p)
+        Some((p, false))
     }
 
-    /// Takes back an empty segment: cached (its data pages purged) or unmapped.
+    /// Takes back an empty segment: cached dirty (resident), or unmapped when the cache
+    /// is full.
     ///
     /// # Safety
     /// No block of the segment is in use and nothing refers to it any more.
     unsafe fn release(&self, seg: NonNull<u8>) {
-        self.lock.lock();
-        // SAFETY: under the lock.
-        let c = unsafe { &mut *self.cached.get() };
-        if c.1 < self.max_cached {
-            // SAFETY: the segment is ours and unused; slice 0 keeps the link.
-            unsafe {
-                self.pages.purge(
-                    NonNull::new_unchecked(seg.as_ptr().add(SLICE_SIZE)),
-                    SEGMENT_SIZE - SLICE_SIZE,
-                );
-                seg.as_ptr().cast::<*mut u8>().write(c.0);
-                PoolStats::add(&self.stats.bytes_purged, (SEGMENT_SIZE - SLICE_SIZE) as u64);
+        let cached = self.with_cache(|c| {
+            c.activity += 1;
+            if c.dirty.count + c.clean.count >= self.max_cached {
+                return false;
             }
-            c.0 = seg.as_ptr();
-            c.1 += 1;
-            self.lock.unlock();
-            return;
+            // SAFETY: (caller) the segment is ours and unused.
+            unsafe { c.dirty.push(seg.as_ptr(), c.tick) };
+            true
+        });
+        if !cached {
+            // SAFETY: (caller) nothing uses the segment.
+            unsafe { self.unmap(seg) };
         }
-        self.lock.unlock();
+    }
+
+    /// Retracts and unmaps a segment nothing uses.
+    ///
+    /// # Safety
+    /// Nothing uses `seg`, and it is in no stack.
+    unsafe fn unmap(&self, seg: NonNull<u8>) {
         self.map.retract_segment(seg.as_ptr() as usize);
-        // SAFETY: the caller guarantees nothing uses the segment.
+        // SAFETY: (caller).
         unsafe { self.pages.unmap(seg, SEGMENT_SIZE) };
         PoolStats::add(&self.stats.segments_unmapped, 1);
+    }
+
+    /// Whether some cached segment is still resident (a later [`decay`](Self::decay)
+    /// has pages to give back). One relaxed load.
+    pub fn has_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Relaxed) != 0
+    }
+
+    /// One decay tick, if `period_ms` has passed since the last one (else nothing; of
+    /// callers racing for a tick, one does it): purges the dirty segments given back
+    /// before the previous tick, if no segment was acquired or released since then, and
+    /// those given back [`LONG_TICKS`] ticks ago or earlier in any case; a period of 0
+    /// purges every dirty segment. They stay cached, clean. The system calls run outside
+    /// the lock. Returns the bytes purged.
+    pub fn decay(&self, now_ms: u64, period_ms: u64) -> usize {
+        let due = self.next_tick_ms.load(Ordering::Relaxed);
+        if now_ms < due
+            || self
+                .next_tick_ms
+                .compare_exchange(
+                    due,
+                    now_ms + period_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return 0;
+        }
+        // Unlink the ripe segments into a private stack.
+        let mut ripe = CachedStack::new();
+        self.with_cache(|c| {
+            c.tick += 1;
+            let quiet = c.activity == c.activity_at_tick;
+            c.activity_at_tick = c.activity;
+            let (mut prev, mut p): (*mut u8, *mut u8) = (null_mut(), c.dirty.top);
+            while !p.is_null() {
+                // SAFETY: a dirty cached segment: its first words are the link and tick.
+                let (next, given) =
+                    unsafe { (p.cast::<*mut u8>().read(), p.cast::<u64>().add(1).read()) };
+                let age = c.tick - given;
+                if period_ms == 0 || (age >= 2 && (quiet || age >= LONG_TICKS)) {
+                    if prev.is_null() {
+                        c.dirty.top = next;
+                    } else {
+                        // SAFETY: as above.
+                        unsafe { prev.cast::<*mut u8>().write(next) };
+                    }
+                    c.dirty.count -= 1;
+                    // SAFETY: unlinked from the dirty stack: ours alone.
+                    unsafe { ripe.push(p, 0) };
+                } else {
+                    prev = p;
+                }
+                p = next;
+            }
+        });
+        let mut purged = 0;
+        let mut p = ripe.top;
+        while !p.is_null() {
+            // SAFETY: a segment unlinked above; slice 0 keeps the link.
+            unsafe {
+                let next = p.cast::<*mut u8>().read();
+                self.pages.purge(
+                    NonNull::new_unchecked(p.add(SLICE_SIZE)),
+                    SEGMENT_SIZE - SLICE_SIZE,
+                );
+                self.with_cache(|c| c.clean.push(p, 0));
+                p = next;
+            }
+            purged += SEGMENT_SIZE - SLICE_SIZE;
+        }
+        PoolStats::add(&self.stats.bytes_purged, purged as u64);
+        purged
     }
 
     /// Unmaps every cached segment; returns the bytes released.
     pub fn trim(&self) -> usize {
         let mut released = 0;
-        loop {
-            self.lock.lock();
-            // SAFETY: under the lock.
-            let c = unsafe { &mut *self.cached.get() };
-            let top = c.0;
-            if !top.is_null() {
-                // SAFETY: cached segments store the next one in their first word.
-                c.0 = unsafe { top.cast::<*mut u8>().read() };
-                c.1 -= 1;
-            }
-            self.lock.unlock();
-            let Some(seg) = NonNull::new(top) else {
-                return released;
-            };
-            self.map.retract_segment(seg.as_ptr() as usize);
-            // SAFETY: a cached segment is unused.
-            unsafe { self.pages.unmap(seg, SEGMENT_SIZE) };
+        while let Some(seg) = self.with_cache(|c| c.dirty.pop().or_else(|| c.clean.pop())) {
+            // SAFETY: a cached segment is unused; it is in no stack any more.
+            unsafe { self.unmap(seg) };
             released += SEGMENT_SIZE;
-            PoolStats::add(&self.stats.segments_unmapped, 1);
         }
+        released
     }
 
-    /// Empty segments currently cached.
+    /// Empty segments currently cached (dirty and clean).
     pub fn cached(&self) -> usize {
-        self.lock.lock();
-        // SAFETY: under the lock.
-        let n = unsafe { (*self.cached.get()).1 };
-        self.lock.unlock();
-        n
+        self.with_cache(|c| c.dirty.count + c.clean.count)
     }
 }
 
@@ -631,11 +786,13 @@ impl<P: PageSource + 'static> SegmentPool<P> {
 /// exhausted one aside and [`next_slab`](Self::next_slab) gives the next one: the front of
 /// the class's queue, else a newly opened slab. Frees push onto the block's own slab
 /// ([`Slab::push`] on the fast path, [`free_block`](Self::free_block) for a full slab,
-/// which queues it again). A queued slab whose blocks have all come back is closed at the
-/// next purge tick ([`purge`](Self::purge)) or by [`release_empty`](Self::release_empty).
+/// which queues it again). A queued slab is closed when its last block comes back
+/// ([`emptied`](Self::emptied)).
 ///
 /// The owner token is any `usize` unique among live owners (the facade uses the address
-/// of the heap that embeds this). All methods must be called by the owner's thread only.
+/// of the heap that embeds this). All methods must be called by the owner's thread only,
+/// except [`purge`](Self::purge), which another thread may call
+/// while it excludes the owner's calls.
 ///
 /// See the [crate example](crate) for taking and returning blocks.
 pub struct SlabHeap<L: BlockLayout> {
@@ -656,17 +813,15 @@ pub struct SlabHeap<L: BlockLayout> {
     spare: *mut Segment<L>,
     /// Some segment has dirty free slices.
     dirty: bool,
+    /// Slabs closed since the last one was opened (see [`emptied`](Self::emptied)).
+    closed_since_open: u32,
     /// The last purge tick (0: none yet).
     last_tick: u64,
-    /// Where the next tick's look for empty queued slabs starts: a segment of ours and a
-    /// slice index (null: the first segment).
-    scan: (*mut Segment<L>, usize),
 }
 
-/// Slab records a purge tick looks at for queued slabs to close: a tick's work is bounded
-/// whatever the heap's size, and a whole heap is looked at within a few ticks (4 segments
-/// a tick).
-const SCAN_PER_TICK: usize = 4 * SLICES;
+/// Slabs a heap closes without opening one before it counts as shrinking, and closes its
+/// slabs as they empty, current ones included (see [`SlabHeap::emptied`]).
+pub const SHRINKING_CLOSES: u32 = 4;
 
 impl<L: BlockLayout> SlabHeap<L> {
     /// A heap with no segments; `owner` is set by [`set_owner`](Self::set_owner).
@@ -680,8 +835,8 @@ impl<L: BlockLayout> SlabHeap<L> {
             closed_frees: [0; CLASS_COUNT],
             spare: null_mut(),
             dirty: false,
+            closed_since_open: 0,
             last_tick: 0,
-            scan: (null_mut(), 0),
         }
     }
 
@@ -772,7 +927,8 @@ impl<L: BlockLayout> SlabHeap<L> {
 
     /// Takes back a block of ours freed on a slow path: a free of a full slab's block, a
     /// block drained from the remote queue, a free the fast path could not take. A full
-    /// slab is queued again. Returns the block's class.
+    /// slab is queued again, an emptied one handed to [`emptied`](Self::emptied). Returns
+    /// the block's class.
     ///
     /// # Safety
     /// `b` is a block of a slab owned by this heap, handed out and now free; the caller is
@@ -785,13 +941,53 @@ impl<L: BlockLayout> SlabHeap<L> {
         // SAFETY: the caller vouches `b` is in one of our live slabs.
         let s = unsafe { Segment::<L>::slab_mut(b.addr()) };
         debug_assert!(s.is_live() && s.owner() == self.owner && s.used() > 0);
+        let c = s.class();
         // SAFETY: the block is free and ours.
-        unsafe { s.push(b) };
+        let holds = unsafe { s.push(b) };
         if s.state == SlabState::Full {
             self.enqueue(s);
             self.publish(pool.map, s);
         }
-        s.class()
+        if !holds {
+            // SAFETY: our slab, every block of it back; its caller keeps its current slabs.
+            unsafe { self.emptied(pool, s, false) };
+        }
+        c
+    }
+
+    /// The last block out of our slab `s` came back ([`Slab::push`] said so). A queued
+    /// slab is closed (its slices stay resident for a purge delay, so reopening one soon
+    /// costs no page faults). A current slab stays, so that a class whose blocks come and
+    /// go does not open and close a slab each time, unless the heap is shrinking (it has
+    /// closed [`SHRINKING_CLOSES`] slabs since it last opened one: a working set being
+    /// dropped) and `close_current` allows it: then a heap whose thread frees everything
+    /// and then sleeps pins no segment. Returns whether the slab was closed (the caller
+    /// stops using a closed current slab).
+    ///
+    /// # Safety
+    /// `s` is a live slab of ours whose blocks are all back.
+    pub unsafe fn emptied<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        s: *mut Slab<L>,
+        close_current: bool,
+    ) -> bool {
+        // SAFETY: (caller).
+        let s = unsafe { &mut *s };
+        debug_assert_eq!(s.used(), 0);
+        let close = match s.state {
+            SlabState::Queued => true,
+            SlabState::Current => close_current && self.closed_since_open >= SHRINKING_CLOSES,
+            _ => false,
+        };
+        if close {
+            if s.state == SlabState::Queued {
+                self.dequeue(s);
+            }
+            // SAFETY: no block of the slab is outside it.
+            unsafe { self.close_slab(pool, s) };
+        }
+        close
     }
 
     /// Gives back our current slab `s` (the caller no longer pops from it: a flush): it
@@ -846,37 +1042,6 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
     }
 
-    /// Looks at up to `budget` slab records from where the last look ended, closing the
-    /// queued slabs whose blocks have all come back.
-    fn close_some_empty_slabs<P: PageSource>(&mut self, pool: &SegmentPool<P>, budget: usize) {
-        let (mut seg, mut i) = self.scan;
-        if seg.is_null() {
-            (seg, i) = (self.segments, 0);
-        }
-        for _ in 0..budget {
-            if seg.is_null() {
-                break;
-            }
-            // SAFETY: `scan` only holds a segment of ours (`release_segment` moves it on
-            // before giving one back), and `i < SLICES`.
-            let (s, next) = unsafe { (&mut (*seg).slabs[i], (*seg).next) };
-            (seg, i) = if i + 1 == SLICES {
-                (next, 0)
-            } else {
-                (seg, i + 1)
-            };
-            // Closing may give the segment back: `seg` has moved on first.
-            self.scan = (seg, i);
-            if s.state == SlabState::Queued && s.used() == 0 {
-                self.dequeue(s);
-                // SAFETY: the slab has no block outside it.
-                unsafe { self.close_slab(pool, s) };
-            }
-            (seg, i) = self.scan;
-        }
-        self.scan = (seg, i);
-    }
-
     /// Calls `f(class, used, frees)` for every live slab of ours (blocks held by the
     /// program, blocks freed into it since it opened), then `f(class, 0, frees)` for the
     /// frees of each class's closed slabs: a class's frees and live blocks, for statistics.
@@ -906,19 +1071,20 @@ impl<L: BlockLayout> SlabHeap<L> {
         delay_ms == 0 || now_ms.saturating_sub(self.last_tick) >= delay_ms
     }
 
-    /// The owner's periodic tidying, at most once per `delay_ms` (every call when 0):
-    /// closes the queued slabs whose blocks have all come back (looking at
-    /// 256 slab records a tick, round the heap's segments; all of them when
-    /// `delay_ms` is 0), and gives the pages of free slices back to the OS once they have
-    /// stayed free for at least `delay_ms` (0: every dirty slice at once). Cheap between
-    /// ticks. Returns the bytes purged.
+    /// A purge tick, at most once per `delay_ms` (every call when 0): gives the pages of
+    /// free slices back to the OS once they have stayed free for at least `delay_ms` (0:
+    /// every dirty slice at once). Cheap between ticks. Returns the bytes purged.
     ///
     /// With a delay, a tick purges the slices that were already dirty at the previous
     /// tick and have stayed free since (so each was free for at least one whole delay),
     /// and marks the other dirty ones aged. A slice that is reopened loses both marks, so
     /// a heap that keeps closing and reopening slabs reuses resident pages instead of
-    /// purging and faulting them in again; and a slab emptied just before a tick is closed
-    /// by it and purged one delay later at the earliest.
+    /// purging and faulting them in again.
+    ///
+    /// It reads and writes only the segments' slice bitmaps, never a slab record or list,
+    /// so another thread may run it for an owner that is busy elsewhere or asleep,
+    /// provided it excludes the owner's other `SlabHeap` calls (the facade's heap lock;
+    /// the owner's fast paths make none).
     pub fn purge<P: PageSource>(
         &mut self,
         pool: &SegmentPool<P>,
@@ -929,11 +1095,6 @@ impl<L: BlockLayout> SlabHeap<L> {
             return 0;
         }
         self.last_tick = now_ms;
-        if delay_ms == 0 {
-            self.close_empty_slabs(pool);
-        } else {
-            self.close_some_empty_slabs(pool, SCAN_PER_TICK);
-        }
         if !self.dirty {
             return 0;
         }
@@ -1038,10 +1199,17 @@ impl<L: BlockLayout> SlabHeap<L> {
         let (seg, first) = match found {
             Some(f) => f,
             None => {
-                let p = pool.acquire()?.as_ptr().cast::<Segment<L>>();
+                let (p, dirty) = pool.acquire()?;
+                let p = p.as_ptr().cast::<Segment<L>>();
                 // SAFETY: the pool gave us this segment exclusively.
                 unsafe {
                     Segment::init(p, self.owner);
+                    if dirty {
+                        // Its pages hold what the last owner left: not zero, and not
+                        // purged yet (the delay applies as to any free slice).
+                        (*p).dirty_slices = USABLE_SLICES;
+                        self.dirty = true;
+                    }
                     (*p).next = self.segments;
                     if !self.segments.is_null() {
                         (*self.segments).prev = p;
@@ -1067,7 +1235,10 @@ impl<L: BlockLayout> SlabHeap<L> {
             e.slices = 0;
         }
         let s = &mut sg.slabs[first & (SLICES - 1)];
-        s.list = FreeList::new(L::blocks_per_slab(c) as u32);
+        s.list = Stack::new();
+        s.used = 0;
+        s.capacity = L::blocks_per_slab(c) as u32;
+        s.frees = 0;
         s.carved = 0;
         s.next = null_mut();
         s.prev = null_mut();
@@ -1078,6 +1249,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.fresh = fresh;
         self.publish(pool.map, s);
         PoolStats::add(&pool.stats.slabs_opened, 1);
+        self.closed_since_open = 0;
         Some(s)
     }
 
@@ -1105,6 +1277,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         let first = s.head as usize;
         let n = s.slices as usize;
         PoolStats::add(&pool.stats.slabs_closed, 1);
+        self.closed_since_open = self.closed_since_open.saturating_add(1);
         self.closed_frees[s.class_index()] += s.frees();
         let start = s.start();
         // Before the slices are free: the owner's fast path must stop seeing them first.
@@ -1144,9 +1317,6 @@ impl<L: BlockLayout> SlabHeap<L> {
     ) {
         // SAFETY: neighbours in our segment list are ours (caller).
         unsafe {
-            if self.scan.0 == seg {
-                self.scan = ((*seg).next, 0);
-            }
             if (*seg).prev.is_null() {
                 self.segments = (*seg).next;
             } else {

@@ -428,16 +428,21 @@ fn empty_slabs_close_and_empty_segments_go_back() {
     assert_eq!(open_slabs(pool), 128);
 
     give_back(&mut h, pool, &v);
-    // Full slabs whose blocks come back are queued again, not closed at once.
-    assert_eq!(open_slabs(pool), 128);
-    h.close_empty_slabs(pool);
-    // All but the current slab closed; of the two segments left without a slab, the heap
-    // keeps one as its spare (resident, not purged) and gives the other back to the pool,
-    // which caches it (its data pages purged).
+    // A queued slab closes when its last block comes back; the current slab stays
+    // (`free_block` never closes one).
     assert_eq!(open_slabs(pool), 1);
+    // Of the two segments left without a slab, the heap keeps one as its spare and gives
+    // the other back to the pool, which caches it resident (not purged yet).
     assert!(!h.is_empty());
     assert_eq!((pool.cached(), unmaps(pool)), (1, 0));
-    assert_eq!(pool.pages().purges.load(Relaxed), 1);
+    assert_eq!(pool.pages().purges.load(Relaxed), 0);
+    // Decay: the first tick only ages it; the next, with nothing taken or given back
+    // in between, purges it (it stays cached, clean).
+    assert_eq!(pool.decay(1000, 10), 0);
+    assert_eq!(pool.decay(1005, 10), 0, "not a tick yet");
+    assert_eq!(pool.decay(1010, 10), SEGMENT_SIZE - SLICE_SIZE);
+    assert_eq!((pool.cached(), pool.pages().purges.load(Relaxed)), (1, 1));
+    assert!(!pool.has_dirty());
     for &s in &segs {
         assert_eq!(pool.map().region(s), Region::Segment);
     }

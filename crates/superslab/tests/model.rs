@@ -151,7 +151,16 @@ fn free<L: BlockLayout>(o: &mut Owner<L>, pool: &SegmentPool<MmapPages>, b: Bloc
     } else {
         let record = slab as *const Slab<L> as usize - (a & !(SEGMENT_SIZE - 1));
         // SAFETY: as above: the record of `a`'s slab, which is ours and not full.
-        unsafe { (*Segment::<L>::slab_at(a, record)).push(b) };
+        let s = unsafe { Segment::<L>::slab_at(a, record) };
+        // SAFETY: as above; an emptied slab goes back to its heap as the facade's would,
+        // a closed current slab leaving its slot.
+        unsafe {
+            // Read before: a closed slab's segment may be gone.
+            let c = (*s).class().index();
+            if !(*s).push(b) && o.h.emptied(pool, s, true) && o.current[c] == s {
+                o.current[c] = o.detached;
+            }
+        }
     }
 }
 

@@ -43,7 +43,71 @@
 use ptr_conversion::{BlockBase, BlockLayout, SizeClass};
 use tiny_layout::CLASS_COUNT;
 
-/// One LIFO free list with its counts and cap (32 bytes).
+/// A bare LIFO stack of free blocks: one word, nothing counted. For an owner that counts
+/// in its own terms (a slab counts the blocks the program holds); [`FreeList`] is a stack
+/// with its counts and cap.
+///
+/// ```
+/// # use core::ptr::NonNull;
+/// # use ptr_conversion::BlockBase;
+/// # use tiny_layout::Plain;
+/// use tls_sll::Stack;
+/// # #[repr(align(16))]
+/// # struct Blocks([[u8; 32]; 2]);
+/// # let mut mem = Blocks([[0; 32]; 2]);
+/// # let [a, b] = mem.0.each_mut().map(|b| unsafe {
+/// #     BlockBase::<Plain>::from_raw(NonNull::new(b.as_mut_ptr()).unwrap())
+/// # });
+/// let mut s = Stack::<Plain>::new();
+/// // SAFETY: free blocks owned here.
+/// unsafe {
+///     s.push(a);
+///     s.push(b);
+/// }
+/// assert_eq!((s.pop(), s.pop(), s.pop()), (Some(b), Some(a), None));
+/// ```
+pub struct Stack<L: BlockLayout> {
+    head: Option<BlockBase<L>>,
+}
+
+impl<L: BlockLayout> Stack<L> {
+    /// An empty stack.
+    pub const fn new() -> Self {
+        Stack { head: None }
+    }
+    /// No blocks?
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+    /// Pops the most recently pushed block.
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<BlockBase<L>> {
+        let b = self.head?;
+        // SAFETY: `b` is in this stack, so it is free, owned by us, and its link was
+        // written by `push` (or by whoever built a run given to `adopt`/`push_chain`).
+        self.head = unsafe { b.link() };
+        Some(b)
+    }
+    /// Pushes a free block.
+    ///
+    /// # Safety
+    /// The caller owns `b`, it is free (nobody uses its bytes) and it is in no other list.
+    #[inline(always)]
+    pub unsafe fn push(&mut self, b: BlockBase<L>) {
+        // SAFETY: the caller owns the free block `b`.
+        unsafe { b.set_link(self.head) };
+        self.head = Some(b);
+    }
+}
+
+impl<L: BlockLayout> Default for Stack<L> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One LIFO free list with its counts and cap (32 bytes): a [`Stack`] that counts.
 ///
 /// The links are threaded through the blocks themselves (`ptr_conversion` says where),
 /// so a list needs no memory of its own. See the [crate example](crate) for push and pop.
@@ -53,7 +117,7 @@ use tiny_layout::CLASS_COUNT;
 /// never waits on a count the push just wrote, and the count of pushes is the list's
 /// total intake (a slab's frees).
 pub struct FreeList<L: BlockLayout> {
-    head: Option<BlockBase<L>>,
+    stack: Stack<L>,
     pushes: u64,
     pops: u64,
     cap: u32,
@@ -118,7 +182,7 @@ impl<L: BlockLayout> FreeList<L> {
             cap
         };
         FreeList {
-            head: None,
+            stack: Stack::new(),
             pushes: 0,
             pops: 0,
             cap,
@@ -137,7 +201,7 @@ impl<L: BlockLayout> FreeList<L> {
     /// No blocks?
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
-        self.head.is_none()
+        self.stack.is_empty()
     }
     /// The cap.
     #[inline(always)]
@@ -153,10 +217,7 @@ impl<L: BlockLayout> FreeList<L> {
     /// Pops the most recently pushed block.
     #[inline(always)]
     pub fn pop(&mut self) -> Option<BlockBase<L>> {
-        let b = self.head?;
-        // SAFETY: `b` is in this list, so it is free, owned by us, and its link was
-        // written by `push`/`push_chain`.
-        self.head = unsafe { b.link() };
+        let b = self.stack.pop()?;
         self.pops = self.pops.wrapping_add(1);
         Some(b)
     }
@@ -182,9 +243,8 @@ impl<L: BlockLayout> FreeList<L> {
     /// The caller owns `b`, it is free (nobody uses its bytes) and it is in no other list.
     #[inline(always)]
     pub unsafe fn push(&mut self, b: BlockBase<L>) {
-        // SAFETY: the caller owns the free block `b`.
-        unsafe { b.set_link(self.head) };
-        self.head = Some(b);
+        // SAFETY: forwarded.
+        unsafe { self.stack.push(b) };
         self.pushes = self.pushes.wrapping_add(1);
     }
 
@@ -194,7 +254,7 @@ impl<L: BlockLayout> FreeList<L> {
         if n == 0 {
             return None;
         }
-        let head = self.head?;
+        let head = self.stack.head?;
         let mut tail = head;
         let mut count = 1;
         while count < n {
@@ -208,7 +268,7 @@ impl<L: BlockLayout> FreeList<L> {
             }
         }
         // SAFETY: as above.
-        self.head = unsafe { tail.link() };
+        self.stack.head = unsafe { tail.link() };
         self.pops = self.pops.wrapping_add(count as u64);
         Some(Chain { head, tail, count })
     }
@@ -223,8 +283,8 @@ impl<L: BlockLayout> FreeList<L> {
     pub fn push_chain(&mut self, c: Chain<L>) {
         // SAFETY: the chain's blocks are free and ours (a chain only comes from `take`
         // or `Chain::from_raw_parts`, whose caller vouches for them).
-        unsafe { c.tail.set_link(self.head) };
-        self.head = Some(c.head);
+        unsafe { c.tail.set_link(self.stack.head) };
+        self.stack.head = Some(c.head);
         self.pushes = self.pushes.wrapping_add(c.count as u64);
     }
 }

@@ -383,7 +383,7 @@ impl<L: BlockLayout> Model<L> {
         };
         for l in 0..LISTS {
             let mut walked = Vec::new();
-            let mut at = self.list(l).head;
+            let mut at = self.list(l).stack.head;
             while let Some(b) = at {
                 prop_assert!(walked.len() < BLOCKS, "list {} has a cycle", l);
                 walked.push(self.index(b));
