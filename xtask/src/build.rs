@@ -1,13 +1,29 @@
-//! `cargo xtask build [--checked]`: the preloadable cdylib.
+//! `cargo xtask build [--checked]`: `libhakmem.so`, the library for `LD_PRELOAD`
+//! (`crates/hakmem_preload`).
 
-use crate::util::{cargo, run, target_dir, Result};
+use crate::util::{cargo, root, run, target_dir, Result};
 use std::path::{Path, PathBuf};
 
-/// Builds the hakmem cdylib (release profile, `features`) of the workspace at `manifest`
-/// (ours if `None`) into `dir` (ours if `None`); returns the path of the `.so`.
-fn build_cdylib(features: &str, manifest: Option<&Path>, dir: Option<&Path>) -> Result<PathBuf> {
+/// Builds `libhakmem.so` (release profile, with `features` of `crates/hakmem_preload`) of the
+/// workspace at `manifest` (ours if `None`) into `dir` (ours if `None`); returns its path.
+fn build_cdylib(features: &[&str], manifest: Option<&Path>, dir: Option<&Path>) -> Result<PathBuf> {
+    let workspace = manifest
+        .and_then(Path::parent)
+        .map_or_else(root, Path::to_path_buf);
+    let mut features = features.to_vec();
     let mut cmd = cargo();
-    cmd.args(["build", "--release", "-p", "hakmem", "--features", features]);
+    cmd.args(["build", "--release", "-p"]);
+    if workspace.join("crates/hakmem_preload").exists() {
+        cmd.arg("hakmem_preload");
+    } else {
+        // A revision from before `crates/hakmem_preload` (a baseline): there the facade was
+        // the cdylib, exporting the C symbols with its feature `c-override`.
+        cmd.arg("hakmem");
+        features.push("c-override");
+    }
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
     if let Some(m) = manifest {
         cmd.arg("--manifest-path").arg(m);
     }
@@ -24,16 +40,17 @@ fn build_cdylib(features: &str, manifest: Option<&Path>, dir: Option<&Path>) -> 
     Ok(so)
 }
 
-/// Builds `target/release/libhakmem.so` (the C symbols exported) and returns its path.
+/// Builds `target/release/libhakmem.so` (what `cargo build --release` builds) and returns
+/// its path.
 pub fn release_cdylib() -> Result<PathBuf> {
-    build_cdylib("c-override", None, None)
+    build_cdylib(&[], None, None)
 }
 
 /// Builds `target/release/libhakmem_checked.so` (feature `checked`, in its own target
 /// directory so it never overwrites the release build) and returns its path.
 pub fn checked_cdylib() -> Result<PathBuf> {
     let dir = target_dir().join("checked");
-    let built = build_cdylib("c-override,checked", None, Some(&dir))?;
+    let built = build_cdylib(&["checked"], None, Some(&dir))?;
     let so = target_dir().join("release/libhakmem_checked.so");
     std::fs::create_dir_all(target_dir().join("release")).map_err(|e| e.to_string())?;
     std::fs::copy(&built, &so).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
@@ -73,7 +90,7 @@ pub fn baseline_cdylib(rev: &str) -> Result<PathBuf> {
             .current_dir(crate::util::root()))?;
     }
     let manifest = tree.join("Cargo.toml");
-    let built = build_cdylib("c-override", Some(&manifest), Some(&base.join("target")))?;
+    let built = build_cdylib(&[], Some(&manifest), Some(&base.join("target")))?;
     let so = base.join(format!("libhakmem-{sha}.so"));
     std::fs::copy(&built, &so).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
     Ok(so)

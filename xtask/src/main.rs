@@ -1,7 +1,7 @@
 //! `cargo xtask`: builds, tests and benchmarks for hakmem.
 //!
 //! Commands:
-//! - `cargo xtask build [--checked]`  release cdylib (`target/release/libhakmem.so`)
+//! - `cargo xtask build [--checked]`  `target/release/libhakmem.so` (`libhakmem_checked.so`)
 //! - `cargo xtask test [--only S] [--keep-going]`  every test: cargo tests, C programs and real programs under LD_PRELOAD
 //! - `cargo xtask bench [...]`        compare hakmem with glibc, mimalloc and jemalloc (`--real`: on real programs)
 //! - `cargo xtask fuzz <target|all> [--time SECS] [--cases N] [--seed S]`  long model-test runs

@@ -1,11 +1,12 @@
 //! `cargo xtask test [--only SUBSTRING] [--keep-going]`: every test of the project.
 //!
 //! In order: build `libhakmem.so` (or take `$HAKMEM_TEST_SO`, any preloadable malloc),
-//! `cargo test --workspace`, hakmem's tests with the `checked` feature, `cargo doc` without
-//! warnings, prove the preload takes effect (`tests/c/preload_check.c`), the C/C++ programs
-//! of `tests/c/`, the process and misuse tests, then real programs (`tests/real/*.sh`) whose
-//! output under the preload must equal their plain output, under the release build and
-//! then (for hakmem) under the checked build.
+//! `cargo test --workspace`, hakmem's tests with the `checked` feature, its C-symbol test
+//! with the `c-override` feature, `cargo doc` without warnings, prove the preload takes
+//! effect (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the process and
+//! misuse tests, then real programs (`tests/real/*.sh`) whose output under the preload must
+//! equal their plain output, under the release build and then (for hakmem) under the
+//! checked build.
 //! Stops at the first failed step unless `--keep-going`; `--only` runs just the steps whose
 //! name contains SUBSTRING (never `cargo test`). Ends with the line `N passed, M failed`.
 
@@ -90,6 +91,14 @@ pub fn run(args: &[String]) -> Result {
         // The checked build's checks as `HakMem` users get them (cargo feature `checked`).
         crate::util::run_within(
             cargo().args(["test", "-p", "hakmem", "--features", "checked"]),
+            CARGO_TEST_LIMIT,
+        )?;
+        // The facade exports the C symbols only when asked (`libhakmem.so` is the preload
+        // crate's): its test of that, with the feature `c-override`.
+        crate::util::run_within(
+            cargo()
+                .args(["test", "-p", "hakmem", "--features", "c-override"])
+                .args(["--test", "c_symbols"]),
             CARGO_TEST_LIMIT,
         )?;
         // Every public item documented, every intra-doc link resolved.

@@ -4,8 +4,10 @@
 //! state, OS calls (through `libc`), the large tier and the exported interfaces:
 //!
 //! - [`HakMem`], a [`GlobalAlloc`] for Rust programs (`#[global_allocator]`);
-//! - with the `c-override` feature, the C malloc family (`malloc`, `free`, …), which is
-//!   how `target/release/libhakmem.so` replaces malloc under `LD_PRELOAD`.
+//! - the C malloc family (`malloc`, `free`, …): its bodies in [`cabi`], exported under the
+//!   C names by [`export_c_symbols!`], which `crates/hakmem_preload` invokes to make
+//!   `libhakmem.so` (the library for `LD_PRELOAD`), and this crate with the feature
+//!   `c-override`. Without it this crate defines no C symbol.
 //!
 //! ## How one malloc flows
 //! `malloc(n)` → [`Alloc::malloc`] (`front_api::Api::malloc`'s semantics, fused) →
@@ -41,8 +43,9 @@ mod stats;
 
 pub use stats::{ClassStats, Stats};
 
+pub mod cabi;
 #[cfg(feature = "c-override")]
-mod cabi;
+export_c_symbols!();
 
 use core::alloc::{GlobalAlloc, Layout as RustLayout};
 use core::ptr::{null_mut, NonNull};
@@ -484,7 +487,7 @@ pub static API: Api<Alloc> = Api(Alloc);
 /// ```
 ///
 /// Using it does not replace the process's C `malloc`; enable the `c-override` feature
-/// for that.
+/// for that (it exports the C symbols from this crate, see [`export_c_symbols!`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HakMem;
 

@@ -1,0 +1,11 @@
+//! # libhakmem.so
+//!
+//! The C library of hakmem: `cargo build --release` at the workspace root writes it to
+//! `target/release/libhakmem.so`, exporting the malloc family (`malloc`, `free`, `calloc`,
+//! `realloc`, …, glibc's `__libc_*` aliases) and `hakmem_stats` (`include/hakmem.h`), for
+//! `LD_PRELOAD` or for linking. Every symbol is the facade's ([`hakmem::export_c_symbols!`]);
+//! this crate only chooses to export them, so that the facade stays a plain Rust library
+//! (a `#[global_allocator]` does not take over C `malloc` unless asked).
+#![no_std]
+
+hakmem::export_c_symbols!();
