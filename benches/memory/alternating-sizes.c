@@ -11,7 +11,7 @@
 #define SMALL 512
 
 int main(void) {
-    obj_t *blocks = table_new(BLOCKS * sizeof *blocks);
+    obj_t *blocks = check_alloc(malloc(BLOCKS * sizeof *blocks), BLOCKS * sizeof *blocks);
     phase("rounds");
     for (int round = 0; round < ROUNDS; round++) {
         for (size_t i = 0; i < BLOCKS; i++) {
@@ -36,7 +36,7 @@ int main(void) {
         }
     }
     idle("settled");
-    table_free(blocks, BLOCKS * sizeof *blocks);
+    free(blocks);
     finish();
     return 0;
 }

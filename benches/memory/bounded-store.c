@@ -9,7 +9,7 @@
 
 int main(void) {
     rng_t r = rng_seed(11);
-    obj_t *values = table_new(VALUES * sizeof *values);
+    obj_t *values = check_alloc(malloc(VALUES * sizeof *values), VALUES * sizeof *values);
     size_t oldest = 0, stored = 0;
     phase("inserts");
     for (size_t i = 0; i < VALUES; i++) {
@@ -22,7 +22,7 @@ int main(void) {
     }
     idle("end");
     for (size_t i = oldest; i < VALUES; i++) obj_check_free(&values[i]);
-    table_free(values, VALUES * sizeof *values);
+    free(values);
     finish();
     return 0;
 }

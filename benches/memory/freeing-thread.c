@@ -63,7 +63,7 @@ static void *worker(void *arg) {
 }
 
 int main(void) {
-    g_ring = table_new(RING * sizeof *g_ring);
+    g_ring = check_alloc(malloc(RING * sizeof *g_ring), RING * sizeof *g_ring);
     phase("messages");
     pthread_t *t = start_threads(PRODUCERS + 1, worker);
     pthread_mutex_lock(&g_lock);
@@ -75,7 +75,7 @@ int main(void) {
     pthread_cond_broadcast(&g_state);
     pthread_mutex_unlock(&g_lock);
     join_threads(t, PRODUCERS + 1);
-    table_free(g_ring, RING * sizeof *g_ring);
+    free(g_ring);
     finish();
     return 0;
 }

@@ -7,7 +7,6 @@
 #define THREADS 16
 #define ROUNDS 2
 #define WORKING_SET scaled(48 * MiB)
-#define MAX_OBJECTS (WORKING_SET / 16)
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_changed = PTHREAD_COND_INITIALIZER;
@@ -16,18 +15,18 @@ static int g_quit;
 
 static void job(int turn) {
     rng_t r = rng_seed((uint64_t)turn + 1);
-    obj_t *objs = table_new(MAX_OBJECTS * sizeof *objs);
-    size_t n = 0, bytes = 0;
+    objs_t objs = { 0 };
+    size_t bytes = 0;
     while (bytes < WORKING_SET) {
         size_t size = rnd_log(&r, 16, 8192);
-        obj_new(&objs[n], size, tag_of(n));
+        uint8_t tag = tag_of(objs.len);
+        obj_new(objs_add(&objs), size, tag);
         bytes += size;
-        n++;
     }
-    size_t *order = shuffled(n, &r);
-    for (size_t i = 0; i < n; i++) obj_check_free(&objs[order[i]]);
-    table_free(order, n * sizeof *order);
-    table_free(objs, MAX_OBJECTS * sizeof *objs);
+    size_t *order = shuffled(objs.len, &r);
+    for (size_t i = 0; i < objs.len; i++) obj_check_free(&objs.at[order[i]]);
+    free(order);
+    objs_free(&objs);
 }
 
 static void *worker(void *arg) {

@@ -8,14 +8,14 @@
  *                  correct allocator
  * Objects are checked before they are freed (exit 3 on corruption, 4 on an allocation
  * failure), with the fill patterns of ../workloads/common.h. The programs' own index arrays
- * are mapped with mmap, not malloc'd, so that the resident set is the allocator's and the
- * objects'.
+ * are malloc'd, as a real program's tables and vectors are: a store's destroy frees its table
+ * too, and allocators answer to that (glibc consolidates its free chunks and trims its heap
+ * when a large block is freed).
  *
  * MEMORY_SCALE_DOWN=N in the environment (the smoke test of `cargo xtask test`) divides the
  * scenario's sizes and counts marked with `scaled` and its idle pauses by N. */
 #pragma GCC diagnostic ignored "-Wunused-function" /* common.h's suite-only helpers */
 #include "../workloads/common.h"
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* How long an `idle:` pause lasts: past the runner's 1.5 s sample, with room for its delays. */
@@ -48,16 +48,22 @@ static void idle(const char *label) {
     while (nanosleep(&ts, &ts) != 0) {}
 }
 
-/* An index array outside the allocator (zeroed, as mmap gives it). */
-static void *table_new(size_t bytes) {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        perror("mmap");
-        exit(4);
+/* A vector of objects: doubled with realloc when full, as a program's vectors grow. */
+typedef struct {
+    obj_t *at;
+    size_t len, cap;
+} objs_t;
+static obj_t *objs_add(objs_t *v) {
+    if (v->len == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 1024;
+        v->at = check_alloc(realloc(v->at, v->cap * sizeof *v->at), v->cap * sizeof *v->at);
     }
-    return p;
+    return &v->at[v->len++];
 }
-static void table_free(void *p, size_t bytes) { munmap(p, bytes); }
+static void objs_free(objs_t *v) {
+    free(v->at);
+    *v = (objs_t){ 0 };
+}
 
 /* A checksum of the sizes and tags of the objects a run checked: a sum, so that it does not
  * depend on the order in which threads add to it. */
@@ -78,9 +84,9 @@ static void finish(void) {
     fflush(stdout);
 }
 
-/* Fisher-Yates: a random order of n indexes (in a table of n). */
+/* Fisher-Yates: a random order of n indexes (malloc'd). */
 static size_t *shuffled(size_t n, rng_t *r) {
-    size_t *order = table_new(n * sizeof *order);
+    size_t *order = check_alloc(malloc(n * sizeof *order), n * sizeof *order);
     for (size_t i = 0; i < n; i++) order[i] = i;
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)(rnd(r) % i), t = order[i - 1];

@@ -6,24 +6,23 @@
 #include "memory.h"
 
 #define STORE scaled(300 * MiB)
-#define MAX_OBJECTS (STORE / 64)
 
 static void build_and_destroy(int build, const char *label) {
     rng_t r = rng_seed((uint64_t)build);
-    obj_t *objs = table_new(MAX_OBJECTS * sizeof *objs);
-    size_t n = 0, bytes = 0;
+    objs_t objs = { 0 };
+    size_t bytes = 0;
     phase(build == 1 ? "build-1" : "build-2");
     while (bytes < STORE) {
         size_t size = build == 1 ? rnd_log(&r, 64, 4096) : rnd_range(&r, 64, 4096);
-        obj_new(&objs[n], size, tag_of(n));
+        uint8_t tag = tag_of(objs.len);
+        obj_new(objs_add(&objs), size, tag);
         bytes += size;
-        n++;
     }
     phase(build == 1 ? "destroy-1" : "destroy-2");
-    size_t *order = shuffled(n, &r);
-    for (size_t i = 0; i < n; i++) obj_check_free(&objs[order[i]]);
-    table_free(order, n * sizeof *order);
-    table_free(objs, MAX_OBJECTS * sizeof *objs);
+    size_t *order = shuffled(objs.len, &r);
+    for (size_t i = 0; i < objs.len; i++) obj_check_free(&objs.at[order[i]]);
+    free(order);
+    objs_free(&objs);
     idle(label);
 }
 
