@@ -48,6 +48,14 @@ pub fn scenario_dir() -> PathBuf {
     benches_dir().join("memory")
 }
 
+/// The names of the C scenarios (their sources are `scenario_dir()/<name>.c`).
+pub fn c_scenarios() -> impl Iterator<Item = &'static str> {
+    SCENARIOS
+        .iter()
+        .filter(|(_, source)| matches!(source, Source::C))
+        .map(|(name, _)| *name)
+}
+
 /// The jobs of the chosen scenarios (all by default), built.
 pub fn jobs(chosen: Option<&[String]>) -> Result<Vec<Job>> {
     let known: Vec<&str> = SCENARIOS.iter().map(|(name, _)| *name).collect();
