@@ -98,14 +98,18 @@ fn record(r: &mut Rng, out: &mut String, id: usize) {
     out.push_str(r#","country":"#);
     r.text(out, 2, 2);
     out.push_str(r#"},"bio":"#);
-    let long = r.next() % 4 == 0;
+    let long = r.next().is_multiple_of(4);
     r.text(out, 0, if long { 2000 } else { 120 });
     out.push_str(r#","history":"#);
     let n = r.range(0, 10);
     list(out, n, |out| {
         let _ = write!(out, r#"{{"at":{},"event":"#, r.next() % 100_000);
         r.text(out, 4, 16);
-        let _ = write!(out, r#","amount":{}}}"#, (r.next() % 100_000) as f64 / 100.0);
+        let _ = write!(
+            out,
+            r#","amount":{}}}"#,
+            (r.next() % 100_000) as f64 / 100.0
+        );
     });
     out.push('}');
 }
