@@ -645,7 +645,8 @@ fn run_once(
         (job.exe.clone(), alloc.preload.as_deref())
     };
     if job.linked && !exe.is_file() {
-        return Err(format!("ABSENT (no {})", exe.display()));
+        let name = exe.file_name().unwrap_or_default().to_string_lossy();
+        return Err(format!("ABSENT (no build {name})"));
     }
     let mut cmd = Command::new(&exe);
     cmd.args(&job.args)
