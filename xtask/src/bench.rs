@@ -6,7 +6,8 @@
 //! interleaved, and reports the median wall time, the workload's own throughput and the
 //! peak RSS (`target/bench-report/`). How to read it: docs/benchmarks.md.
 //!
-//! `--real` runs real programs (`bench_real`) through the same runner instead.
+//! `--real` runs real programs (`bench_real`) through the same runner instead; `--memory`
+//! the memory scenarios (`bench_memory`), their resident set sampled over time.
 
 use crate::bench_report::{self, Cell, Row};
 use crate::util::{cargo, root, Result};
@@ -51,7 +52,7 @@ const WORKLOADS: [(&str, &[usize]); 15] = [
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2,16] \
 [--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,hakmem-checked] [--baseline REV|PATH.so] \
-[--timeout SECS] [--external DIR | --real] [--instructions]";
+[--timeout SECS] [--external DIR | --real | --memory [--scenarios a,b]] [--instructions]";
 
 struct Opts {
     quick: bool,
@@ -65,6 +66,8 @@ struct Opts {
     external: Option<PathBuf>,
     /// `--real`: the real programs of `bench_real` instead of the C workloads.
     real: bool,
+    /// `--memory`: the memory scenarios of `bench_memory` instead.
+    memory: bool,
     instructions: bool,
     /// `--baseline`: an earlier hakmem, measured in the same run as `hakmem-base`.
     baseline: Option<String>,
@@ -99,6 +102,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         timeout: Duration::ZERO,
         external: None,
         real: false,
+        memory: false,
         instructions: false,
         baseline: None,
     };
@@ -118,10 +122,11 @@ fn parse(args: &[String]) -> Result<Opts> {
                         .collect::<Result<Vec<_>>>()?,
                 )
             }
-            "--workloads" => o.workloads = Some(list(value(&mut it, a)?)),
+            "--workloads" | "--scenarios" => o.workloads = Some(list(value(&mut it, a)?)),
             "--allocators" => o.allocators = list(value(&mut it, a)?),
             "--external" => o.external = Some(PathBuf::from(value(&mut it, a)?)),
             "--real" => o.real = true,
+            "--memory" => o.memory = true,
             "--baseline" => o.baseline = Some(value(&mut it, a)?.to_string()),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -136,9 +141,14 @@ fn parse(args: &[String]) -> Result<Opts> {
             KNOWN.join(", ")
         ));
     }
-    if o.real && (scale.is_some() || threads.is_some() || o.external.is_some() || o.instructions) {
+    if o.real && o.memory {
+        return Err(format!("--real or --memory, not both\n{USAGE}"));
+    }
+    if (o.real || o.memory)
+        && (scale.is_some() || threads.is_some() || o.external.is_some() || o.instructions)
+    {
         return Err(format!(
-            "--real takes none of --scale, --threads, --external, --instructions\n{USAGE}"
+            "--real and --memory take none of --scale, --threads, --external, --instructions\n{USAGE}"
         ));
     }
     o.threads = threads;
@@ -146,10 +156,14 @@ fn parse(args: &[String]) -> Result<Opts> {
         return Err(format!("nothing to run\n{USAGE}"));
     }
     // On 2 cores, quick takes about 1.5 minutes and full about 10 (builds aside). The real
-    // programs run for seconds each in both modes.
-    o.reps = reps.unwrap_or(if o.quick { 3 } else { 5 });
+    // programs run for seconds each in both modes; the memory scenarios too, 3 times each.
+    o.reps = reps.unwrap_or(if o.quick || o.memory { 3 } else { 5 });
     o.scale = scale.unwrap_or(if o.quick { 1 } else { 3 });
-    let default_timeout = if o.quick && !o.real { 20 } else { 60 };
+    let default_timeout = if o.quick && !o.real && !o.memory {
+        20
+    } else {
+        60
+    };
     o.timeout = Duration::from_secs(timeout.unwrap_or(default_timeout) as u64);
     Ok(o)
 }
@@ -212,15 +226,8 @@ fn prepare_allocators(names: &[String], baseline: Option<&str>) -> Result<Vec<Al
             "hakmem-base" => crate::build::baseline_cdylib(baseline.unwrap_or("HEAD")).map(Some),
             peer => {
                 let package = format!("{peer}-preload");
-                let manifest = benches_dir().join("Cargo.toml");
-                let target = benches_dir().join("target");
-                let mut cmd = cargo();
-                cmd.args(["build", "--release", "-p", &package, "--manifest-path"])
-                    .arg(&manifest)
-                    .arg("--target-dir")
-                    .arg(&target);
-                crate::util::run(&mut cmd).and_then(|_| {
-                    let so = target.join(format!("release/lib{}.so", package.replace('-', "_")));
+                build_benches_package(&package).and_then(|release| {
+                    let so = release.join(format!("lib{}.so", package.replace('-', "_")));
                     so.exists()
                         .then_some(Some(so.clone()))
                         .ok_or(format!("{} was not produced", so.display()))
@@ -244,6 +251,19 @@ fn prepare_allocators(names: &[String], baseline: Option<&str>) -> Result<Vec<Al
         });
     }
     Ok(out)
+}
+
+/// Builds a package of the `benches/` workspace (release profile); returns the directory
+/// of its outputs.
+pub fn build_benches_package(package: &str) -> Result<PathBuf> {
+    let target = benches_dir().join("target");
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "-p", package, "--manifest-path"])
+        .arg(benches_dir().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
+    crate::util::run(&mut cmd)?;
+    Ok(target.join("release"))
 }
 
 fn probe_allocator(probe: &Path, preload: Option<&Path>) -> Result {
@@ -326,6 +346,12 @@ pub struct Job {
     /// The start of the line by which the program says it succeeded; the rest of that line
     /// (a checksum) must be the same in every run of the job, under every allocator.
     pub result_key: Option<&'static str>,
+    /// The allocator is linked into the program (`#[global_allocator]`): under allocator A
+    /// the runner starts `<exe>-A`, with nothing preloaded.
+    pub linked: bool,
+    /// Sample the resident set during the run and read the program's `idle:` lines
+    /// ([`crate::bench_memory::Watch`]).
+    pub rss_curve: bool,
 }
 
 pub struct Sample {
@@ -335,6 +361,11 @@ pub struct Sample {
     pub cost: f64,
     /// The rest of the job's result line (see [`Job::result_key`]).
     pub result: Option<String>,
+    /// Minor page faults of the run, and its CPU time in the kernel (seconds).
+    pub minor_faults: u64,
+    pub system: f64,
+    /// The resident set over the run, for a job with [`Job::rss_curve`].
+    pub curve: Option<crate::bench_memory::Curve>,
 }
 
 impl Job {
@@ -361,23 +392,30 @@ impl Job {
             preload_var: "LD_PRELOAD",
             rss_key: None,
             result_key: None,
+            linked: false,
+            rss_curve: false,
         }
     }
 }
 
-fn own_jobs(o: &Opts) -> Result<Vec<Job>> {
-    if let Some(bad) = o
-        .workloads
-        .iter()
+/// An error naming the first of the `chosen` names (`--workloads`) that is not `known`.
+pub fn check_names(what: &str, chosen: Option<&[String]>, known: &[&str]) -> Result {
+    match chosen
+        .into_iter()
         .flatten()
-        .find(|x| !WORKLOADS.iter().any(|(name, _)| name == x))
+        .find(|c| !known.contains(&c.as_str()))
     {
-        let known: Vec<&str> = WORKLOADS.iter().map(|(name, _)| *name).collect();
-        return Err(format!(
-            "unknown workload {bad} (known: {})",
+        Some(bad) => Err(format!(
+            "unknown {what} {bad} (known: {})",
             known.join(", ")
-        ));
+        )),
+        None => Ok(()),
     }
+}
+
+fn own_jobs(o: &Opts) -> Result<Vec<Job>> {
+    let known: Vec<&str> = WORKLOADS.iter().map(|(name, _)| *name).collect();
+    check_names("workload", o.workloads.as_deref(), &known)?;
     let chosen = WORKLOADS.iter().filter(|(name, _)| {
         o.workloads
             .as_ref()
@@ -557,8 +595,16 @@ fn number_after(text: &str, key: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-/// Waits for `pid`, returning its wait status, its peak RSS (KiB) and when it ended.
-fn wait_child(pid: libc::pid_t) -> (i32, u64, Instant) {
+/// What the kernel counted of a run (`wait4`).
+struct Usage {
+    peak_rss_kib: u64,
+    minor_faults: u64,
+    /// CPU seconds in the kernel.
+    system: f64,
+}
+
+/// Waits for `pid`, returning its wait status, its resource usage and when it ended.
+fn wait_child(pid: libc::pid_t) -> (i32, Usage, Instant) {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 writes it and the status.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -569,13 +615,18 @@ fn wait_child(pid: libc::pid_t) -> (i32, u64, Instant) {
             break;
         }
     }
-    (status, ru.ru_maxrss as u64, Instant::now())
+    let usage = Usage {
+        peak_rss_kib: ru.ru_maxrss as u64,
+        minor_faults: ru.ru_minflt as u64,
+        system: ru.ru_stime.tv_sec as f64 + ru.ru_stime.tv_usec as f64 * 1e-6,
+    };
+    (status, usage, Instant::now())
 }
 
 /// Runs a job once under an allocator: a sample, or why there is none (CRASH, FAIL, TIMEOUT).
 fn run_once(
     job: &Job,
-    preload: Option<&Path>,
+    alloc: &Allocator,
     timeout: Duration,
     log: &Path,
 ) -> std::result::Result<Sample, String> {
@@ -586,7 +637,18 @@ fn run_once(
             .into(),
         None => Stdio::null(),
     };
-    let mut cmd = Command::new(&job.exe);
+    let (exe, preload) = if job.linked {
+        let mut exe = job.exe.clone().into_os_string();
+        exe.push(format!("-{}", alloc.name));
+        (PathBuf::from(exe), None)
+    } else {
+        (job.exe.clone(), alloc.preload.as_deref())
+    };
+    if job.linked && !exe.is_file() {
+        let name = exe.file_name().unwrap_or_default().to_string_lossy();
+        return Err(format!("ABSENT (no build {name})"));
+    }
+    let mut cmd = Command::new(&exe);
     cmd.args(&job.args)
         .current_dir(&job.cwd)
         .stdin(stdin)
@@ -605,22 +667,38 @@ fn run_once(
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || tx.send(wait_child(pid)));
-    let (status, rss_kib, end) = match rx.recv_timeout(timeout) {
-        Ok(r) => r,
-        Err(_) => {
-            // SIGTERM first, so that a driver can stop what it started and clean up; what is
-            // left of the group after two seconds is killed.
-            // SAFETY: kill(2) on the group we created; its leader is not reaped before the
-            // waiting thread reports, so the group id is still ours.
-            unsafe { libc::kill(-pid, libc::SIGTERM) };
-            let ended = rx.recv_timeout(Duration::from_secs(2)).is_ok();
-            // SAFETY: as above; after the leader ended, the signal reaches what remains of
-            // its group (a group id is not reused while the group has members).
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-            if !ended {
-                let _ = rx.recv();
+    let mut watch = job
+        .rss_curve
+        .then(|| crate::bench_memory::Watch::new(pid, log, start));
+    let deadline = start + timeout;
+    let (status, usage, end) = loop {
+        let tick = match watch {
+            Some(_) => crate::bench_memory::SAMPLE_EVERY,
+            None => timeout,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(tick.min(left)) {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => {
+                if let Some(w) = &mut watch {
+                    w.sample();
+                }
             }
-            return Err(format!("TIMEOUT (>{} s)", timeout.as_secs()));
+            Err(_) => {
+                // SIGTERM first, so that a driver can stop what it started and clean up; what
+                // is left of the group after two seconds is killed.
+                // SAFETY: kill(2) on the group we created; its leader is not reaped before the
+                // waiting thread reports, so the group id is still ours.
+                unsafe { libc::kill(-pid, libc::SIGTERM) };
+                let ended = rx.recv_timeout(Duration::from_secs(2)).is_ok();
+                // SAFETY: as above; after the leader ended, the signal reaches what remains of
+                // its group (a group id is not reused while the group has members).
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                if !ended {
+                    let _ = rx.recv();
+                }
+                return Err(format!("TIMEOUT (>{} s)", timeout.as_secs()));
+            }
         }
     };
     drop(child);
@@ -639,7 +717,7 @@ fn run_once(
         Metric::Seconds(k) => number_after(&text, k),
     };
     let rss_kib = match job.rss_key {
-        None => Some(rss_kib),
+        None => Some(usage.peak_rss_kib),
         Some(k) => number_after(&text, k).map(|x| x as u64),
     };
     let result = match job.result_key {
@@ -649,6 +727,7 @@ fn run_once(
             None => return Err(format!("FAIL (no {k:?} line in its output)")),
         },
     };
+    let curve = watch.map(|w| w.finish()).transpose()?;
     match (cost, rss_kib) {
         (Some(cost), Some(rss_kib)) if job.throughput_key.is_none() || throughput.is_some() => {
             Ok(Sample {
@@ -657,13 +736,16 @@ fn run_once(
                 throughput,
                 cost,
                 result,
+                minor_faults: usage.minor_faults,
+                system: usage.system,
+                curve,
             })
         }
         _ => Err("FAIL (no result in its output)".into()),
     }
 }
 
-fn fmt_duration(s: f64) -> String {
+pub fn fmt_duration(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
     if s >= 60 {
         format!("{}m{:02}s", s / 60, s % 60)
@@ -672,7 +754,7 @@ fn fmt_duration(s: f64) -> String {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n % 2 == 1 {
@@ -682,36 +764,37 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-pub fn run(args: &[String]) -> Result {
-    let o = parse(args)?;
-    let jobs = match (&o.external, o.instructions, o.real) {
-        (_, true, _) => Vec::new(),
-        (_, _, true) => crate::bench_real::jobs(o.workloads.as_deref())?,
-        (Some(dir), _, _) => external_jobs(&o, dir)?,
-        (None, _, _) => own_jobs(&o)?,
-    };
-    let layout = if o.real {
-        &bench_report::REAL
-    } else {
-        &bench_report::SUITE
-    };
-    let mut names = o.allocators.clone();
-    if o.baseline.is_some() {
-        names.push("hakmem-base".into());
-    }
-    let allocs = prepare_allocators(&names, o.baseline.as_deref())?;
-    let logs = report_dir().join(layout.logs);
-    fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
-    if o.instructions {
-        return crate::bench_instr::run(
-            &allocs,
-            &c_bin_dir(),
-            &benches_dir().join("tools/instr.c"),
-        );
-    }
+/// What every job × allocator of a run gave: its samples, one per repetition, or the failure
+/// that stopped its repetitions and the log of that run.
+pub struct Runs {
+    pub samples: Vec<Vec<Vec<Sample>>>,
+    pub failures: Vec<Vec<Option<(String, PathBuf)>>>,
+}
 
-    // Interleaved: for each job, every allocator once per repetition (A B C D A B C D ...);
-    // hakmem goes last so that its timeout can follow the peers' times.
+impl Runs {
+    /// The report's cell of job `j` under allocator `a`: absent, failed, or what `ok` makes of
+    /// its samples.
+    pub fn cell(
+        &self,
+        allocs: &[Allocator],
+        j: usize,
+        a: usize,
+        ok: impl FnOnce(&[Sample]) -> Cell,
+    ) -> Cell {
+        if let Some(why) = &allocs[a].absent {
+            Cell::Absent(why.clone())
+        } else if let Some((e, log)) = &self.failures[j][a] {
+            Cell::Failed(e.clone(), log.clone())
+        } else {
+            ok(&self.samples[j][a])
+        }
+    }
+}
+
+/// Runs every job under every allocator `reps` times, interleaved: for each job, every
+/// allocator once per repetition (A B C D A B C D ...); hakmem goes last so that its timeout
+/// can follow the peers' times. Each run's output goes to `logs`.
+fn run_jobs(jobs: &[Job], allocs: &[Allocator], reps: usize, limit: Duration, logs: &Path) -> Runs {
     let mut order: Vec<usize> = (0..allocs.len()).collect();
     order.sort_by_key(|&a| allocs[a].name == "hakmem");
     let mut samples: Vec<Vec<Vec<Sample>>> = jobs
@@ -722,12 +805,12 @@ pub fn run(args: &[String]) -> Result {
         jobs.iter().map(|_| vec![None; allocs.len()]).collect();
     // Per job, the first result line printed and by which allocator.
     let mut first_result: Vec<Option<(String, &str)>> = jobs.iter().map(|_| None).collect();
-    let total = jobs.len() * o.reps * allocs.len();
+    let total = jobs.len() * reps * allocs.len();
     let (mut done, mut runs, mut running) = (0usize, 0usize, 0f64);
     let started = Instant::now();
     for (j, job) in jobs.iter().enumerate() {
         let mut fastest: Option<f64> = None;
-        for rep in 0..o.reps {
+        for rep in 0..reps {
             for &a in &order {
                 done += 1;
                 let alloc = &allocs[a];
@@ -735,8 +818,8 @@ pub fn run(args: &[String]) -> Result {
                     continue;
                 }
                 // Twenty times the fastest run so far, within [5 s, --timeout].
-                let timeout = fastest.map_or(o.timeout, |f| {
-                    Duration::from_secs_f64((20.0 * f).max(5.0).min(o.timeout.as_secs_f64()))
+                let timeout = fastest.map_or(limit, |f| {
+                    Duration::from_secs_f64((20.0 * f).max(5.0).min(limit.as_secs_f64()))
                 });
                 let log = logs.join(format!(
                     "{}{}-{}.log",
@@ -745,7 +828,7 @@ pub fn run(args: &[String]) -> Result {
                     alloc.name
                 ));
                 let t0 = Instant::now();
-                let result = run_once(job, alloc.preload.as_deref(), timeout, &log).and_then(|s| {
+                let result = run_once(job, alloc, timeout, &log).and_then(|s| {
                     match (&s.result, &first_result[j]) {
                         (Some(r), Some((want, by))) if r != want => {
                             Err(format!("FAIL (printed {r:?}, {by} printed {want:?})"))
@@ -769,7 +852,7 @@ pub fn run(args: &[String]) -> Result {
                     job.label(),
                     alloc.name,
                     rep + 1,
-                    o.reps,
+                    reps,
                     fmt_duration(left)
                 );
                 match result {
@@ -787,71 +870,106 @@ pub fn run(args: &[String]) -> Result {
         runs,
         fmt_duration(started.elapsed().as_secs_f64())
     );
+    Runs { samples, failures }
+}
 
-    let rows: Vec<Row> = jobs
-        .iter()
-        .enumerate()
-        .map(|(j, job)| Row {
-            workload: job.name.clone(),
-            threads: job.threads,
-            fixed_time: !matches!(job.metric, Metric::Wall),
-            cells: (0..allocs.len())
-                .map(|a| {
-                    if let Some(why) = &allocs[a].absent {
-                        Cell::Absent(why.clone())
-                    } else if let Some((e, log)) = &failures[j][a] {
-                        Cell::Failed(e.clone(), log.clone())
-                    } else {
-                        let s = &samples[j][a];
-                        let tp: Vec<f64> = s.iter().filter_map(|x| x.throughput).collect();
-                        Cell::Ok {
-                            wall: median(s.iter().map(|x| x.wall).collect()),
-                            cost: median(s.iter().map(|x| x.cost).collect()),
-                            rss_kib: median(s.iter().map(|x| x.rss_kib as f64).collect()),
-                            throughput: (!tp.is_empty()).then(|| median(tp)),
-                        }
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    let names: Vec<String> = allocs.iter().map(|a| a.name.clone()).collect();
-    let mode = if o.real {
-        format!(
-            "real programs (repetitions {}): {}",
-            o.reps,
-            crate::bench_real::versions(&jobs)
-        )
-    } else {
-        let threads = match &o.threads {
-            Some(t) => t
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            None => "per workload".into(),
-        };
-        format!(
-            "{} (repetitions {}, scale {}, threads {threads}{})",
-            if o.quick { "quick" } else { "full" },
-            o.reps,
-            o.scale,
-            o.external.as_ref().map_or(String::new(), |d| format!(
-                ", external programs of {}",
-                d.display()
-            ))
-        )
+pub fn run(args: &[String]) -> Result {
+    let o = parse(args)?;
+    let jobs = match (&o.external, o.instructions, o.real, o.memory) {
+        (_, true, _, _) => Vec::new(),
+        (_, _, true, _) => crate::bench_real::jobs(o.workloads.as_deref())?,
+        (_, _, _, true) => crate::bench_memory::jobs(o.workloads.as_deref())?,
+        (Some(dir), _, _, _) => external_jobs(&o, dir)?,
+        (None, _, _, _) => own_jobs(&o)?,
     };
-    let md = bench_report::markdown(layout, &names, &rows, &mode, &bench_report::machine());
-    println!("{md}");
+    let layout = match (o.real, o.memory) {
+        (true, _) => &bench_report::REAL,
+        (_, true) => &bench_report::MEMORY,
+        _ => &bench_report::SUITE,
+    };
+    let mut names = o.allocators.clone();
+    if o.baseline.is_some() {
+        names.push("hakmem-base".into());
+    }
+    let allocs = prepare_allocators(&names, o.baseline.as_deref())?;
+    let logs = report_dir().join(layout.logs);
+    fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    if o.instructions {
+        return crate::bench_instr::run(
+            &allocs,
+            &c_bin_dir(),
+            &benches_dir().join("tools/instr.c"),
+        );
+    }
+    let runs = run_jobs(&jobs, &allocs, o.reps, o.timeout, &logs);
+    let names: Vec<String> = allocs.iter().map(|a| a.name.clone()).collect();
     let (report, chart) = (
         report_dir().join(layout.report),
         report_dir().join(layout.chart),
     );
+    let (md, svg) = if o.memory {
+        let mode = format!("memory scenarios (repetitions {})", o.reps);
+        crate::bench_memory::report(&jobs, &allocs, &runs, &mode)
+    } else {
+        let rows: Vec<Row> = jobs
+            .iter()
+            .enumerate()
+            .map(|(j, job)| Row {
+                workload: job.name.clone(),
+                threads: job.threads,
+                fixed_time: !matches!(job.metric, Metric::Wall),
+                cells: (0..allocs.len())
+                    .map(|a| {
+                        runs.cell(&allocs, j, a, |s| {
+                            let tp: Vec<f64> = s.iter().filter_map(|x| x.throughput).collect();
+                            Cell::Ok {
+                                wall: median(s.iter().map(|x| x.wall).collect()),
+                                cost: median(s.iter().map(|x| x.cost).collect()),
+                                rss_kib: median(s.iter().map(|x| x.rss_kib as f64).collect()),
+                                throughput: (!tp.is_empty()).then(|| median(tp)),
+                            }
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mode = if o.real {
+            format!(
+                "real programs (repetitions {}): {}",
+                o.reps,
+                crate::bench_real::versions(&jobs)
+            )
+        } else {
+            let threads = match &o.threads {
+                Some(t) => t
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                None => "per workload".into(),
+            };
+            format!(
+                "{} (repetitions {}, scale {}, threads {threads}{})",
+                if o.quick { "quick" } else { "full" },
+                o.reps,
+                o.scale,
+                o.external.as_ref().map_or(String::new(), |d| format!(
+                    ", external programs of {}",
+                    d.display()
+                ))
+            )
+        };
+        let md = bench_report::markdown(layout, &names, &rows, &mode, &bench_report::machine());
+        let svg = bench_report::svg(&names, &rows);
+        if svg.is_none() {
+            eprintln!("bench: no chart (it needs mimalloc as the reference)");
+        }
+        (md, svg)
+    };
+    println!("{md}");
     fs::write(&report, &md).map_err(|e| e.to_string())?;
-    match bench_report::svg(&names, &rows) {
-        Some(svg) => fs::write(&chart, svg).map_err(|e| e.to_string())?,
-        None => eprintln!("bench: no chart (it needs mimalloc as the reference)"),
+    if let Some(svg) = svg {
+        fs::write(&chart, svg).map_err(|e| e.to_string())?;
     }
     eprintln!("bench: wrote {} and {}", report.display(), chart.display());
     Ok(())

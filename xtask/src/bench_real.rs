@@ -100,17 +100,8 @@ fn script_dir() -> PathBuf {
 
 /// The jobs of the chosen programs (all by default), after installing what they need.
 pub fn jobs(chosen: Option<&[String]>) -> Result<Vec<Job>> {
-    if let Some(bad) = chosen
-        .into_iter()
-        .flatten()
-        .find(|c| !PROGRAMS.iter().any(|p| p.name == c.as_str()))
-    {
-        let known: Vec<&str> = PROGRAMS.iter().map(|p| p.name).collect();
-        return Err(format!(
-            "unknown real program {bad} (known: {})",
-            known.join(", ")
-        ));
-    }
+    let known: Vec<&str> = PROGRAMS.iter().map(|p| p.name).collect();
+    crate::bench::check_names("real program", chosen, &known)?;
     let programs: Vec<&Program> = PROGRAMS
         .iter()
         .filter(|p| chosen.is_none_or(|c| c.iter().any(|x| x == p.name)))

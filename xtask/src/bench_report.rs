@@ -2,7 +2,8 @@
 //!
 //! A [`Layout`] says which allocators the ratios are taken against: the suite compares with
 //! glibc and mimalloc, the real programs (`--real`) with mimalloc, jemalloc and, per row, the
-//! better of the two.
+//! better of the two, the memory scenarios (`--memory`, whose report is `bench_memory`'s) with
+//! the best of the three peers.
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -117,6 +118,10 @@ const BETTER_PEER: Reference = Reference {
     label: "the better of mimalloc and jemalloc",
     allocators: &["mimalloc", "jemalloc"],
 };
+pub const BEST_PEER: Reference = Reference {
+    label: "the best peer",
+    allocators: &["glibc", "mimalloc", "jemalloc"],
+};
 
 /// The suite of C workloads (and `--external`).
 pub const SUITE: Layout = Layout {
@@ -136,6 +141,16 @@ pub const REAL: Layout = Layout {
     report: "real.md",
     chart: "real.svg",
     logs: "logs/real",
+};
+
+/// The memory scenarios (`--memory`).
+pub const MEMORY: Layout = Layout {
+    title: "hakmem memory benchmark report",
+    time: &[BEST_PEER],
+    rss: &[BEST_PEER],
+    report: "memory.md",
+    chart: "memory.svg",
+    logs: "logs/memory",
 };
 
 /// A [`Reference`] as positions in the report's allocator list (those that took part).
@@ -162,7 +177,7 @@ fn geomean(v: &[f64]) -> Option<f64> {
 }
 
 /// 28.4M, 1.21k, 733: three significant digits at most.
-fn si(x: f64) -> String {
+pub fn si(x: f64) -> String {
     let (v, unit) = if x >= 1e6 {
         (x / 1e6, "M")
     } else if x >= 1e3 {
@@ -254,7 +269,7 @@ fn ratios(rows: &[&Row], a: usize, base: &[usize], pick: fn((f64, f64)) -> f64) 
 /// A table of one measure: per row and allocator its median (`value`), then in brackets its
 /// ratio to each reference; then the geometric means of the ratios (see `mean_groups`) and
 /// the highest ratio over all rows.
-fn ratio_table(
+pub fn ratio_table(
     s: &mut String,
     allocs: &[String],
     rows: &[Row],
@@ -324,7 +339,7 @@ fn ratio_table(
 }
 
 /// "to glibc · to mimalloc"
-fn ratio_names(refs: &[Reference]) -> String {
+pub fn ratio_names(refs: &[Reference]) -> String {
     refs.iter()
         .map(|r| format!("to {}", r.label))
         .collect::<Vec<_>>()
@@ -423,6 +438,13 @@ pub fn markdown(
         }
     }
 
+    s.push_str(&failures(allocs, rows));
+    s
+}
+
+/// The "Failures" section: each absent allocator and failed cell with the end of its log;
+/// nothing when all ran.
+pub fn failures(allocs: &[String], rows: &[Row]) -> String {
     let mut problems = String::new();
     for (a, name) in allocs.iter().enumerate() {
         if let Some(Cell::Absent(why)) = rows.first().map(|r| &r.cells[a]) {
@@ -448,19 +470,19 @@ pub fn markdown(
             }
         }
     }
-    if !problems.is_empty() {
-        let _ = writeln!(s, "\n## Failures\n\n{problems}");
+    if problems.is_empty() {
+        return problems;
     }
-    s
+    format!("\n## Failures\n\n{problems}\n")
 }
 
-fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
 
-fn color(name: &str) -> &'static str {
+pub fn color(name: &str) -> &'static str {
     match name {
         "hakmem" => "#d62728",
         "hakmem-base" => "#ff9896",

@@ -3,12 +3,13 @@
 //! Commands:
 //! - `cargo xtask build [--checked]`  `target/release/libhakmem.so` (`libhakmem_checked.so`)
 //! - `cargo xtask test [--only S] [--keep-going]`  every test: cargo tests, C programs and real programs under LD_PRELOAD
-//! - `cargo xtask bench [...]`        compare hakmem with glibc, mimalloc and jemalloc (`--real`: on real programs)
+//! - `cargo xtask bench [...]`        compare hakmem with glibc, mimalloc and jemalloc (`--real`: on real programs, `--memory`: memory held over time)
 //! - `cargo xtask fuzz <target|all> [--time SECS] [--cases N] [--seed S]`  long model-test runs
 //!   (targets: tls_sll, refill, superslab, front_api, hakmem; see docs/testing.md)
 
 mod bench;
 mod bench_instr;
+mod bench_memory;
 mod bench_real;
 mod bench_report;
 mod build;

@@ -4,9 +4,10 @@
 //! `cargo test --workspace`, hakmem's tests with the `checked` feature, its C-symbol test
 //! with the `c-override` feature, `cargo doc` without warnings, prove the preload takes
 //! effect (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the process and
-//! misuse tests, then real programs (`tests/real/*.sh`) whose output under the preload must
-//! equal their plain output, under the release build and then (for hakmem) under the
-//! checked build.
+//! misuse tests, the C memory scenarios of `cargo xtask bench --memory` scaled down
+//! (`MEMORY_SCALE_DOWN`), then real programs (`tests/real/*.sh`) whose output under the
+//! preload must equal their plain output, under the release build and then (for hakmem)
+//! under the checked build.
 //! Stops at the first failed step unless `--keep-going`; `--only` runs just the steps whose
 //! name contains SUBSTRING (never `cargo test`). Ends with the line `N passed, M failed`.
 
@@ -182,6 +183,12 @@ fn steps(r: &mut Run, so: &Path, is_hakmem: bool) {
             return;
         }
     }
+    for name in crate::bench_memory::c_scenarios() {
+        let step = format!("memory/{name}");
+        if r.wanted(&step) && !r.record(&step, memory_scenario(name, so)) {
+            return;
+        }
+    }
 
     for name in REAL {
         let step = format!("real/{name}");
@@ -209,6 +216,22 @@ fn steps(r: &mut Run, so: &Path, is_hakmem: bool) {
             }
         }
     }
+}
+
+/// A memory scenario at 1/16 of its sizes and pauses: it checks its objects, and exits 0
+/// only when all were intact.
+fn memory_scenario(name: &str, so: &Path) -> Result {
+    let exe = target_dir().join("memory-tests").join(name);
+    compile(
+        &crate::bench_memory::scenario_dir().join(format!("{name}.c")),
+        &exe,
+    )?;
+    run_program(
+        Command::new(&exe)
+            .env("LD_PRELOAD", so)
+            .env("MEMORY_SCALE_DOWN", "16"),
+        LIMIT,
+    )
 }
 
 fn compile(src: &Path, exe: &Path) -> Result {
