@@ -313,8 +313,32 @@ impl Heap {
     /// # Safety
     /// `b` is a block of our live slab, handed out and being freed.
     pub unsafe fn free_slow(&mut self, b: BlockBase<Layout>) {
-        // SAFETY: forwarded.
-        self.locked(|h| unsafe { h.slabs.free_block(&POOL, b) });
+        self.locked(|h| {
+            // SAFETY: forwarded.
+            unsafe { h.slabs.free_block(&POOL, b) };
+            h.retire_if_shrinking();
+        });
+    }
+
+    /// When the heap has just begun shrinking (a working set being dropped), gives back
+    /// its current slabs that are empty already, so that a thread that drops everything
+    /// and sleeps pins no segment: the slabs that empty later are closed as they empty
+    /// (`SlabHeap::emptied`).
+    fn retire_if_shrinking(&mut self) {
+        if !self.slabs.began_shrinking() {
+            return;
+        }
+        for c in 0..CLASS_COUNT {
+            let s = self.current[c];
+            // SAFETY: our current slab, or `no_slab` (whose count is 0 and which
+            // `release_current` leaves alone); nothing pops from it meanwhile (we are
+            // its owner's thread).
+            if s != no_slab() && unsafe { (*s).used() } == 0 {
+                self.current[c] = no_slab();
+                // SAFETY: as above: every block of it is back, so it closes.
+                unsafe { self.slabs.release_current(&POOL, s) };
+            }
+        }
     }
 
     /// The fast free saw the last block of our slab `s` come back: the slab heap closes
@@ -330,6 +354,7 @@ impl Heap {
             if unsafe { h.slabs.emptied(&POOL, s, true) } && h.current[c] == s {
                 h.current[c] = no_slab();
             }
+            h.retire_if_shrinking();
         });
     }
 
@@ -460,7 +485,7 @@ impl Heap {
     /// [`flush`](Self::flush) but for the current slabs, which stay as they are (a thread
     /// exit: for the next thread to adopt, see [`visit_abandoned`]): hands our pending
     /// remote frees to their owners, takes back those queued for us, gives back empty
-    /// slabs and the spare segment, and purges on the delayed policy. Returns the bytes
+    /// slabs, and purges on the delayed policy. Returns the bytes
     /// purged.
     fn leave(&mut self, purge_delay_ms: u64) -> usize {
         self.collect_remote();

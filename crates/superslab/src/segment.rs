@@ -805,12 +805,6 @@ pub struct SlabHeap<L: BlockLayout> {
     queue_tail: [*mut Slab<L>; CLASS_COUNT],
     /// Per class, the frees counted by slabs since closed (statistics).
     closed_frees: [u64; CLASS_COUNT],
-    /// A segment of ours whose slices are all free, kept instead of going back to the pool
-    /// (null: none). At most one: a heap whose live blocks shrink below a segment and grow
-    /// back (a batch allocated and freed in a loop) would otherwise give a segment back,
-    /// have its pages purged, and fault them in again each round. Its slices are purged on
-    /// the usual delay like any free slice; `release_empty` gives it back.
-    spare: *mut Segment<L>,
     /// Some segment has dirty free slices.
     dirty: bool,
     /// Slabs closed since the last one was opened (see [`emptied`](Self::emptied)).
@@ -833,7 +827,6 @@ impl<L: BlockLayout> SlabHeap<L> {
             queue: [null_mut(); CLASS_COUNT],
             queue_tail: [null_mut(); CLASS_COUNT],
             closed_frees: [0; CLASS_COUNT],
-            spare: null_mut(),
             dirty: false,
             closed_since_open: 0,
             last_tick: 0,
@@ -977,7 +970,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         debug_assert_eq!(s.used(), 0);
         let close = match s.state {
             SlabState::Queued => true,
-            SlabState::Current => close_current && self.closed_since_open >= SHRINKING_CLOSES,
+            SlabState::Current => close_current && self.is_shrinking(),
             _ => false,
         };
         if close {
@@ -1017,11 +1010,6 @@ impl<L: BlockLayout> SlabHeap<L> {
     /// segment (e.g. at thread exit). Current slabs, and slabs still holding blocks, stay.
     pub fn release_empty<P: PageSource>(&mut self, pool: &SegmentPool<P>) {
         self.close_empty_slabs(pool);
-        let spare = core::mem::replace(&mut self.spare, null_mut());
-        if !spare.is_null() {
-            // SAFETY: the spare is a segment of ours with every slice free.
-            unsafe { self.release_segment(pool, spare) };
-        }
     }
 
     /// Closes the queued slabs whose blocks have all come back (their slices stay resident
@@ -1058,6 +1046,19 @@ impl<L: BlockLayout> SlabHeap<L> {
         for c in SizeClass::all() {
             f(c, 0, self.closed_frees[c.index()]);
         }
+    }
+
+    /// Whether the heap is shrinking: it has closed [`SHRINKING_CLOSES`] slabs or more
+    /// since it last opened one (see [`emptied`](Self::emptied)).
+    pub fn is_shrinking(&self) -> bool {
+        self.closed_since_open >= SHRINKING_CLOSES
+    }
+
+    /// Whether the last slab closed made the heap shrinking: the moment for an owner to
+    /// give back its current slabs that are empty already (those that empty later are
+    /// closed by [`emptied`](Self::emptied)).
+    pub fn began_shrinking(&self) -> bool {
+        self.closed_since_open == SHRINKING_CLOSES
     }
 
     /// Whether some free slice is still resident (a later [`purge`](Self::purge) has
@@ -1219,9 +1220,6 @@ impl<L: BlockLayout> SlabHeap<L> {
                 (p, find_run(USABLE_SLICES, n)?)
             }
         };
-        if seg == self.spare {
-            self.spare = null_mut();
-        }
         // SAFETY: `seg` is ours; slices first..first+n are free.
         let sg = unsafe { &mut *seg };
         let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
@@ -1296,13 +1294,10 @@ impl<L: BlockLayout> SlabHeap<L> {
         seg.dirty_slices |= run << first;
         self.dirty = true;
         if seg.free_slices == USABLE_SLICES {
-            let seg: *mut Segment<L> = seg;
-            if self.spare.is_null() {
-                self.spare = seg;
-            } else {
-                // SAFETY: `seg` is ours with every slice free.
-                unsafe { self.release_segment(pool, seg) };
-            }
+            // To the pool, resident: this heap or another takes it back without faults
+            // while the program is busy.
+            // SAFETY: `seg` is ours with every slice free.
+            unsafe { self.release_segment(pool, seg) };
         }
     }
 
