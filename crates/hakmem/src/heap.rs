@@ -97,6 +97,9 @@ pub struct Heap {
     /// purging this heap's free slices while the owner is elsewhere (`visit_live`): the
     /// fast paths never take it (they touch only slab records, which visitors never do).
     lock: SpinLock,
+    /// When the owner last ran malloc's slow path (ms; under the lock): a heap quiet for
+    /// a while is not using its Empty slabs (see `Visit::Grow`).
+    last_alloc_ms: u64,
     /// Next heap in the abandoned list.
     next_abandoned: *mut Heap,
     /// Next heap in the list of all heaps.
@@ -167,6 +170,7 @@ impl Heap {
             map_len: 0,
             slabs: SlabHeap::new(),
             lock: SpinLock::new(),
+            last_alloc_ms: 0,
             next_abandoned: null_mut(),
             next_all: null_mut(),
             in_use: false,
@@ -252,7 +256,7 @@ impl Heap {
     fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         self.lock.lock();
         let r = f(self);
-        let dirty = self.slabs.has_dirty();
+        let dirty = self.slabs.holds_free_memory();
         self.lock.unlock();
         crate::purger::poke(dirty);
         r
@@ -268,6 +272,19 @@ impl Heap {
             return Some(b); // a remote free just landed on it
         }
         stats::bump(&self.counters.refills[c.index()]);
+        if !self.slabs.has_queued(c) && POOL.is_empty() && LIVE_DIRTY.load(Ordering::Relaxed) {
+            // The refill may have to map memory while quiet heaps hold memory they
+            // dropped: have them give it to the pool first (at most once a millisecond).
+            let (now, due) = (self.last_alloc_ms, NEXT_GROW_VISIT.load(Ordering::Relaxed));
+            if now >= due
+                && NEXT_GROW_VISIT
+                    .compare_exchange(due, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                let me: *mut Heap = self;
+                visit_live(now, config::PURGE_DELAY_MS.get(), me, Visit::Grow);
+            }
+        }
         let next = refill::refill(&mut Slabs(&mut self.slabs), c, cur);
         let s = next.unwrap_or(no_slab());
         self.current[c.index()] = s;
@@ -320,10 +337,10 @@ impl Heap {
         });
     }
 
-    /// When the heap has just begun shrinking (a working set being dropped), gives back
-    /// its current slabs that are empty already, so that a thread that drops everything
-    /// and sleeps pins no segment: the slabs that empty later are closed as they empty
-    /// (`SlabHeap::emptied`).
+    /// When the heap has just begun shrinking (a working set being dropped), demotes its
+    /// current slabs that are empty already to `SlabState::Empty`, so that a thread that
+    /// drops everything and sleeps leaves only slabs another thread may close: those that
+    /// empty later are demoted as they empty (`SlabHeap::emptied`).
     fn retire_if_shrinking(&mut self) {
         if !self.slabs.began_shrinking() {
             return;
@@ -335,8 +352,8 @@ impl Heap {
             // its owner's thread).
             if s != no_slab() && unsafe { (*s).used() } == 0 {
                 self.current[c] = no_slab();
-                // SAFETY: as above: every block of it is back, so it closes.
-                unsafe { self.slabs.release_current(&POOL, s) };
+                // SAFETY: as above: our current slab, every block of it back.
+                unsafe { self.slabs.demote_current(s) };
             }
         }
     }
@@ -350,8 +367,8 @@ impl Heap {
         self.locked(|h| {
             // SAFETY: (caller) a live slab of ours.
             let c = unsafe { (*s).class() }.index();
-            // SAFETY: forwarded; our slot is cleared below if the slab was current.
-            if unsafe { h.slabs.emptied(&POOL, s, true) } && h.current[c] == s {
+            // SAFETY: forwarded; our slot is cleared below if the slab was demoted.
+            if unsafe { h.slabs.emptied(s, true) } && h.current[c] == s {
                 h.current[c] = no_slab();
             }
             h.retire_if_shrinking();
@@ -362,8 +379,10 @@ impl Heap {
     /// purged, then the process-wide work of [`maintain`].
     fn purge_delayed(&mut self) {
         let now = crate::os::now_ms();
+        self.last_alloc_ms = now;
         let delay = config::PURGE_DELAY_MS.get();
         if self.slabs.tick_due(now, delay) {
+            self.slabs.close_empty(&POOL, delay == 0);
             self.slabs.purge(&POOL, now, delay);
             let asked = stats::EPOCH.load(Ordering::Relaxed);
             if asked != self.published {
@@ -500,7 +519,7 @@ impl Heap {
     /// Whether the heap still holds something to give back: current slabs, or free
     /// slices not yet purged.
     fn holds_spare_memory(&self) -> bool {
-        self.slabs.has_dirty() || self.current.iter().any(|&s| s != no_slab())
+        self.slabs.holds_free_memory() || self.current.iter().any(|&s| s != no_slab())
     }
 
     /// Adds this heap's blocks held by the program and blocks freed, per class, to `f`:
@@ -697,8 +716,9 @@ fn visit_abandoned(now_ms: u64, delay_ms: u64) -> usize {
     purged
 }
 
-/// The earliest time of the next [`visit_live`].
+/// The earliest time of the next [`visit_live`] (periodic, and for growth).
 static NEXT_VISIT: AtomicU64 = AtomicU64::new(0);
+static NEXT_GROW_VISIT: AtomicU64 = AtomicU64::new(0);
 /// Some live heap may hold free slices not yet purged: set by the last [`visit_live`],
 /// and by any slow path that leaves its heap so ([`note_live_dirty`]).
 static LIVE_DIRTY: AtomicBool = AtomicBool::new(false);
@@ -733,31 +753,51 @@ pub fn maintain(now: u64, me: *mut Heap) {
             )
             .is_ok()
     {
-        visit_live(now, delay, me, false);
+        visit_live(now, delay, me, Visit::Idle);
     }
 }
 
-/// Purges the free slices of every live heap but `me` (the caller's own, whose lock it
-/// holds) whose owner has not ticked for a delay: a thread that freed its working set
-/// and went to sleep gets its pages back without running. Unless `wait` (`trim`), each
-/// heap is only tried: one whose owner is in a slow path is left for the next visit, as
-/// is everything when another thread holds the registry lock. Returns the bytes purged.
-fn visit_live(now: u64, delay: u64, me: *mut Heap, wait: bool) -> usize {
+/// Why [`visit_live`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    /// The periodic visit: heaps whose owner has not ticked for a delay (asleep, or
+    /// busy without slow paths) get their Empty slabs closed and their free slices purged
+    /// on the delay.
+    Idle,
+    /// The caller is about to open a slab with no segment cached in the pool: the Empty
+    /// slabs of heaps whose owner has not allocated for a millisecond (a thread that
+    /// dropped its working set; busy heaps keep theirs for reuse) are closed first, so
+    /// that memory a heap dropped goes to the pool for the growing one instead of the
+    /// process growing beside it.
+    Grow,
+    /// `trim`: every heap, waiting for its lock, gives back all it can.
+    Trim,
+}
+
+/// Gives back what live heaps other than `me` (the caller's own, whose lock it holds)
+/// hold without using (see [`Visit`]): a thread that freed its working set and went to
+/// sleep gets its pages back without running. Unless `Trim`, each heap is only tried: one
+/// whose owner is in a slow path is left for the next visit, as is everything when
+/// another thread holds the registry lock. Returns the bytes purged.
+fn visit_live(now: u64, delay: u64, me: *mut Heap, why: Visit) -> usize {
+    let wait = why == Visit::Trim;
     if wait {
         REGISTRY.lock.lock();
     } else if !REGISTRY.lock.try_lock() {
         return 0;
     }
+    let delay = if wait { 0 } else { delay };
     let mut purged = 0;
     // SAFETY: our own heap, whose lock our caller holds (or none).
-    let mut dirty = !me.is_null() && unsafe { (*me).slabs.has_dirty() };
+    let mut dirty = !me.is_null() && unsafe { (*me).slabs.holds_free_memory() };
     let mut h = REGISTRY.all.get();
     while !h.is_null() {
         // SAFETY: heaps are never freed and `in_use` changes under the registry lock,
         // which we hold. Under a heap's lock its owner makes no `SlabHeap` call, and its
-        // fast paths touch only slab records, never the segments' slice bitmaps that
-        // `SlabHeap::purge` reads and writes; the raw place expression borrows only
-        // the `slabs` field.
+        // fast paths touch only its current slabs and slabs holding blocks of the program,
+        // never an Empty slab or the segments' slice bitmaps, which are all that
+        // `close_empty` and `purge` touch; the raw place expression borrows only the
+        // `slabs` field.
         unsafe {
             if (*h).in_use && h != me {
                 if wait {
@@ -765,8 +805,16 @@ fn visit_live(now: u64, delay: u64, me: *mut Heap, wait: bool) -> usize {
                 }
                 if wait || (*h).lock.try_lock() {
                     let slabs = &mut *core::ptr::addr_of_mut!((*h).slabs);
+                    let quiet = match why {
+                        Visit::Idle => slabs.tick_due(now, delay),
+                        Visit::Grow => now > (*h).last_alloc_ms,
+                        Visit::Trim => true,
+                    };
+                    if quiet {
+                        slabs.close_empty(&POOL, true);
+                    }
                     purged += slabs.purge(&POOL, now, delay);
-                    dirty |= slabs.has_dirty();
+                    dirty |= slabs.holds_free_memory();
                     (*h).lock.unlock();
                 } else {
                     dirty = true;
@@ -843,7 +891,7 @@ pub fn trim() -> usize {
     } else {
         unsafe { (*h).locked(|h| h.flush(0)) }
     };
-    let others = visit_live(crate::os::now_ms(), 0, h, true);
+    let others = visit_live(crate::os::now_ms(), 0, h, Visit::Trim);
     let total = own + others + visit_abandoned(u64::MAX, 0) + POOL.trim() + LARGE.trim();
     TRIMMED.fetch_add(total as u64, Ordering::Relaxed);
     TRIMS.fetch_add(1, Ordering::Relaxed);

@@ -91,7 +91,7 @@ pub use map::{
 pub use remote::RemoteQueue;
 pub use segment::{
     PoolStats, Segment, SegmentPool, Slab, SlabHeap, SlabState, SpinLock, LONG_TICKS, RECORD_SHIFT,
-    SHRINKING_CLOSES,
+    SHRINKING_EMPTIES,
 };
 
 /// Bytes of one segment (4 MiB), also its alignment.

@@ -23,6 +23,11 @@ pub enum SlabState {
     Current,
     /// In its class's queue: it has a free block or blocks left to carve.
     Queued,
+    /// In its class's queue, at its front, with every block back (none outside it): the
+    /// first reused, and closed after a purge delay ([`SlabHeap::close_empty`]). No free
+    /// can reach it (no block of it is held), so another thread may close it while it
+    /// excludes the owner's `SlabHeap` calls.
+    Empty,
     /// Set aside with nothing to give: no free block, nothing to carve. Its map entries
     /// carry [`crate::FULL_FLAG`], so the first free of one of its blocks takes the slow
     /// path, which queues the slab again.
@@ -61,6 +66,8 @@ pub struct Slab<L: BlockLayout> {
     state: SlabState,
     /// The slab's pages came fresh from the OS (zero until carved).
     fresh: bool,
+    /// Empty at the last purge tick already (see [`SlabHeap::close_empty`]).
+    aged: bool,
     next: *mut Slab<L>,
     prev: *mut Slab<L>,
 }
@@ -90,6 +97,7 @@ impl<L: BlockLayout> Slab<L> {
             slices: 0,
             state: SlabState::Closed,
             fresh: false,
+            aged: false,
             next: null_mut(),
             prev: null_mut(),
         }
@@ -518,8 +526,10 @@ pub struct SegmentPool<P: PageSource + 'static> {
     lock: SpinLock,
     cache: UnsafeCell<PoolCache>,
     max_cached: usize,
-    /// Dirty segments cached (a mirror of `cache.dirty.count`, read without the lock).
+    /// Dirty segments cached, and all cached segments (mirrors of the cache's counts,
+    /// read without the lock).
     dirty: AtomicUsize,
+    cached_count: AtomicUsize,
     /// The earliest time of the next [`decay`](Self::decay) tick.
     next_tick_ms: AtomicU64,
     stats: PoolStats,
@@ -592,6 +602,7 @@ impl<P: PageSource + 'static> SegmentPool<P> {
             }),
             max_cached,
             dirty: AtomicUsize::new(0),
+            cached_count: AtomicUsize::new(0),
             next_tick_ms: AtomicU64::new(0),
             stats: PoolStats::new(),
         }
@@ -618,12 +629,11 @@ impl<P: PageSource + 'static> SegmentPool<P> {
         self.lock.lock();
         // SAFETY: under the lock.
         let r = f(unsafe { &mut *self.cache.get() });
-        self.dirty
-            // SAFETY: as above.
-            .store(
-                unsafe { (*self.cache.get()).dirty.count },
-                Ordering::Relaxed,
-            );
+        // SAFETY: as above.
+        let c = unsafe { &*self.cache.get() };
+        self.dirty.store(c.dirty.count, Ordering::Relaxed);
+        self.cached_count
+            .store(c.dirty.count + c.clean.count, Ordering::Relaxed);
         self.lock.unlock();
         r
     }
@@ -684,6 +694,11 @@ impl<P: PageSource + 'static> SegmentPool<P> {
         // SAFETY: (caller).
         unsafe { self.pages.unmap(seg, SEGMENT_SIZE) };
         PoolStats::add(&self.stats.segments_unmapped, 1);
+    }
+
+    /// Whether no segment is cached (the next one needed is mapped). One relaxed load.
+    pub fn is_empty(&self) -> bool {
+        self.cached_count.load(Ordering::Relaxed) == 0
     }
 
     /// Whether some cached segment is still resident (a later [`decay`](Self::decay)
@@ -807,15 +822,17 @@ pub struct SlabHeap<L: BlockLayout> {
     closed_frees: [u64; CLASS_COUNT],
     /// Some segment has dirty free slices.
     dirty: bool,
-    /// Slabs closed since the last one was opened (see [`emptied`](Self::emptied)).
-    closed_since_open: u32,
+    /// Slabs emptied since the last one was opened (see [`is_shrinking`](Self::is_shrinking)).
+    emptied_since_open: u32,
+    /// Slabs in state [`SlabState::Empty`].
+    empty_slabs: u32,
     /// The last purge tick (0: none yet).
     last_tick: u64,
 }
 
-/// Slabs a heap closes without opening one before it counts as shrinking, and closes its
-/// slabs as they empty, current ones included (see [`SlabHeap::emptied`]).
-pub const SHRINKING_CLOSES: u32 = 4;
+/// Slabs a heap empties without opening one before it counts as shrinking (see
+/// [`SlabHeap::is_shrinking`]).
+pub const SHRINKING_EMPTIES: u32 = 4;
 
 impl<L: BlockLayout> SlabHeap<L> {
     /// A heap with no segments; `owner` is set by [`set_owner`](Self::set_owner).
@@ -828,7 +845,8 @@ impl<L: BlockLayout> SlabHeap<L> {
             queue_tail: [null_mut(); CLASS_COUNT],
             closed_frees: [0; CLASS_COUNT],
             dirty: false,
-            closed_since_open: 0,
+            emptied_since_open: 0,
+            empty_slabs: 0,
             last_tick: 0,
         }
     }
@@ -943,44 +961,99 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
         if !holds {
             // SAFETY: our slab, every block of it back; its caller keeps its current slabs.
-            unsafe { self.emptied(pool, s, false) };
+            unsafe { self.emptied(s, false) };
         }
         c
     }
 
     /// The last block out of our slab `s` came back ([`Slab::push`] said so). A queued
-    /// slab is closed (its slices stay resident for a purge delay, so reopening one soon
-    /// costs no page faults). A current slab stays, so that a class whose blocks come and
-    /// go does not open and close a slab each time, unless the heap is shrinking (it has
-    /// closed [`SHRINKING_CLOSES`] slabs since it last opened one: a working set being
-    /// dropped) and `close_current` allows it: then a heap whose thread frees everything
-    /// and then sleeps pins no segment. Returns whether the slab was closed (the caller
-    /// stops using a closed current slab).
+    /// slab becomes [`SlabState::Empty`]: moved to the front of its class's queue, reused
+    /// first, closed by [`close_empty`](Self::close_empty) once it has stayed empty for a
+    /// purge delay (or at once, for an idle owner or a heap that must grow). A current
+    /// slab stays current, so that a class whose blocks come and go keeps its slab, unless
+    /// the heap is shrinking (see [`is_shrinking`](Self::is_shrinking)) and
+    /// `demote_current` allows it: then it becomes Empty too, so that a thread that drops
+    /// its working set and sleeps leaves nothing another thread cannot close. Returns
+    /// whether a current slab was demoted (the caller takes it out of its slot).
     ///
     /// # Safety
     /// `s` is a live slab of ours whose blocks are all back.
-    pub unsafe fn emptied<P: PageSource>(
-        &mut self,
-        pool: &SegmentPool<P>,
-        s: *mut Slab<L>,
-        close_current: bool,
-    ) -> bool {
+    pub unsafe fn emptied(&mut self, s: *mut Slab<L>, demote_current: bool) -> bool {
         // SAFETY: (caller).
         let s = unsafe { &mut *s };
         debug_assert_eq!(s.used(), 0);
-        let close = match s.state {
-            SlabState::Queued => true,
-            SlabState::Current => close_current && self.is_shrinking(),
-            _ => false,
-        };
-        if close {
-            if s.state == SlabState::Queued {
+        self.emptied_since_open = self.emptied_since_open.saturating_add(1);
+        match s.state {
+            SlabState::Queued => {
                 self.dequeue(s);
+                self.push_empty(s);
+                false
             }
-            // SAFETY: no block of the slab is outside it.
-            unsafe { self.close_slab(pool, s) };
+            SlabState::Current if demote_current && self.is_shrinking() => {
+                self.push_empty(s);
+                true
+            }
+            _ => false,
         }
-        close
+    }
+
+    /// Puts the empty slab `s` (in no queue) at the front of its class's queue.
+    fn push_empty(&mut self, s: &mut Slab<L>) {
+        let c = s.class_index();
+        s.prev = null_mut();
+        s.next = self.queue[c];
+        if s.next.is_null() {
+            self.queue_tail[c] = s;
+        } else {
+            // SAFETY: a queued slab of ours.
+            unsafe { (*s.next).prev = s };
+        }
+        self.queue[c] = s;
+        s.state = SlabState::Empty;
+        s.aged = false;
+        self.empty_slabs += 1;
+    }
+
+    /// Closes the [`SlabState::Empty`] slabs (the front of each class's queue): those that
+    /// were empty at the previous call already (each stayed empty for at least the time
+    /// between two calls: the owner's purge ticks), or all of them with `all` (an idle
+    /// owner, `trim`, a heap that must grow). Their slices become free, dirty; segments
+    /// left without a slab go back to the pool. Touches only Empty slabs, which no free
+    /// reaches: another thread may call it while it excludes the owner's `SlabHeap` calls.
+    pub fn close_empty<P: PageSource>(&mut self, pool: &SegmentPool<P>, all: bool) {
+        if self.empty_slabs == 0 {
+            return;
+        }
+        for c in 0..CLASS_COUNT {
+            let mut p = self.queue[c];
+            while !p.is_null() {
+                // SAFETY: slabs in our queues are live and ours.
+                let s = unsafe { &mut *p };
+                if s.state != SlabState::Empty {
+                    break; // the Empty slabs are the queue's front
+                }
+                p = s.next;
+                if all || s.aged {
+                    self.dequeue(s);
+                    // SAFETY: an Empty slab holds every block.
+                    unsafe { self.close_slab(pool, s) };
+                } else {
+                    s.aged = true;
+                }
+            }
+        }
+    }
+
+    /// Whether class `c` has a queued slab (else the next [`next_slab`](Self::next_slab)
+    /// opens one).
+    pub fn has_queued(&self, c: SizeClass) -> bool {
+        !self.queue[c.index()].is_null()
+    }
+
+    /// Whether the heap holds memory a later purge tick or [`close_empty`](Self::close_empty)
+    /// would give back: dirty free slices or Empty slabs.
+    pub fn holds_free_memory(&self) -> bool {
+        self.dirty || self.empty_slabs != 0
     }
 
     /// Gives back our current slab `s` (the caller no longer pops from it: a flush): it
@@ -1048,17 +1121,29 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
     }
 
-    /// Whether the heap is shrinking: it has closed [`SHRINKING_CLOSES`] slabs or more
-    /// since it last opened one (see [`emptied`](Self::emptied)).
+    /// Whether the heap is shrinking: it has emptied [`SHRINKING_EMPTIES`] slabs or more
+    /// since it last opened one (a working set being dropped).
     pub fn is_shrinking(&self) -> bool {
-        self.closed_since_open >= SHRINKING_CLOSES
+        self.emptied_since_open >= SHRINKING_EMPTIES
     }
 
-    /// Whether the last slab closed made the heap shrinking: the moment for an owner to
-    /// give back its current slabs that are empty already (those that empty later are
-    /// closed by [`emptied`](Self::emptied)).
+    /// Whether the last slab emptied made the heap shrinking: the moment for an owner to
+    /// demote its current slabs that are empty already ([`demote_current`](Self::demote_current));
+    /// those that empty later are demoted by [`emptied`](Self::emptied).
     pub fn began_shrinking(&self) -> bool {
-        self.closed_since_open == SHRINKING_CLOSES
+        self.emptied_since_open == SHRINKING_EMPTIES
+    }
+
+    /// Makes our current slab `s`, whose blocks are all back, [`SlabState::Empty`] (the
+    /// caller no longer pops from it).
+    ///
+    /// # Safety
+    /// `s` is our current slab, every block of it back.
+    pub unsafe fn demote_current(&mut self, s: *mut Slab<L>) {
+        // SAFETY: (caller).
+        let s = unsafe { &mut *s };
+        debug_assert!(s.state == SlabState::Current && s.used() == 0);
+        self.push_empty(s);
     }
 
     /// Whether some free slice is still resident (a later [`purge`](Self::purge) has
@@ -1164,7 +1249,10 @@ impl<L: BlockLayout> SlabHeap<L> {
     }
 
     fn dequeue(&mut self, s: &mut Slab<L>) {
-        debug_assert_eq!(s.state, SlabState::Queued);
+        debug_assert!(matches!(s.state, SlabState::Queued | SlabState::Empty));
+        if s.state == SlabState::Empty {
+            self.empty_slabs -= 1;
+        }
         let c = s.class_index();
         // SAFETY: neighbours in our queue are live slabs of ours.
         unsafe {
@@ -1247,7 +1335,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.fresh = fresh;
         self.publish(pool.map, s);
         PoolStats::add(&pool.stats.slabs_opened, 1);
-        self.closed_since_open = 0;
+        self.emptied_since_open = 0;
         Some(s)
     }
 
@@ -1275,7 +1363,6 @@ impl<L: BlockLayout> SlabHeap<L> {
         let first = s.head as usize;
         let n = s.slices as usize;
         PoolStats::add(&pool.stats.slabs_closed, 1);
-        self.closed_since_open = self.closed_since_open.saturating_add(1);
         self.closed_frees[s.class_index()] += s.frees();
         let start = s.start();
         // Before the slices are free: the owner's fast path must stop seeing them first.

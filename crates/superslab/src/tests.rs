@@ -428,8 +428,10 @@ fn empty_slabs_close_and_empty_segments_go_back() {
     assert_eq!(open_slabs(pool), 128);
 
     give_back(&mut h, pool, &v);
-    // A queued slab closes when its last block comes back; the current slab stays
-    // (`free_block` never closes one).
+    // Emptied queued slabs stay (Empty) until `close_empty` closes them; the current
+    // slab stays (`free_block` never demotes one).
+    assert_eq!(open_slabs(pool), 128);
+    h.close_empty(pool, true);
     assert_eq!(open_slabs(pool), 1);
     // The two segments left without a slab go back to the pool: it caches the first
     // resident (not purged yet) and, full, unmaps the second.
@@ -473,6 +475,7 @@ fn empty_slabs_close_and_empty_segments_go_back() {
     assert_eq!((maps(pool), pool.cached()), (3, 0));
     check_blocks(pool, c, 9, &w);
     give_back(&mut h, pool, &w);
+    h.close_empty(pool, true);
     assert_eq!(open_slabs(pool), 1);
     assert_eq!(pool.cached(), 1);
 
@@ -541,35 +544,43 @@ fn delayed_purge_waits_a_whole_delay_and_reopening_prefers_resident_slices() {
     assert!(h.is_empty());
 }
 
-/// Ticks close empty queued slabs a bounded number of records at a time, going round the
-/// heap's segments, also when closing gives a segment back mid-round.
+/// Emptied queued slabs become Empty at the front of their class's queue: reused first
+/// (their lists intact, nothing carved again), and closed by `close_empty` only once they
+/// stayed empty between two calls, or at once with `all`.
 #[test]
-fn ticks_close_empty_slabs_a_few_segments_at_a_time() {
+fn empty_slabs_are_reused_first_and_closed_after_a_whole_tick() {
     let pool = pool(8);
     let mut h = heap::<Plain>(12);
     let c = class_of(8 * KIB).unwrap(); // one-slice slabs of 8 blocks, 63 a segment
     let per_seg = 63 * Plain::blocks_per_slab(c);
-    let v = take(&mut h, pool, c, 10 * per_seg);
-    assert_eq!((maps(pool), open_slabs(pool)), (10, 630));
+    let v = take(&mut h, pool, c, 3 * per_seg);
+    assert_eq!((maps(pool), open_slabs(pool)), (3, 189));
     give_back(&mut h, pool, &v);
-    // Every slab but the current one is queued and empty.
-    let mut tick = 1000;
-    let mut ticks = 0;
-    while open_slabs(pool) > 1 {
-        tick += 100;
-        ticks += 1;
-        let before = open_slabs(pool);
-        h.purge(pool, tick, 100);
-        // At most 4 segments' records a tick.
-        assert!(
-            before - open_slabs(pool) <= 4 * 64,
-            "{before} -> {}",
-            open_slabs(pool)
-        );
-        assert!(ticks <= 4, "empty slabs left after {ticks} ticks");
-    }
-    // Segments whose slabs all closed went back.
-    assert!(pool.cached() >= 7);
+    // Every slab but the current one is Empty, none closed yet.
+    assert_eq!(open_slabs(pool), 189);
+    assert!(h.holds_free_memory());
+    // Reused first: taking a slab's worth more opens no slab and carves nothing.
+    let opened = pool.stats().slabs_opened.load(Relaxed);
+    let w = take(&mut h, pool, c, 2 * Plain::blocks_per_slab(c));
+    assert_eq!(pool.stats().slabs_opened.load(Relaxed), opened);
+    assert!(
+        w.iter().all(|b| v.contains(b)),
+        "blocks of the emptied slabs, reused"
+    );
+    give_back(&mut h, pool, &w);
+    // The first call only ages them; the next closes those still empty.
+    h.close_empty(pool, false);
+    assert_eq!(open_slabs(pool), 189);
+    h.close_empty(pool, false);
+    assert_eq!(open_slabs(pool), 1, "all but the current slab closed");
+    // Segments whose slabs all closed went back to the pool.
+    assert_eq!(pool.cached(), 2);
+    // `all` closes at once.
+    let x = take(&mut h, pool, c, per_seg);
+    give_back(&mut h, pool, &x);
+    assert!(open_slabs(pool) > 1);
+    h.close_empty(pool, true);
+    assert_eq!(open_slabs(pool), 1);
     h.release_empty(pool);
     assert!(h.is_empty());
 }

@@ -41,12 +41,27 @@ static POOL_GUARDED: SegmentPool<MmapPages> = SegmentPool::new(MmapPages, &MAP, 
 
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc { heap: usize, class: usize, n: u32 },
-    AllocZeroed { heap: usize, class: usize },
+    Alloc {
+        heap: usize,
+        class: usize,
+        n: u32,
+    },
+    AllocZeroed {
+        heap: usize,
+        class: usize,
+    },
     Free(usize),
-    RemoteReturn { heap: usize, k: usize },
+    RemoteReturn {
+        heap: usize,
+        k: usize,
+    },
     ReleaseCurrent(usize),
     CloseEmpty(usize),
+    /// `close_empty`: aged ones only (a tick), or all.
+    CloseEmptyAged {
+        heap: usize,
+        all: bool,
+    },
     ReleaseEmpty(usize),
     Purge(usize),
 }
@@ -60,6 +75,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..2, 1usize..40).prop_map(|(heap, k)| Op::RemoteReturn { heap, k }),
         1 => (0usize..2).prop_map(Op::ReleaseCurrent),
         1 => (0usize..2).prop_map(Op::CloseEmpty),
+        2 => (0usize..2, any::<bool>()).prop_map(|(heap, all)| Op::CloseEmptyAged { heap, all }),
         1 => (0usize..2).prop_map(Op::ReleaseEmpty),
         1 => (0usize..2).prop_map(Op::Purge),
     ]
@@ -157,7 +173,7 @@ fn free<L: BlockLayout>(o: &mut Owner<L>, pool: &SegmentPool<MmapPages>, b: Bloc
         unsafe {
             // Read before: a closed slab's segment may be gone.
             let c = (*s).class().index();
-            if !(*s).push(b) && o.h.emptied(pool, s, true) && o.current[c] == s {
+            if !(*s).push(b) && o.h.emptied(s, true) && o.current[c] == s {
                 o.current[c] = o.detached;
             }
         }
@@ -366,6 +382,7 @@ fn run<L: BlockLayout>(
             }
             Op::ReleaseCurrent(h) => heaps[h].release_current(pool),
             Op::CloseEmpty(h) => heaps[h].h.close_empty_slabs(pool),
+            Op::CloseEmptyAged { heap, all } => heaps[heap].h.close_empty(pool, all),
             Op::ReleaseEmpty(h) => heaps[h].h.release_empty(pool),
             Op::Purge(h) => {
                 heaps[h].h.purge(pool, 0, 0);
