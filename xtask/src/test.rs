@@ -3,7 +3,8 @@
 //! In order: build `libhakmem.so` (or take `$HAKMEM_TEST_SO`, any preloadable malloc),
 //! `cargo test --workspace`, hakmem's tests with the `checked` feature, its C-symbol test
 //! with the `c-override` feature, `cargo doc` without warnings, prove the preload takes
-//! effect (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the process and
+//! effect (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the static check
+//! that no exported function reaches a panic (`tests/tools/no_panic_paths.py`), the process and
 //! misuse tests, the C memory scenarios of `cargo xtask bench --memory` scaled down
 //! (`MEMORY_SCALE_DOWN`), then real programs (`tests/real/*.sh`) whose output under the
 //! preload must equal their plain output, under the release build and then (for hakmem)
@@ -19,6 +20,26 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: cargo xtask test [--only SUBSTRING] [--keep-going]";
+/// The exported functions `tests/tools/no_panic_paths.py` checks.
+const EXPORTS: [&str; 17] = [
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "malloc_usable_size",
+    "malloc_trim",
+    "malloc_stats",
+    "mallinfo2",
+    "hakmem_stats",
+    "cfree",
+    "__libc_malloc",
+];
 /// The self-checking programs of `tests/c/`, in the order they run.
 const C_TESTS: [&str; 7] = [
     "alignment.c",
@@ -155,6 +176,23 @@ fn steps(r: &mut Run, so: &Path, is_hakmem: bool) {
             name,
             run_program(Command::new(exe).env("LD_PRELOAD", so), LIMIT),
         ) {
+            return;
+        }
+    }
+
+    // No exported function of hakmem's may reach a panic, formatting or Rust allocation.
+    if is_hakmem && r.wanted("panic-paths") {
+        let out = Command::new("python3")
+            .arg(root().join("tests/tools/no_panic_paths.py"))
+            .arg(so)
+            .args(EXPORTS)
+            .output();
+        let result = match out {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(String::from_utf8_lossy(&o.stdout).into_owned()),
+            Err(e) => Err(format!("cannot run python3: {e}")),
+        };
+        if !r.record("panic-paths", result) {
             return;
         }
     }

@@ -295,7 +295,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
     /// write. A block's range goes back to the shard it came from, so a thread freeing
     /// its own blocks sees its shard's live bytes fall at once.
     fn view(&self, i: usize, now_ms: u64) -> (usize, usize) {
-        let shard = &self.shards[i];
+        let shard = self.shard(i);
         if shard.view_ms.load(Ordering::Relaxed) != now_ms {
             let others = (1..SHARDS).map(|k| &self.shards[(i + k) % SHARDS]);
             let (live, bytes) = others.fold((0u64, 0), |(l, b), s| {
@@ -403,7 +403,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
             self.unmap(base, total);
             return core::ptr::null_mut();
         }
-        let s = &self.shards[home];
+        let s = self.shard(home);
         s.allocs.fetch_add(1, Ordering::Relaxed);
         s.live.fetch_add(total as u64, Ordering::Relaxed);
         if reused.is_some() {
@@ -471,8 +471,8 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         let (base, total, i) = (h.base, h.total, h.shard);
         h.magic = 0; // a second free finds no live header
         self.map.remove_large(p as usize);
-        self.shards[i].frees.fetch_add(1, Ordering::Relaxed);
-        self.shards[i]
+        self.shard(i).frees.fetch_add(1, Ordering::Relaxed);
+        self.shard(i)
             .live
             .fetch_sub(total as u64, Ordering::Relaxed);
         self.release(i, base, total, now_ms);
@@ -537,7 +537,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         // pages or more); then a later free is refused (a leak), never a corruption.
         let counted = self.map.add_large(user, &self.pages);
         debug_assert!(counted);
-        self.shards[shard].live.fetch_add(
+        self.shard(shard).live.fetch_add(
             (new_total as u64).wrapping_sub(total as u64),
             Ordering::Relaxed,
         );
@@ -553,7 +553,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
     /// Runs `f` on shard `i`'s cache under its lock, then unmaps what `f` put in its
     /// `Doomed` list once the lock is released: no system call is made under a lock.
     fn locked<R>(&self, i: usize, f: impl FnOnce(&mut Cache, &mut Doomed) -> R) -> R {
-        let shard = &self.shards[i];
+        let shard = self.shard(i);
         let mut doomed = Doomed {
             ranges: [(0, 0); CACHE_SLOTS],
             len: 0,
@@ -571,7 +571,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         }
         shard.bytes.store(c.bytes, Ordering::Relaxed);
         shard.lock.unlock();
-        for &(base, total) in &doomed.ranges[..doomed.len] {
+        for &(base, total) in doomed.ranges.iter().take(doomed.len) {
             self.unmap(base, total);
         }
         r
@@ -646,6 +646,13 @@ impl<P: PageSource + 'static> LargeHeap<P> {
     /// callers share, from [`HUGE_FROM`] on (a block that big costs far more to fault and
     /// zero than to wait for a lock, and its reuse is best shared), else one of the others
     /// by `hint`.
+    /// Shard `i` (taken modulo [`SHARDS`], so that no index check can panic: every
+    /// caller's `i` is below it already).
+    #[inline]
+    fn shard(&self, i: usize) -> &Shard {
+        &self.shards[i % SHARDS]
+    }
+
     fn shard_of(hint: usize, bytes: usize) -> usize {
         if bytes >= HUGE_FROM {
             0
@@ -671,7 +678,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         grow: bool,
         now_ms: u64,
     ) -> Option<(usize, usize)> {
-        if self.shards[i].bytes.load(Ordering::Relaxed) == 0 {
+        if self.shard(i).bytes.load(Ordering::Relaxed) == 0 {
             return None; // no lock for an empty shard
         }
         let taken = self.locked(i, |c, doomed| {
@@ -681,14 +688,15 @@ impl<P: PageSource + 'static> LargeHeap<P> {
             if total < need && (!grow || total < need / 2) {
                 return None; // growing it would reuse little and cost a move
             }
-            let s = c.slots[j];
+            let slot = c.slots.get_mut(j)?;
+            let s = *slot;
             let head = Self::geometry(need).0;
             let taken = if total < need || head >= total || total - need <= need / 8 {
-                c.slots[j].base = 0;
+                slot.base = 0;
                 total
             } else {
-                c.slots[j].base = s.base + head;
-                c.slots[j].total = total - head;
+                slot.base = s.base + head;
+                slot.total = total - head;
                 head
             };
             c.bytes -= taken;
@@ -783,7 +791,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
                         };
                         c.bytes += total;
                         let due = freed_at.saturating_add(self.max_age_ms);
-                        self.shards[i]
+                        self.shard(i)
                             .next_expiry_ms
                             .fetch_min(due, Ordering::Relaxed);
                         true
@@ -814,7 +822,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
                 next = next.min(s.freed_at.saturating_add(self.max_age_ms));
             }
         }
-        self.shards[i].next_expiry_ms.store(next, Ordering::Relaxed);
+        self.shard(i).next_expiry_ms.store(next, Ordering::Relaxed);
     }
 
     /// Unmaps the cached ranges that have grown too old, if any may have: one relaxed
