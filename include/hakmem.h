@@ -15,6 +15,7 @@ typedef struct hakmem_stats {
     uint64_t bytes_mapped;         /* segments and large mappings now */
     uint64_t bytes_in_use;         /* held by the program now */
     uint64_t bytes_purged;         /* given back to the OS so far */
+    uint64_t bytes_trimmed;        /* given back by malloc_trim (purged or unmapped) */
     uint64_t segments_peak;        /* most 4 MiB segments mapped at once */
     uint64_t heaps;                /* thread heaps created */
 } hakmem_stats_t;

@@ -281,6 +281,7 @@ pub struct HakmemStats {
     pub bytes_mapped: u64,
     pub bytes_in_use: u64,
     pub bytes_purged: u64,
+    pub bytes_trimmed: u64,
     pub segments_peak: u64,
     pub heaps: u64,
 }
@@ -308,6 +309,7 @@ pub unsafe fn hakmem_stats(out: *mut HakmemStats) -> i32 {
         bytes_mapped: s.bytes_mapped(),
         bytes_in_use: s.bytes_in_use() + s.large_bytes_live,
         bytes_purged: s.bytes_purged,
+        bytes_trimmed: s.bytes_trimmed,
         segments_peak: s.segments_peak,
         heaps: s.heaps,
     };
