@@ -337,40 +337,30 @@ impl Heap {
         });
     }
 
-    /// When the heap has just begun shrinking (a working set being dropped), demotes its
-    /// current slabs that are empty already to `SlabState::Empty`, so that a thread that
-    /// drops everything and sleeps leaves only slabs another thread may close: those that
-    /// empty later are demoted as they empty (`SlabHeap::emptied`).
+    /// When the heap begins shrinking (a working set being dropped: see
+    /// `SlabHeap::began_shrinking`), sets its current slabs aside, so that they empty as
+    /// the program frees their blocks and become Empty like the others.
     fn retire_if_shrinking(&mut self) {
         if !self.slabs.began_shrinking() {
             return;
         }
         for c in 0..CLASS_COUNT {
-            let s = self.current[c];
-            // SAFETY: our current slab, or `no_slab` (whose count is 0 and which
-            // `release_current` leaves alone); nothing pops from it meanwhile (we are
-            // its owner's thread).
-            if s != no_slab() && unsafe { (*s).used() } == 0 {
-                self.current[c] = no_slab();
-                // SAFETY: as above: our current slab, every block of it back.
-                unsafe { self.slabs.demote_current(s) };
-            }
+            let s = core::mem::replace(&mut self.current[c], no_slab());
+            // SAFETY: our current slab or `no_slab` (left alone); nothing pops from it any
+            // more (we are its owner's thread and took it out of its slot).
+            unsafe { self.slabs.set_full(&POOL, s) };
         }
     }
 
-    /// The fast free saw the last block of our slab `s` come back: the slab heap closes
-    /// it or keeps it (see `SlabHeap::emptied`); a closed current slab leaves its slot.
+    /// The fast free saw the last block of our slab `s` (never a current one) come back:
+    /// the slab heap keeps it as Empty (see `SlabHeap::emptied`).
     ///
     /// # Safety
     /// `s` is a live slab of this heap whose blocks are all back.
     pub unsafe fn slab_emptied(&mut self, s: *mut Slab<Layout>) {
         self.locked(|h| {
-            // SAFETY: (caller) a live slab of ours.
-            let c = unsafe { (*s).class() }.index();
-            // SAFETY: forwarded; our slot is cleared below if the slab was demoted.
-            if unsafe { h.slabs.emptied(s, true) } && h.current[c] == s {
-                h.current[c] = no_slab();
-            }
+            // SAFETY: forwarded.
+            unsafe { h.slabs.emptied(s) };
             h.retire_if_shrinking();
         });
     }

@@ -70,7 +70,7 @@
 //!     assert_eq!(MAP.region(b.addr()), Region::Segment); // one load: ours
 //!     let slab = Segment::<Plain>::slab_of(b.addr());
 //!     assert_eq!((slab.owner(), slab.class(), slab.used()), (1, c, 1));
-//!     assert!(!(*s).push(b)); // free: back onto its own slab's list, now empty
+//!     assert!((*s).push(b)); // free: back onto its own slab's list (true: still held, as current)
 //!     heap.release_current(&POOL, s); // every block is back: the slab closes
 //!     heap.release_empty(&POOL); // its segment goes back
 //!     assert!(heap.is_empty());

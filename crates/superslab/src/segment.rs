@@ -50,7 +50,9 @@ pub enum SlabState {
 pub struct Slab<L: BlockLayout> {
     /// The free blocks.
     list: Stack<L>,
-    /// Blocks the program holds: carved, and not on `list`.
+    /// Blocks the program holds (carved, and not on `list`), plus 1 while the slab is
+    /// current (its owner's reference): a free never takes a current slab's count to 0,
+    /// so a class whose one block comes and goes makes no cold call.
     used: u32,
     /// Blocks the slab holds in all.
     capacity: u32,
@@ -241,7 +243,15 @@ impl<L: BlockLayout> Slab<L> {
 
     /// Blocks currently outside the slab's list (the program's).
     pub fn used(&self) -> u32 {
-        self.used
+        self.used - (self.state == SlabState::Current) as u32
+    }
+
+    /// Drops the owner's reference of a slab that stops being current; returns whether
+    /// the program holds none of its blocks.
+    fn leave_current(&mut self) -> bool {
+        debug_assert!(self.state == SlabState::Current && self.used > 0);
+        self.used -= 1;
+        self.used == 0
     }
     /// Blocks freed into the slab since it opened.
     pub fn frees(&self) -> u64 {
@@ -822,16 +832,16 @@ pub struct SlabHeap<L: BlockLayout> {
     closed_frees: [u64; CLASS_COUNT],
     /// Some segment has dirty free slices.
     dirty: bool,
-    /// Slabs emptied since the last one was opened (see [`is_shrinking`](Self::is_shrinking)).
-    emptied_since_open: u32,
+    /// Slabs emptied since a slab was last taken (see [`began_shrinking`](Self::began_shrinking)).
+    emptied_since_take: u32,
     /// Slabs in state [`SlabState::Empty`].
     empty_slabs: u32,
     /// The last purge tick (0: none yet).
     last_tick: u64,
 }
 
-/// Slabs a heap empties without opening one before it counts as shrinking (see
-/// [`SlabHeap::is_shrinking`]).
+/// Slabs a heap empties without taking one before it counts as shrinking (see
+/// [`SlabHeap::began_shrinking`]).
 pub const SHRINKING_EMPTIES: u32 = 4;
 
 impl<L: BlockLayout> SlabHeap<L> {
@@ -845,7 +855,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             queue_tail: [null_mut(); CLASS_COUNT],
             closed_frees: [0; CLASS_COUNT],
             dirty: false,
-            emptied_since_open: 0,
+            emptied_since_take: 0,
             empty_slabs: 0,
             last_tick: 0,
         }
@@ -908,6 +918,11 @@ impl<L: BlockLayout> SlabHeap<L> {
         if !s.is_live() {
             return;
         }
+        let empty = s.leave_current();
+        if empty {
+            self.push_empty(s);
+            return;
+        }
         if s.has_free() || s.uncarved() > 0 {
             self.enqueue(s);
             return;
@@ -931,8 +946,12 @@ impl<L: BlockLayout> SlabHeap<L> {
             self.dequeue(unsafe { &mut *s });
             s
         };
-        // SAFETY: as above.
-        unsafe { (*s).state = SlabState::Current };
+        self.emptied_since_take = 0;
+        // SAFETY: as above; the owner's reference (see `Slab::used`).
+        unsafe {
+            (*s).state = SlabState::Current;
+            (*s).used += 1;
+        }
         Some(s)
     }
 
@@ -960,40 +979,30 @@ impl<L: BlockLayout> SlabHeap<L> {
             self.publish(pool.map, s);
         }
         if !holds {
-            // SAFETY: our slab, every block of it back; its caller keeps its current slabs.
-            unsafe { self.emptied(s, false) };
+            // SAFETY: our slab, every block of it back.
+            unsafe { self.emptied(s) };
         }
         c
     }
 
-    /// The last block out of our slab `s` came back ([`Slab::push`] said so). A queued
-    /// slab becomes [`SlabState::Empty`]: moved to the front of its class's queue, reused
-    /// first, closed by [`close_empty`](Self::close_empty) once it has stayed empty for a
-    /// purge delay (or at once, for an idle owner or a heap that must grow). A current
-    /// slab stays current, so that a class whose blocks come and go keeps its slab, unless
-    /// the heap is shrinking (see [`is_shrinking`](Self::is_shrinking)) and
-    /// `demote_current` allows it: then it becomes Empty too, so that a thread that drops
-    /// its working set and sleeps leaves nothing another thread cannot close. Returns
-    /// whether a current slab was demoted (the caller takes it out of its slot).
+    /// The last block out of our slab `s`, queued or full (never current: see
+    /// [`Slab::used`]), came back ([`Slab::push`] said so). It becomes
+    /// [`SlabState::Empty`]: moved to the front of its class's queue, reused first, closed
+    /// by [`close_empty`](Self::close_empty) once it has stayed empty for a purge delay (or
+    /// at once, for an idle owner or a heap that must grow).
     ///
     /// # Safety
     /// `s` is a live slab of ours whose blocks are all back.
-    pub unsafe fn emptied(&mut self, s: *mut Slab<L>, demote_current: bool) -> bool {
+    pub unsafe fn emptied(&mut self, s: *mut Slab<L>) {
         // SAFETY: (caller).
         let s = unsafe { &mut *s };
         debug_assert_eq!(s.used(), 0);
-        self.emptied_since_open = self.emptied_since_open.saturating_add(1);
-        match s.state {
-            SlabState::Queued => {
+        if matches!(s.state, SlabState::Queued | SlabState::Full) {
+            if s.state == SlabState::Queued {
                 self.dequeue(s);
-                self.push_empty(s);
-                false
             }
-            SlabState::Current if demote_current && self.is_shrinking() => {
-                self.push_empty(s);
-                true
-            }
-            _ => false,
+            self.push_empty(s);
+            self.emptied_since_take = self.emptied_since_take.saturating_add(1);
         }
     }
 
@@ -1071,7 +1080,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         if !s.is_live() {
             return;
         }
-        if s.used() == 0 {
+        if s.leave_current() {
             // SAFETY: no block of the slab is outside it.
             unsafe { self.close_slab(pool, s) };
         } else {
@@ -1121,29 +1130,14 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
     }
 
-    /// Whether the heap is shrinking: it has emptied [`SHRINKING_EMPTIES`] slabs or more
-    /// since it last opened one (a working set being dropped).
-    pub fn is_shrinking(&self) -> bool {
-        self.emptied_since_open >= SHRINKING_EMPTIES
-    }
-
-    /// Whether the last slab emptied made the heap shrinking: the moment for an owner to
-    /// demote its current slabs that are empty already ([`demote_current`](Self::demote_current));
-    /// those that empty later are demoted by [`emptied`](Self::emptied).
+    /// Whether the heap has just begun shrinking: the slab emptied last was the
+    /// [`SHRINKING_EMPTIES`]th since it last took a slab (a working set being dropped).
+    /// Its owner then sets its current slabs aside ([`set_full`](Self::set_full)), so that
+    /// each empties like any other slab, as the program frees its blocks, and becomes
+    /// Empty: a thread that drops everything and sleeps leaves only slabs another thread
+    /// may close. Its next allocation of a class takes a slab again (the same, often).
     pub fn began_shrinking(&self) -> bool {
-        self.emptied_since_open == SHRINKING_EMPTIES
-    }
-
-    /// Makes our current slab `s`, whose blocks are all back, [`SlabState::Empty`] (the
-    /// caller no longer pops from it).
-    ///
-    /// # Safety
-    /// `s` is our current slab, every block of it back.
-    pub unsafe fn demote_current(&mut self, s: *mut Slab<L>) {
-        // SAFETY: (caller).
-        let s = unsafe { &mut *s };
-        debug_assert!(s.state == SlabState::Current && s.used() == 0);
-        self.push_empty(s);
+        self.emptied_since_take == SHRINKING_EMPTIES
     }
 
     /// Whether some free slice is still resident (a later [`purge`](Self::purge) has
@@ -1335,7 +1329,6 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.fresh = fresh;
         self.publish(pool.map, s);
         PoolStats::add(&pool.stats.slabs_opened, 1);
-        self.emptied_since_open = 0;
         Some(s)
     }
 

@@ -169,12 +169,15 @@ fn free<L: BlockLayout>(o: &mut Owner<L>, pool: &SegmentPool<MmapPages>, b: Bloc
         // SAFETY: as above: the record of `a`'s slab, which is ours and not full.
         let s = unsafe { Segment::<L>::slab_at(a, record) };
         // SAFETY: as above; an emptied slab goes back to its heap as the facade's would,
-        // a closed current slab leaving its slot.
+        // and a shrinking heap's empty current slabs are demoted.
         unsafe {
-            // Read before: a closed slab's segment may be gone.
-            let c = (*s).class().index();
-            if !(*s).push(b) && o.h.emptied(s, true) && o.current[c] == s {
-                o.current[c] = o.detached;
+            if !(*s).push(b) {
+                o.h.emptied(s);
+                if o.h.began_shrinking() {
+                    for cur in o.current.iter_mut() {
+                        o.h.set_full(pool, core::mem::replace(cur, o.detached));
+                    }
+                }
             }
         }
     }
