@@ -1104,4 +1104,3 @@ pub fn cached_segments() -> usize {
 
 // Per-thread state stays small (issue target: at most 16 KiB).
 static_assertions::const_assert!(core::mem::size_of::<Heap>() <= 16 * 1024);
-

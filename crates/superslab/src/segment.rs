@@ -2,10 +2,10 @@
 
 use crate::map::ENTRY_SEGMENT;
 use crate::{AddressMap, OwnerTag, PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZE};
-use os_pages::PAGE;
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use os_pages::PAGE;
 use ptr_conversion::{BlockBase, BlockLayout, BlockState, Header, SizeClass};
 use tiny_layout::CLASS_COUNT;
 use tls_sll::Stack;
@@ -346,6 +346,10 @@ impl<L: BlockLayout> Slab<L> {
     /// Puts every parked block back on the list, re-initialised as carving does (their
     /// pages read zero now), lowest address first; clears `purged`. Returns how many.
     fn unpark(&mut self) -> u32 {
+        if self.purged == 0 {
+            // Nothing written: this may be the shared detached record.
+            return 0;
+        }
         let stride = L::stride(self.class_);
         let start = self.start();
         let mut bits = core::mem::replace(&mut self.purged, 0);
@@ -410,7 +414,11 @@ const MAX_SWEPT_BLOCKS: usize = 4096;
 
 /// Bits `first .. first + len` (`len` ≥ 1) of a slice or page mask.
 fn bit_run(first: usize, len: usize) -> u64 {
-    (if len >= 64 { u64::MAX } else { (1u64 << len) - 1 }) << first
+    (if len >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << len) - 1
+    }) << first
 }
 
 /// Calls `f(first, len)` for each run of set bits of `bits`, lowest first.

@@ -1227,7 +1227,10 @@ fn sweep_parks_all_free_pages<L: BlockLayout>(c: SizeClass, keep: &[usize]) {
     // SAFETY: our current slab, all of it carved and taken: it is set aside as full.
     unsafe { h.set_full(pool, s) };
     h.current.clear();
-    let freed: Vec<_> = (0..cap).filter(|i| !keep.contains(i)).map(|i| blocks[i]).collect();
+    let freed: Vec<_> = (0..cap)
+        .filter(|i| !keep.contains(i))
+        .map(|i| blocks[i])
+        .collect();
     give_back(&mut h, pool, &freed);
     // SAFETY: as above (queued now).
     let slab = unsafe { &*s };
@@ -1237,7 +1240,11 @@ fn sweep_parks_all_free_pages<L: BlockLayout>(c: SizeClass, keep: &[usize]) {
     assert_eq!(slab.parked_pages(), 0);
     // The pages that no kept block overlaps (every block is carved).
     let page_of = |a: usize| (a - start) / os_pages::PAGE;
-    let mut want = if pages == 64 { u64::MAX } else { (1u64 << pages) - 1 };
+    let mut want = if pages == 64 {
+        u64::MAX
+    } else {
+        (1u64 << pages) - 1
+    };
     for &i in keep {
         let a = blocks[i].addr();
         for p in page_of(a)..=page_of(a + stride - 1) {
@@ -1245,7 +1252,10 @@ fn sweep_parks_all_free_pages<L: BlockLayout>(c: SizeClass, keep: &[usize]) {
         }
     }
     let r = h.sweep_sparse(pool, u32::MAX, u32::MAX);
-    assert_eq!((r.bytes, r.swept), (want.count_ones() as usize * os_pages::PAGE, 1));
+    assert_eq!(
+        (r.bytes, r.swept),
+        (want.count_ones() as usize * os_pages::PAGE, 1)
+    );
     assert_eq!(pool.stats().bytes_parked.load(Relaxed), r.bytes as u64);
     assert_eq!(pool.stats().bytes_purged.load(Relaxed), r.bytes as u64);
     assert_eq!(slab.parked_pages(), want);
@@ -1269,7 +1279,11 @@ fn sweep_parks_all_free_pages<L: BlockLayout>(c: SizeClass, keep: &[usize]) {
     let mut seen = HashSet::new();
     let mut listed = 0;
     for (k, b) in again.iter().enumerate() {
-        assert!(seen.insert(b.addr()), "block {:#x} handed out twice", b.addr());
+        assert!(
+            seen.insert(b.addr()),
+            "block {:#x} handed out twice",
+            b.addr()
+        );
         assert!(!keep.iter().any(|&i| blocks[i] == *b));
         if overlaps_parked(b.addr()) {
             // A word on a parked page past what unparking writes (header and link).
@@ -1286,7 +1300,10 @@ fn sweep_parks_all_free_pages<L: BlockLayout>(c: SizeClass, keep: &[usize]) {
             listed += 1;
         }
     }
-    assert!(core::ptr::eq(h.current(c), s), "every block came from the same slab");
+    assert!(
+        core::ptr::eq(h.current(c), s),
+        "every block came from the same slab"
+    );
     assert_eq!(slab.used() as usize, cap);
     assert!(!slab.has_parked() && !slab.has_free());
     let kept: Vec<_> = keep.iter().map(|&i| blocks[i]).collect();

@@ -17,10 +17,10 @@
 use core::ptr::NonNull;
 use os_pages::MmapPages;
 use proptest::prelude::*;
-use ptr_conversion::{BlockBase, BlockLayout};
-use std::collections::{BTreeMap, BTreeSet};
 use proptest::test_runner::TestRunner;
+use ptr_conversion::{BlockBase, BlockLayout};
 use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use superslab::{
     AddressMap, OwnerTag, Region, RemoteQueue, Segment, SegmentPool, Slab, SlabHeap, SlabState,
