@@ -108,8 +108,8 @@ pub struct Heap {
     due_ms: u64,
     /// Registered for thread-exit cleanup?
     registered: bool,
-    /// A pass of the sparse sweep that has swept slabs is under way: slow paths continue
-    /// it between purge ticks (see `purge_delayed`).
+    /// A pass of the sparse sweep that has given pages back is under way: slow paths
+    /// continue it between purge ticks (see `purge_delayed`).
     sweeping: bool,
     /// The statistics request (`stats::EPOCH`) the counters' `live` and `frees` answer.
     published: u64,
@@ -367,11 +367,13 @@ impl Heap {
         maintain(now, self as *mut Heap);
     }
 
-    /// A step of the sparse sweep; once a step sweeps a slab, the slow paths continue the
-    /// pass until it ends.
+    /// A step of the sparse sweep; once a step gives pages back, the slow paths continue
+    /// the pass until it ends. A pass that finds nothing to give back goes on at the
+    /// ticks' pace only, so a program whose sparse slabs change often, without all-free
+    /// pages, pays a tick's step per purge delay at most.
     fn sweep(&mut self, looks: u32, walk: u32) {
         let r = self.slabs.sweep_sparse(&POOL, looks, walk);
-        self.sweeping = r.swept > 0 || (self.sweeping && !r.pass_done);
+        self.sweeping = r.bytes > 0 || (self.sweeping && !r.pass_done);
     }
 
     /// Takes back the blocks other threads freed into our slabs: each goes onto its own
