@@ -354,7 +354,12 @@ impl Heap {
         let now = crate::os::now_ms();
         let delay = config::PURGE_DELAY_MS.get();
         if self.slabs.tick_due(now, delay) {
-            self.sweep(TICK_LOOKS, TICK_WALK);
+            if delay == 0 {
+                // Every slow path is a tick: each takes a step's share.
+                self.sweep(STEP_LOOKS, STEP_WALK);
+            } else {
+                self.sweep(TICK_LOOKS, TICK_WALK);
+            }
             self.slabs.purge(&POOL, now, delay);
             let asked = stats::EPOCH.load(Ordering::Relaxed);
             if asked != self.published {

@@ -275,10 +275,10 @@ impl<L: BlockLayout> Slab<L> {
         first..end.min(self.carved as usize)
     }
 
-    /// Whether a sweep could find pages to give back: the slab is sparse (at most a
-    /// quarter of its blocks held), small enough for the page mask and the sweep's block
-    /// map, and, were its free blocks spread at random, at least one of its carved pages
-    /// would be all free.
+    /// Whether sweeping the slab is likely to pay: it is sparse (at most a quarter of its
+    /// blocks held), small enough for the page mask and the sweep's block map, and, were
+    /// its free blocks spread at random, the pages expected all free would give back at
+    /// least [`MIN_YIELD`] bytes per free block walked.
     fn worth_sweeping(&self) -> bool {
         if self.page_count() > 64
             || self.capacity as usize > MAX_SWEPT_BLOCKS
@@ -289,8 +289,10 @@ impl<L: BlockLayout> Slab<L> {
         }
         let stride = L::stride(self.class_);
         let free = 1.0 - self.used as f64 / self.carved as f64;
-        let pages = (self.carved as usize * stride) >> PAGE_SHIFT;
-        pages as f64 * powi(free, PAGE.div_ceil(stride)) >= 1.0
+        let pages = ((self.carved as usize * stride) >> PAGE_SHIFT)
+            .saturating_sub(self.purged.count_ones() as usize);
+        let expected = (pages * PAGE) as f64 * powi(free, PAGE.div_ceil(stride));
+        expected >= ((self.carved - self.used) as usize * MIN_YIELD) as f64
     }
 
     /// Parks the blocks of every carved page whose blocks are all free (on the list or
@@ -303,6 +305,12 @@ impl<L: BlockLayout> Slab<L> {
         let start = self.start();
         let stride = L::stride(self.class_);
         let mut free = [0u64; MAX_SWEPT_BLOCKS / 64];
+        // The walk below goes from block to block in free order, a cache miss each:
+        // asking for every carved block's link in address order first lets the loads
+        // overlap (and the hardware prefetcher stream them).
+        for i in 0..self.carved as usize {
+            prefetch(start + i * stride + L::LINK_OFFSET);
+        }
         for b in self.list.iter() {
             let i = (b.addr() - start) / stride;
             free[i / 64] |= 1 << (i % 64);
@@ -408,6 +416,10 @@ impl<L: BlockLayout> Slab<L> {
 /// log2 of [`PAGE`], the unit in which a sparse slab's free memory goes back to the OS.
 const PAGE_SHIFT: usize = 12;
 static_assertions::const_assert!(PAGE == 1 << PAGE_SHIFT);
+/// Bytes a sweep expects to give back per free block it walks, at least (a page per 256
+/// blocks): in small classes few pages are all free, and walking costs a cache miss a
+/// block.
+const MIN_YIELD: usize = 16;
 /// Most blocks in a slab that [`SlabHeap::sweep_sparse`] looks into (the 16-byte class of
 /// the smallest slab has 4096): its map of free blocks lives on the stack.
 const MAX_SWEPT_BLOCKS: usize = 4096;
@@ -429,6 +441,18 @@ fn each_run(mut bits: u64, mut f: impl FnMut(usize, usize)) {
         f(first, len);
         bits &= !bit_run(first, len);
     }
+}
+
+/// Asks for the cache line at `addr` (no effect on memory; a hint only).
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and changes no memory, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// `x` to the power `n`, by squaring (`f64::powi` is not in `core`).
