@@ -111,6 +111,9 @@ pub struct Heap {
     due_ms: u64,
     /// Registered for thread-exit cleanup?
     registered: bool,
+    /// A pass of the sparse sweep that has given pages back is under way: slow paths
+    /// continue it between purge ticks (see `purge_delayed`).
+    sweeping: bool,
     /// The statistics request (`stats::EPOCH`) the counters' `live` and `frees` answer.
     published: u64,
     /// Remote frees waiting to be handed to their owner in one batch.
@@ -137,6 +140,15 @@ struct Pending {
     tail: Option<BlockBase<Layout>>,
     count: u32,
 }
+
+/// The sparse sweep (`SlabHeap::sweep_sparse`, see `purge_delayed`): slab records a purge
+/// tick looks at (those of 256 segments, 1 GiB: about 200 µs), and free blocks it walks,
+/// at most.
+const TICK_LOOKS: u32 = 16384;
+const TICK_WALK: u32 = 4096;
+/// The same for a slow path between ticks while a pass is under way (a few µs).
+const STEP_LOOKS: u32 = 128;
+const STEP_WALK: u32 = 256;
 
 /// Adapter giving `refill` its source: the heap's slabs and the segment pool.
 struct Slabs<'a>(&'a mut SlabHeap<Layout>);
@@ -176,6 +188,7 @@ impl Heap {
             in_use: false,
             due_ms: 0,
             registered: false,
+            sweeping: false,
             published: 0,
             pending: Pending {
                 owner: 0,
@@ -365,22 +378,41 @@ impl Heap {
         });
     }
 
-    /// The slow paths' delayed work: this heap's empty slabs closed and free slices
-    /// purged, then the process-wide work of [`maintain`].
+    /// The slow paths' delayed work: at each purge tick, this heap's free slices purged
+    /// and a step of the sparse sweep (free pages of sparse slabs given back), continued
+    /// by the slow paths between ticks while it is busy; then the process-wide work of
+    /// [`maintain`].
     fn purge_delayed(&mut self) {
         let now = crate::os::now_ms();
         self.last_alloc_ms = now;
         let delay = config::PURGE_DELAY_MS.get();
         if self.slabs.tick_due(now, delay) {
             self.slabs.close_empty(&POOL, delay == 0);
+            if delay == 0 {
+                // Every slow path is a tick: each takes a step's share.
+                self.sweep(STEP_LOOKS, STEP_WALK);
+            } else {
+                self.sweep(TICK_LOOKS, TICK_WALK);
+            }
             self.slabs.purge(&POOL, now, delay);
             let asked = stats::EPOCH.load(Ordering::Relaxed);
             if asked != self.published {
                 self.published = asked;
                 self.publish_counts();
             }
+        } else if self.sweeping {
+            self.sweep(STEP_LOOKS, STEP_WALK);
         }
         maintain(now, self as *mut Heap);
+    }
+
+    /// A step of the sparse sweep; once a step gives pages back, the slow paths continue
+    /// the pass until it ends. A pass that finds nothing to give back goes on at the
+    /// ticks' pace only, so a program whose sparse slabs change often, without all-free
+    /// pages, pays a tick's step per purge delay at most.
+    fn sweep(&mut self, looks: u32, walk: u32) {
+        let r = self.slabs.sweep_sparse(&POOL, looks, walk);
+        self.sweeping = r.bytes > 0 || (self.sweeping && !r.pass_done);
     }
 
     /// Takes back the blocks other threads freed into our slabs: each goes onto its own

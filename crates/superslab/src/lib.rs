@@ -24,12 +24,12 @@
 //! ## Invariants owned here
 //! - A segment belongs to exactly one owner; every slab in it has that owner. Only the
 //!   owner's thread reads or writes a slab's free list, counters and state.
-//! - A slab's `used` (blocks carved less blocks on its list) counts the blocks the program
-//!   holds; a slab is closed only at `used == 0`, so a block being freed pins its slab (and
-//!   its slab's owner) until the owner has taken the block back.
+//! - A slab's `used` (blocks carved less blocks on its list or parked) counts the blocks
+//!   the program holds; a slab is closed only at `used == 0`, so a block being freed pins
+//!   its slab (and its slab's owner) until the owner has taken the block back.
 //! - A live slab is in exactly one state ([`SlabState`]): current (its owner pops from it),
-//!   queued (in its class's queue: it has a free block or blocks to carve), or full (in no
-//!   list: nothing to give). Its map entries carry [`FULL_FLAG`] exactly when it is full,
+//!   queued (in its class's queue: it has a free block, blocks to carve or parked blocks),
+//!   or full (in no list: nothing to give). Its map entries carry [`FULL_FLAG`] exactly when it is full,
 //!   so a free into a full slab never takes the fast path and the slow path queues it.
 //! - Purging ([`SlabHeap::purge`]): a closed slab's slices stay resident ("dirty") until
 //!   they have been free for at least the caller's delay (two purge ticks at least a delay
@@ -37,6 +37,12 @@
 //!   and reopening slabs does not fault pages in again. Only whole free slices are purged.
 //!   `purge` touches only the segments' slice bitmaps, never a slab: another thread may run
 //!   it for an idle owner while it excludes the owner's other `SlabHeap` calls.
+//! - Parking ([`SlabHeap::sweep_sparse`], owner's thread only): a queued slab's pages
+//!   ([`PAGE`](os_pages::PAGE)) whose carved blocks are all free may be given back to the
+//!   OS; the blocks overlapping them are then *parked*: free, on no list, marked by the
+//!   slab's page mask ([`Slab::parked_pages`]). No held block overlaps a parked page, and no
+//!   uncarved block does. Parked blocks go back on the list, re-initialised as carving
+//!   does, only when the slab has nothing else to give (its carve finds nothing to carve).
 //! - No queued slab is empty: the free that takes a queued slab's `used` to 0 closes it
 //!   ([`SlabHeap::emptied`]); a current slab may be empty (its owner pops from it next).
 //! - The [`SegmentPool`] keeps empty segments resident until its decay purges them: once
@@ -90,8 +96,8 @@ pub use map::{
 };
 pub use remote::RemoteQueue;
 pub use segment::{
-    PoolStats, Segment, SegmentPool, Slab, SlabHeap, SlabState, SpinLock, LONG_TICKS, RECORD_SHIFT,
-    SHRINKING_EMPTIES,
+    PoolStats, Segment, SegmentPool, Slab, SlabHeap, SlabState, SpinLock, Sweep, LONG_TICKS,
+    RECORD_SHIFT, SHRINKING_EMPTIES,
 };
 
 /// Bytes of one segment (4 MiB), also its alignment.

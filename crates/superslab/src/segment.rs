@@ -5,6 +5,7 @@ use crate::{AddressMap, OwnerTag, PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT,
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use os_pages::PAGE;
 use ptr_conversion::{BlockBase, BlockLayout, BlockState, Header, SizeClass};
 use tiny_layout::CLASS_COUNT;
 use tls_sll::Stack;
@@ -50,9 +51,9 @@ pub enum SlabState {
 pub struct Slab<L: BlockLayout> {
     /// The free blocks.
     list: Stack<L>,
-    /// Blocks the program holds (carved, and not on `list`), plus 1 while the slab is
-    /// current (its owner's reference): a free never takes a current slab's count to 0,
-    /// so a class whose one block comes and goes makes no cold call.
+    /// Blocks the program holds (carved, not on `list`, not parked), plus 1 while the
+    /// slab is current (its owner's reference): a free never takes a current slab's count
+    /// to 0, so a class whose one block comes and goes makes no cold call.
     used: u32,
     /// Blocks the slab holds in all.
     capacity: u32,
@@ -70,8 +71,16 @@ pub struct Slab<L: BlockLayout> {
     fresh: bool,
     /// Empty at the last purge tick already (see [`SlabHeap::close_empty`]).
     aged: bool,
+    /// The sparse sweep found nothing more to park at `swept_frees` (see
+    /// [`SlabHeap::sweep_sparse`]).
+    swept: bool,
+    /// The low 32 bits of `frees` when the sparse sweep last looked at the slab.
+    swept_frees: u32,
     next: *mut Slab<L>,
     prev: *mut Slab<L>,
+    /// Bit i set: the slab's page i (of [`PAGE`] bytes) was given back to the OS, and
+    /// the carved blocks overlapping it are parked: free, but on no list.
+    purged: u64,
 }
 
 /// log2 of a slab record's size: record offsets in map entries are multiples of it.
@@ -100,8 +109,11 @@ impl<L: BlockLayout> Slab<L> {
             state: SlabState::Closed,
             fresh: false,
             aged: false,
+            swept: false,
+            swept_frees: 0,
             next: null_mut(),
             prev: null_mut(),
+            purged: 0,
         }
     }
     /// The size class of the slab's blocks.
@@ -186,8 +198,12 @@ impl<L: BlockLayout> Slab<L> {
 
     /// Carves up to `max` never-used blocks onto the free list (their links written, and
     /// in a checked layout a Free header); returns how many. The first block carved is the
-    /// list's head, so the slab fills in address order.
+    /// list's head, so the slab fills in address order. With nothing left to carve, the
+    /// parked blocks come back instead ([`unpark`](Self::unpark)), all of them.
     fn carve(&mut self, max: u32) -> u32 {
+        if self.uncarved() == 0 {
+            return self.unpark();
+        }
         let n = self.uncarved().min(max);
         let stride = L::stride(self.class_);
         let first = self.start() + self.carved as usize * stride;
@@ -209,7 +225,9 @@ impl<L: BlockLayout> Slab<L> {
     /// The caller's list is empty (its pop found nothing).
     fn carve_one(&mut self) -> Option<(BlockBase<L>, bool)> {
         if self.uncarved() == 0 {
-            return None;
+            self.unpark();
+            // SAFETY: our slab (the caller's).
+            return unsafe { self.pop() }.map(|b| (b, false));
         }
         let addr = self.start() + self.carved as usize * L::stride(self.class_);
         // SAFETY: the next uncarved block of this slab.
@@ -235,13 +253,156 @@ impl<L: BlockLayout> Slab<L> {
         }
     }
 
+    /// Whether some blocks are parked on purged pages ([`SlabHeap::sweep_sparse`]).
+    pub fn has_parked(&self) -> bool {
+        self.purged != 0
+    }
+
+    /// The slab's pages given back to the OS with their blocks parked (bit i: the page
+    /// at `start() + i × PAGE`): no block overlapping one is held by the program.
+    pub fn parked_pages(&self) -> u64 {
+        self.purged
+    }
+
+    /// Pages of [`PAGE`] bytes the slab spans.
+    fn page_count(&self) -> usize {
+        (self.slices as usize) << (SLICE_SHIFT - PAGE_SHIFT)
+    }
+
+    /// The slab's pages that its block `i` overlaps (bit j: page j).
+    fn pages_of_block(&self, i: usize) -> u64 {
+        let stride = L::stride(self.class_);
+        let first = (i * stride) >> PAGE_SHIFT;
+        let last = ((i + 1) * stride - 1) >> PAGE_SHIFT;
+        bit_run(first, last + 1 - first)
+    }
+
+    /// The carved blocks overlapping page `p` (by index; empty past the carved part).
+    fn blocks_of_page(&self, p: usize) -> core::ops::Range<usize> {
+        let stride = L::stride(self.class_);
+        let first = (p << PAGE_SHIFT) / stride;
+        let end = (((p + 1) << PAGE_SHIFT) - 1) / stride + 1;
+        first..end.min(self.carved as usize)
+    }
+
+    /// Whether sweeping the slab is likely to pay: it is sparse (at most a quarter of its
+    /// blocks held), small enough for the page mask and the sweep's block map, and, were
+    /// its free blocks spread at random, the pages expected all free would give back at
+    /// least [`MIN_YIELD`] bytes per free block walked.
+    fn worth_sweeping(&self) -> bool {
+        if self.page_count() > 64
+            || self.capacity as usize > MAX_SWEPT_BLOCKS
+            || self.used * 4 > self.capacity
+            || self.carved == 0
+        {
+            return false;
+        }
+        let stride = L::stride(self.class_);
+        let free = 1.0 - self.used as f64 / self.carved as f64;
+        let pages = ((self.carved as usize * stride) >> PAGE_SHIFT)
+            .saturating_sub(self.purged.count_ones() as usize);
+        let expected = (pages * PAGE) as f64 * powi(free, PAGE.div_ceil(stride));
+        expected >= ((self.carved - self.used) as usize * MIN_YIELD) as f64
+    }
+
+    /// Parks the blocks of every carved page whose blocks are all free (on the list or
+    /// parked already): they leave the list, the page is given back to the OS and marked
+    /// in `purged`. Pages that uncarved blocks overlap are left alone (carving must find
+    /// its blocks in no list). `used` and `frees` do not change: parked blocks are free.
+    /// Returns the pages given back.
+    fn park_free_pages<P: PageSource>(&mut self, pages: &P) -> u32 {
+        debug_assert!(self.capacity as usize <= MAX_SWEPT_BLOCKS && self.page_count() <= 64);
+        let start = self.start();
+        let stride = L::stride(self.class_);
+        let mut free = [0u64; MAX_SWEPT_BLOCKS / 64];
+        // The walk below goes from block to block in free order, a cache miss each:
+        // asking for every carved block's link in address order first lets the loads
+        // overlap (and the hardware prefetcher stream them).
+        for i in 0..self.carved as usize {
+            prefetch(start + i * stride + L::LINK_OFFSET);
+        }
+        for b in self.list.iter() {
+            let i = (b.addr() - start) / stride;
+            // `get_mut`: a list block lies in the slab, so `i` is in range (no index check
+            // may panic here, inside malloc).
+            if let Some(w) = free.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+        let carved_end = self.carved as usize * stride;
+        let all_carved = self.carved == self.capacity;
+        let mut new = 0u64;
+        for p in 0..self.page_count() {
+            let (lo, hi) = (p << PAGE_SHIFT, (p + 1) << PAGE_SHIFT);
+            if lo >= carved_end || (hi > carved_end && !all_carved) {
+                break;
+            }
+            if self.purged & (1 << p) == 0
+                && self.blocks_of_page(p).all(|i| {
+                    free.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+                        || self.pages_of_block(i) & self.purged != 0
+                })
+            {
+                new |= 1 << p;
+            }
+        }
+        if new == 0 {
+            return 0;
+        }
+        let mut list = core::mem::take(&mut self.list);
+        list.retain(|b| self.pages_of_block((b.addr() - start) / stride) & new == 0);
+        self.list = list;
+        self.purged |= new;
+        each_run(new, |first, len| {
+            // SAFETY: every block overlapping these pages is free and in no list now: no
+            // byte of them is in use.
+            unsafe {
+                pages.purge(
+                    NonNull::new_unchecked((start + (first << PAGE_SHIFT)) as *mut u8),
+                    len << PAGE_SHIFT,
+                )
+            };
+        });
+        new.count_ones()
+    }
+
+    /// Puts every parked block back on the list, re-initialised as carving does (their
+    /// pages read zero now), lowest address first; clears `purged`. Returns how many.
+    fn unpark(&mut self) -> u32 {
+        if self.purged == 0 {
+            // Nothing written: this may be the shared detached record.
+            return 0;
+        }
+        let stride = L::stride(self.class_);
+        let start = self.start();
+        let mut bits = core::mem::replace(&mut self.purged, 0);
+        // Blocks at or above this index are back already (one may straddle two pages).
+        let mut pushed_from = usize::MAX;
+        let mut n = 0;
+        while bits != 0 {
+            let p = 63 - bits.leading_zeros() as usize;
+            bits &= !(1 << p);
+            let blocks = self.blocks_of_page(p);
+            for i in (blocks.start..blocks.end.min(pushed_from)).rev() {
+                // SAFETY: a carved block of this slab.
+                let b = unsafe { block_at::<L>(start + i * stride) };
+                self.init_carved(b);
+                // SAFETY: a parked block is free, ours, and in no list.
+                unsafe { self.list.push(b) };
+                n += 1;
+            }
+            pushed_from = pushed_from.min(blocks.start);
+        }
+        n
+    }
+
     /// End of the carved part of the slab: every block below it has been handed out at
     /// least once.
     pub fn carved_end(&self) -> usize {
         self.start() + self.carved as usize * L::stride(self.class_)
     }
 
-    /// Blocks currently outside the slab's list (the program's).
+    /// Blocks the program holds (carved, neither on the list nor parked).
     pub fn used(&self) -> u32 {
         self.used - (self.state == SlabState::Current) as u32
     }
@@ -273,6 +434,61 @@ impl<L: BlockLayout> Slab<L> {
         // SAFETY: `base` is the start of a carved block of this slab.
         Some(unsafe { block_at::<L>(base) })
     }
+}
+
+/// log2 of [`PAGE`], the unit in which a sparse slab's free memory goes back to the OS.
+const PAGE_SHIFT: usize = 12;
+static_assertions::const_assert!(PAGE == 1 << PAGE_SHIFT);
+/// Bytes a sweep expects to give back per free block it walks, at least (a page per 256
+/// blocks): in small classes few pages are all free, and walking costs a cache miss a
+/// block.
+const MIN_YIELD: usize = 16;
+/// Most blocks in a slab that [`SlabHeap::sweep_sparse`] looks into (the 16-byte class of
+/// the smallest slab has 4096): its map of free blocks lives on the stack.
+const MAX_SWEPT_BLOCKS: usize = 4096;
+
+/// Bits `first .. first + len` (`len` ≥ 1) of a slice or page mask.
+fn bit_run(first: usize, len: usize) -> u64 {
+    (if len >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << len) - 1
+    }) << first
+}
+
+/// Calls `f(first, len)` for each run of set bits of `bits`, lowest first.
+fn each_run(mut bits: u64, mut f: impl FnMut(usize, usize)) {
+    while bits != 0 {
+        let first = bits.trailing_zeros() as usize;
+        let len = (!(bits >> first)).trailing_zeros() as usize;
+        f(first, len);
+        bits &= !bit_run(first, len);
+    }
+}
+
+/// Asks for the cache line at `addr` (no effect on memory; a hint only).
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and changes no memory, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+/// `x` to the power `n`, by squaring (`f64::powi` is not in `core`).
+fn powi(mut x: f64, mut n: usize) -> f64 {
+    let mut r = 1.0;
+    while n > 0 {
+        if n & 1 == 1 {
+            r *= x;
+        }
+        x *= x;
+        n >>= 1;
+    }
+    r
 }
 
 /// The block whose BASE is `addr`.
@@ -376,7 +592,7 @@ impl<L: BlockLayout> Segment<L> {
 /// Finds a run of `n` free slices aligned to `n` (a power of two) in `free`.
 fn find_run(free: u64, n: usize) -> Option<usize> {
     let n = n.clamp(1, SLICES);
-    let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let run = bit_run(0, n);
     let mut i = 0;
     while i + n <= SLICES {
         if (free >> i) & run == run {
@@ -500,6 +716,8 @@ pub struct PoolStats {
     pub slabs_closed: AtomicU64,
     /// Bytes given back to the OS with `purge`.
     pub bytes_purged: AtomicU64,
+    /// Of those, bytes of sparse slabs' free pages ([`SlabHeap::sweep_sparse`]).
+    pub bytes_parked: AtomicU64,
 }
 
 impl PoolStats {
@@ -511,6 +729,7 @@ impl PoolStats {
             slabs_opened: AtomicU64::new(0),
             slabs_closed: AtomicU64::new(0),
             bytes_purged: AtomicU64::new(0),
+            bytes_parked: AtomicU64::new(0),
         }
     }
     fn add(c: &AtomicU64, n: u64) {
@@ -836,6 +1055,10 @@ pub struct SlabHeap<L: BlockLayout> {
     emptied_since_take: u32,
     /// Slabs in state [`SlabState::Empty`].
     empty_slabs: u32,
+    /// Where the next [`sweep_sparse`](Self::sweep_sparse) resumes: a segment of ours
+    /// (null: the first) and a slice index in it.
+    sweep_segment: *mut Segment<L>,
+    sweep_slice: usize,
     /// The last purge tick (0: none yet).
     last_tick: u64,
 }
@@ -843,6 +1066,17 @@ pub struct SlabHeap<L: BlockLayout> {
 /// Slabs a heap empties without taking one before it counts as shrinking (see
 /// [`SlabHeap::began_shrinking`]).
 pub const SHRINKING_EMPTIES: u32 = 4;
+
+/// What a [`SlabHeap::sweep_sparse`] step did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sweep {
+    /// Bytes given back to the OS.
+    pub bytes: usize,
+    /// Slabs whose free lists it walked.
+    pub swept: u32,
+    /// It reached the end of the segment list: the next call starts a new pass.
+    pub pass_done: bool,
+}
 
 impl<L: BlockLayout> SlabHeap<L> {
     /// A heap with no segments; `owner` is set by [`set_owner`](Self::set_owner).
@@ -857,6 +1091,8 @@ impl<L: BlockLayout> SlabHeap<L> {
             dirty: false,
             emptied_since_take: 0,
             empty_slabs: 0,
+            sweep_segment: null_mut(),
+            sweep_slice: 0,
             last_tick: 0,
         }
     }
@@ -923,7 +1159,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             self.push_empty(s);
             return;
         }
-        if s.has_free() || s.uncarved() > 0 {
+        if s.has_free() || s.uncarved() > 0 || s.has_parked() {
             self.enqueue(s);
             return;
         }
@@ -1189,10 +1425,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             } else {
                 sg.dirty_slices & sg.aged_slices
             };
-            let mut d = ripe;
-            while d != 0 {
-                let first = d.trailing_zeros() as usize;
-                let len = (!(d >> first)).trailing_zeros() as usize;
+            each_run(ripe, |first, len| {
                 // SAFETY: these slices are free (no block in use) and in our segment.
                 unsafe {
                     let p = NonNull::new_unchecked((seg as *mut u8).add(first << SLICE_SHIFT));
@@ -1200,12 +1433,7 @@ impl<L: BlockLayout> SlabHeap<L> {
                 }
                 purged += len << SLICE_SHIFT;
                 PoolStats::add(&pool.stats.bytes_purged, (len << SLICE_SHIFT) as u64);
-                d &= !(if len >= 64 {
-                    u64::MAX
-                } else {
-                    ((1u64 << len) - 1) << first
-                });
-            }
+            });
             sg.dirty_slices &= !ripe;
             sg.aged_slices = sg.dirty_slices;
             still_dirty |= sg.dirty_slices != 0;
@@ -1213,6 +1441,68 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
         self.dirty = still_dirty;
         purged
+    }
+
+    /// Gives back the free pages of sparse slabs, a bounded step at a time: looks at up
+    /// to `looks` slab records from where the last call stopped (to the end of the segment
+    /// list at most, so that each call looks at a slab once), and in the queued slabs that
+    /// are sparse and have had no free since the previous look (quiet for a call at
+    /// least) and since they were last swept, parks the blocks of every page whose blocks
+    /// are all free and gives the page back to the OS (the slab's `purged` mask). It walks
+    /// the free lists of such slabs, about `walk` blocks in all at most (it stops after
+    /// the slab that reaches it). Parked blocks come back when their slab has nothing
+    /// else left to give ([`carve`](Self::carve)). Says how much it gave back, how many
+    /// slabs it swept and whether it reached the end of the segment list (the next call
+    /// starts a new pass).
+    ///
+    /// Owner's thread only, unlike [`purge`](Self::purge): it rewrites slab lists, which
+    /// the owner's frees push onto without a lock.
+    pub fn sweep_sparse<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        mut looks: u32,
+        mut walk: u32,
+    ) -> Sweep {
+        if self.sweep_segment.is_null() {
+            self.sweep_segment = self.segments;
+            self.sweep_slice = 0;
+        }
+        let mut pages = 0;
+        let mut swept = 0;
+        while looks > 0 && walk > 0 && !self.sweep_segment.is_null() {
+            // SAFETY: the cursor is a segment of ours (`release_segment` moves it off one
+            // that leaves).
+            let sg = unsafe { &mut *self.sweep_segment };
+            if self.sweep_slice >= SLICES {
+                self.sweep_segment = sg.next;
+                self.sweep_slice = 0;
+                continue;
+            }
+            // `% SLICES`: the test above keeps it in range; this keeps index checks out.
+            let s = &mut sg.slabs[self.sweep_slice % SLICES];
+            self.sweep_slice += (s.slices as usize).max(1);
+            looks -= 1;
+            if !s.is_live() || s.state != SlabState::Queued || !s.worth_sweeping() {
+                continue;
+            }
+            let frees = s.frees as u32;
+            if frees != s.swept_frees {
+                (s.swept_frees, s.swept) = (frees, false);
+            } else if !s.swept {
+                s.swept = true;
+                swept += 1;
+                walk = walk.saturating_sub(s.carved - s.used);
+                pages += s.park_free_pages(pool.pages()) as usize;
+            }
+        }
+        let bytes = pages << PAGE_SHIFT;
+        PoolStats::add(&pool.stats.bytes_purged, bytes as u64);
+        PoolStats::add(&pool.stats.bytes_parked, bytes as u64);
+        Sweep {
+            bytes,
+            swept,
+            pass_done: self.sweep_segment.is_null(),
+        }
     }
 
     /// Writes `s`'s map entries for its state: full or not.
@@ -1304,12 +1594,12 @@ impl<L: BlockLayout> SlabHeap<L> {
         };
         // SAFETY: `seg` is ours; slices first..first+n are free.
         let sg = unsafe { &mut *seg };
-        let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        sg.free_slices &= !(run << first);
+        let run = bit_run(first, n);
+        sg.free_slices &= !run;
         // A free slice without its dirty bit was never used, or was purged since: zero.
-        let fresh = sg.dirty_slices & (run << first) == 0;
-        sg.dirty_slices &= !(run << first);
-        sg.aged_slices &= !(run << first);
+        let fresh = sg.dirty_slices & run == 0;
+        sg.dirty_slices &= !run;
+        sg.aged_slices &= !run;
         for e in sg.slabs.iter_mut().skip(first + 1).take(n - 1) {
             e.head = first as u8;
             e.slices = 0;
@@ -1327,6 +1617,10 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.slices = n as u8;
         s.state = SlabState::Closed;
         s.fresh = fresh;
+        s.purged = 0;
+        s.swept = false;
+        // Unlike any count of frees: the first look only notes the count.
+        s.swept_frees = u32::MAX;
         self.publish(pool.map, s);
         PoolStats::add(&pool.stats.slabs_opened, 1);
         Some(s)
@@ -1369,9 +1663,9 @@ impl<L: BlockLayout> SlabHeap<L> {
             // `owner()` is 0 from now on (`slices` is 0), so a stale free into a closed
             // slab never takes an owner's path.
         }
-        let run = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        seg.free_slices |= run << first;
-        seg.dirty_slices |= run << first;
+        let run = bit_run(first, n);
+        seg.free_slices |= run;
+        seg.dirty_slices |= run;
         self.dirty = true;
         if seg.free_slices == USABLE_SLICES {
             // To the pool, resident: this heap or another takes it back without faults
@@ -1392,6 +1686,10 @@ impl<L: BlockLayout> SlabHeap<L> {
     ) {
         // SAFETY: neighbours in our segment list are ours (caller).
         unsafe {
+            if self.sweep_segment == seg {
+                self.sweep_segment = (*seg).next;
+                self.sweep_slice = 0;
+            }
             if (*seg).prev.is_null() {
                 self.segments = (*seg).next;
             } else {

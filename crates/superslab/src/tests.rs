@@ -1202,3 +1202,168 @@ fn spin_lock_waiter_sleeps_while_the_holder_is_away() {
     assert!(LOCK.try_lock());
     LOCK.unlock();
 }
+
+// ---- sparse slabs: parking the blocks of all-free pages ----
+
+/// Pages of `len` bytes at `a` that are resident (`mincore`).
+fn resident(a: usize, len: usize) -> Vec<bool> {
+    let mut v = std::vec![0u8; len / os_pages::PAGE];
+    // SAFETY: mincore only reads the page tables; `v` has one entry per page.
+    let r = unsafe { libc::mincore(a as *mut libc::c_void, len, v.as_mut_ptr()) };
+    assert_eq!(r, 0);
+    v.iter().map(|x| x & 1 == 1).collect()
+}
+
+/// A slab of class `c` with every block taken and written, then all freed but `keep`
+/// (indices): swept twice (a first pass notes the frees, the second sweeps), its all-free
+/// pages must be given back and exactly the blocks overlapping them parked; taking every
+/// block again hands each one out once, the parked ones last, re-initialised.
+fn sweep_parks_all_free_pages<L: BlockLayout>(c: SizeClass, keep: &[usize]) {
+    let pool = pool(0);
+    let mut h = heap::<L>(1);
+    let stride = L::stride(c);
+    let cap = L::blocks_per_slab(c);
+    let blocks = take(&mut h, pool, c, cap);
+    let s = h.current(c);
+    // SAFETY: our live slab.
+    let (start, pages) = unsafe { ((*s).start(), c.slab_bytes() / os_pages::PAGE) };
+    for b in &blocks {
+        fill(b.to_user().addr(), c.block_size(), pattern(b.addr()));
+    }
+    // SAFETY: our current slab, all of it carved and taken: it is set aside as full.
+    unsafe { h.set_full(pool, s) };
+    h.current.clear();
+    let freed: Vec<_> = (0..cap)
+        .filter(|i| !keep.contains(i))
+        .map(|i| blocks[i])
+        .collect();
+    give_back(&mut h, pool, &freed);
+    // SAFETY: as above (queued now).
+    let slab = unsafe { &*s };
+    assert_eq!(slab.state(), SlabState::Queued);
+    let first = h.sweep_sparse(pool, u32::MAX, u32::MAX);
+    assert_eq!((first.bytes, first.swept, first.pass_done), (0, 0, true));
+    assert_eq!(slab.parked_pages(), 0);
+    // The pages that no kept block overlaps (every block is carved).
+    let page_of = |a: usize| (a - start) / os_pages::PAGE;
+    let mut want = if pages == 64 {
+        u64::MAX
+    } else {
+        (1u64 << pages) - 1
+    };
+    for &i in keep {
+        let a = blocks[i].addr();
+        for p in page_of(a)..=page_of(a + stride - 1) {
+            want &= !(1 << p);
+        }
+    }
+    let r = h.sweep_sparse(pool, u32::MAX, u32::MAX);
+    assert_eq!(
+        (r.bytes, r.swept),
+        (want.count_ones() as usize * os_pages::PAGE, 1)
+    );
+    assert_eq!(pool.stats().bytes_parked.load(Relaxed), r.bytes as u64);
+    assert_eq!(pool.stats().bytes_purged.load(Relaxed), r.bytes as u64);
+    assert_eq!(slab.parked_pages(), want);
+    assert_eq!(slab.used() as usize, keep.len(), "parked blocks are free");
+    let res = resident(start, c.slab_bytes());
+    for (p, &r) in res.iter().enumerate() {
+        assert_eq!(r, want & (1 << p) == 0, "page {p} resident: {r}");
+    }
+    // Nothing changed since: a third pass sweeps nothing.
+    let again = h.sweep_sparse(pool, u32::MAX, u32::MAX);
+    assert_eq!((again.bytes, again.swept), (0, 0));
+    for &i in keep {
+        let b = blocks[i];
+        check(b.to_user().addr(), 0, c.block_size(), pattern(b.addr()));
+    }
+    // Take everything again: each free block once, the parked ones when the list runs
+    // out (their pages read zero but for what carving writes).
+    let overlaps_parked =
+        |a: usize| (page_of(a)..=page_of(a + stride - 1)).any(|p| want & (1 << p) != 0);
+    let again = take(&mut h, pool, c, cap - keep.len());
+    let mut seen = HashSet::new();
+    let mut listed = 0;
+    for (k, b) in again.iter().enumerate() {
+        assert!(
+            seen.insert(b.addr()),
+            "block {:#x} handed out twice",
+            b.addr()
+        );
+        assert!(!keep.iter().any(|&i| blocks[i] == *b));
+        if overlaps_parked(b.addr()) {
+            // A word on a parked page past what unparking writes (header and link).
+            let p = (page_of(b.addr())..=page_of(b.addr() + stride - 1))
+                .find(|&p| want & (1 << p) != 0)
+                .unwrap();
+            let a = (b.addr() + 32).max(start + p * os_pages::PAGE);
+            assert!(a + 8 <= b.addr() + stride);
+            // SAFETY: inside a block of our slab, just handed out: ours to read.
+            let word = unsafe { (a as *const u64).read() };
+            assert_eq!(word, 0, "a parked block's page was not given back");
+        } else {
+            assert_eq!(k, listed, "listed blocks first");
+            listed += 1;
+        }
+    }
+    assert!(
+        core::ptr::eq(h.current(c), s),
+        "every block came from the same slab"
+    );
+    assert_eq!(slab.used() as usize, cap);
+    assert!(!slab.has_parked() && !slab.has_free());
+    let kept: Vec<_> = keep.iter().map(|&i| blocks[i]).collect();
+    give_back(&mut h, pool, &again);
+    give_back(&mut h, pool, &kept);
+    h.release_empty(pool);
+    assert!(h.is_empty());
+}
+
+#[test]
+fn sweeps_park_the_blocks_of_all_free_pages() {
+    // 1 KiB blocks, four to a page: blocks 0 and 21, 22 keep pages 0 and 5.
+    sweep_parks_all_free_pages::<Plain>(class_of(1024).unwrap(), &[0, 21, 22]);
+    // 576 B blocks straddle pages: block 50 keeps page 7 only, and with it the blocks
+    // wholly inside page 7 stay listed; blocks 49 and 56 straddle into parked pages.
+    sweep_parks_all_free_pages::<Plain>(class_of(576).unwrap(), &[50]);
+    // The last block ends inside the last page: 3 KiB blocks, one kept at each end.
+    sweep_parks_all_free_pages::<Plain>(class_of(3000).unwrap(), &[0, 20]);
+    sweep_parks_all_free_pages::<Guarded>(class_of(1024).unwrap(), &[0, 21, 22]);
+    sweep_parks_all_free_pages::<Guarded>(class_of(576).unwrap(), &[50]);
+}
+
+#[test]
+fn sweeps_pass_over_busy_dense_and_current_slabs() {
+    let pool = pool(0);
+    let mut h = heap::<Plain>(1);
+    let c = class_of(1024).unwrap();
+    let blocks = take(&mut h, pool, c, 64);
+    let s = h.current(c);
+    // A current slab, even an empty one, is never swept.
+    give_back(&mut h, pool, &blocks[1..]);
+    for _ in 0..3 {
+        assert_eq!(h.sweep_sparse(pool, u32::MAX, u32::MAX).swept, 0);
+    }
+    // Queued, dense (a third of its blocks held): not swept either.
+    let more = take(&mut h, pool, c, 20);
+    // SAFETY: our current slab.
+    unsafe { h.release_current(pool, s) };
+    h.current.clear();
+    for _ in 0..3 {
+        assert_eq!(h.sweep_sparse(pool, u32::MAX, u32::MAX).swept, 0);
+    }
+    // Sparse, but a free between the two looks: not quiet yet.
+    give_back(&mut h, pool, &more[..10]);
+    assert_eq!(h.sweep_sparse(pool, u32::MAX, u32::MAX).swept, 0);
+    give_back(&mut h, pool, &more[10..12]);
+    assert_eq!(h.sweep_sparse(pool, u32::MAX, u32::MAX).swept, 0);
+    let r = h.sweep_sparse(pool, u32::MAX, u32::MAX);
+    assert_eq!(r.swept, 1);
+    assert!(r.bytes > 0);
+    // A bounded walk stops after the slab that uses it up; looks stop before the end.
+    assert!(!h.sweep_sparse(pool, 1, u32::MAX).pass_done);
+    give_back(&mut h, pool, &more[12..]);
+    give_back(&mut h, pool, &blocks[..1]);
+    h.release_empty(pool);
+    assert!(h.is_empty());
+}

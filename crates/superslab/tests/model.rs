@@ -4,19 +4,22 @@
 //! aside, moving on to the next slab, or carving single zeroed blocks), free them through
 //! the record their map entry leads to or through a `RemoteQueue` filled by another
 //! thread (block by block or as one chain), give back their current slabs, close empty
-//! slabs and purge, in random order, in both layouts. Checked after every step: every
+//! slabs, purge, and sweep sparse slabs (parking the blocks of their all-free pages, which
+//! come back when the slab has nothing else to give), in random order, in both layouts. Checked after every step: every
 //! block handed out is unique, 16-aligned, in a published segment, in a live slab of the
 //! right owner and class whose `block_containing` finds it; each slab's `used` equals the
-//! blocks the model holds in it; current slabs are current; map entries carry the owner's
-//! tag, the slab's record and its fullness; contents survive; zeroed blocks read zero; and
-//! at the end every slab opened was closed.
+//! blocks the model holds in it; no held block lies on a parked page; current slabs are
+//! current; map entries carry the owner's tag, the slab's record and its fullness;
+//! contents survive; zeroed blocks read zero; and at the end every slab opened was closed.
 //!
 //! `PROPTEST_CASES` raises the number of cases for a longer run.
 
 use core::ptr::NonNull;
 use os_pages::MmapPages;
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use ptr_conversion::{BlockBase, BlockLayout};
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use superslab::{
@@ -51,6 +54,14 @@ enum Op {
         class: usize,
     },
     Free(usize),
+    FreeMany {
+        pick: usize,
+        n: usize,
+    },
+    Sweep {
+        heap: usize,
+        passes: u32,
+    },
     RemoteReturn {
         heap: usize,
         k: usize,
@@ -67,11 +78,17 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let class = prop_oneof![3 => 0usize..24, 1 => 0usize..CLASS_COUNT];
+    // Classes of 16 B to 512 B, and of 512 B to 4 KiB (whose sparse slabs have all-free
+    // pages to park), and any.
+    let class = prop_oneof![3 => 0usize..24, 2 => 24usize..48, 1 => 0usize..CLASS_COUNT];
     prop_oneof![
         4 => (0usize..2, class.clone(), 1u32..64).prop_map(|(heap, class, n)| Op::Alloc { heap, class, n }),
+        // Enough to use up a slab of 512 B - 4 KiB blocks, parked ones included.
+        1 => (0usize..2, 24usize..48, 64u32..256).prop_map(|(heap, class, n)| Op::Alloc { heap, class, n }),
         1 => (0usize..2, class).prop_map(|(heap, class)| Op::AllocZeroed { heap, class }),
         6 => any::<usize>().prop_map(Op::Free),
+        1 => (any::<usize>(), 1usize..64).prop_map(|(pick, n)| Op::FreeMany { pick, n }),
+        2 => (0usize..2, 1u32..3).prop_map(|(heap, passes)| Op::Sweep { heap, passes }),
         1 => (0usize..2, 1usize..40).prop_map(|(heap, k)| Op::RemoteReturn { heap, k }),
         1 => (0usize..2).prop_map(Op::ReleaseCurrent),
         1 => (0usize..2).prop_map(Op::CloseEmpty),
@@ -264,13 +281,25 @@ fn check_states<L: BlockLayout>(
     Ok(())
 }
 
-/// Each live slab's `used` equals the blocks the model holds in it.
+/// Each live slab's `used` equals the blocks the model holds in it, and no held block
+/// overlaps one of its parked pages.
 fn check_used<L: BlockLayout>(held: &[Held<L>]) -> Result<(), TestCaseError> {
     let mut per_slab: BTreeMap<usize, u32> = BTreeMap::new();
     for x in held {
         // SAFETY: a held block pins its slab and segment.
         let slab = unsafe { Segment::<L>::slab_of(x.b.addr()) };
         *per_slab.entry(slab.start()).or_default() += 1;
+        let first = (x.b.addr() - slab.start()) / os_pages::PAGE;
+        let last = (x.b.addr() + L::stride(x.class) - 1 - slab.start()) / os_pages::PAGE;
+        // Slabs of more than 64 pages are never swept.
+        for p in first..=last.min(63) {
+            prop_assert!(
+                slab.parked_pages() & (1 << p) == 0,
+                "held block {:#x} on parked page {}",
+                x.b.addr(),
+                p
+            );
+        }
     }
     for (&start, &n) in &per_slab {
         // SAFETY: as above.
@@ -281,10 +310,11 @@ fn check_used<L: BlockLayout>(held: &[Held<L>]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Runs one case; returns the bytes its sweeps parked.
 fn run<L: BlockLayout>(
     pool: &'static SegmentPool<MmapPages>,
     ops: Vec<Op>,
-) -> Result<(), TestCaseError> {
+) -> Result<usize, TestCaseError> {
     let st = pool.stats();
     let opened0 = st.slabs_opened.load(Ordering::Relaxed);
     let closed0 = st.slabs_closed.load(Ordering::Relaxed);
@@ -292,6 +322,7 @@ fn run<L: BlockLayout>(
     let tags = [OwnerTag::new(1), None];
     let mut heaps = [Owner::<L>::new(1, tags[0]), Owner::<L>::new(2, tags[1])];
     let mut held: Vec<Held<L>> = Vec::new();
+    let mut parked = 0;
     for (step, o) in ops.into_iter().enumerate() {
         let tag = (step as u8) | 1;
         match o {
@@ -331,6 +362,21 @@ fn run<L: BlockLayout>(
                 let x = held.swap_remove(pick % held.len());
                 prop_assert!(reads(x.b, check_len(x.class), x.tag), "contents changed");
                 free(&mut heaps[x.heap], pool, x.b);
+            }
+            Op::FreeMany { pick, n } => {
+                for i in 0..n.min(held.len()) {
+                    let x = held.swap_remove(pick.wrapping_add(i) % held.len());
+                    prop_assert!(reads(x.b, check_len(x.class), x.tag), "contents changed");
+                    free(&mut heaps[x.heap], pool, x.b);
+                }
+            }
+            Op::Sweep { heap, passes } => {
+                // A first pass notes each slab's frees, a second one sweeps the quiet ones.
+                for _ in 0..passes {
+                    let r = heaps[heap].h.sweep_sparse(pool, u32::MAX, u32::MAX);
+                    prop_assert!(r.pass_done);
+                    parked += r.bytes;
+                }
             }
             Op::RemoteReturn { heap, k } => {
                 let mut mine: Vec<Held<L>> = Vec::new();
@@ -411,21 +457,34 @@ fn run<L: BlockLayout>(
         st.slabs_closed.load(Ordering::Relaxed) - closed0
     );
     prop_assert!(pool.cached() <= 2);
-    Ok(())
+    Ok(parked)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
-
-    #[test]
-    fn plain_slab_heaps_match_a_model(ops in proptest::collection::vec(op(), 1..120)) {
-        run::<Plain>(&POOL_PLAIN, ops)?;
+/// Runs the model's cases in layout `L`; the sweeps of the cases must have parked pages.
+fn run_cases<L: BlockLayout>(pool: &'static SegmentPool<MmapPages>) {
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: cases(),
+        ..ProptestConfig::default()
+    });
+    let parked = Cell::new(0);
+    let ops = proptest::collection::vec(op(), 1..120);
+    if let Err(e) = runner.run(&ops, |ops| {
+        parked.set(parked.get() + run::<L>(pool, ops)?);
+        Ok(())
+    }) {
+        panic!("{e}");
     }
+    assert!(parked.get() > 0, "no case parked a page");
+}
 
-    #[test]
-    fn guarded_slab_heaps_match_a_model(ops in proptest::collection::vec(op(), 1..120)) {
-        run::<Guarded>(&POOL_GUARDED, ops)?;
-    }
+#[test]
+fn plain_slab_heaps_match_a_model() {
+    run_cases::<Plain>(&POOL_PLAIN);
+}
+
+#[test]
+fn guarded_slab_heaps_match_a_model() {
+    run_cases::<Guarded>(&POOL_GUARDED);
 }
 
 #[test]

@@ -99,6 +99,51 @@ impl<L: BlockLayout> Stack<L> {
         unsafe { b.set_link(self.head) };
         self.head = Some(b);
     }
+    /// The blocks, most recently pushed first (the stack is not changed).
+    pub fn iter(&self) -> impl Iterator<Item = BlockBase<L>> + '_ {
+        // SAFETY: as in `pop`: every block reached is in this stack, with its link written.
+        core::iter::successors(self.head, |b| unsafe { b.link() })
+    }
+    /// Unlinks every block for which `keep` is false, keeping the others in their order.
+    ///
+    /// ```
+    /// # use core::ptr::NonNull;
+    /// # use ptr_conversion::BlockBase;
+    /// # use tiny_layout::Plain;
+    /// # use tls_sll::Stack;
+    /// # #[repr(align(16))]
+    /// # struct Blocks([[u8; 32]; 3]);
+    /// # let mut mem = Blocks([[0; 32]; 3]);
+    /// # let [a, b, c] = mem.0.each_mut().map(|b| unsafe {
+    /// #     BlockBase::<Plain>::from_raw(NonNull::new(b.as_mut_ptr()).unwrap())
+    /// # });
+    /// let mut s = Stack::<Plain>::new();
+    /// // SAFETY: free blocks owned here.
+    /// unsafe { [a, b, c].into_iter().for_each(|x| s.push(x)) };
+    /// s.retain(|x| x != b);
+    /// assert!(s.iter().eq([c, a]));
+    /// ```
+    pub fn retain(&mut self, mut keep: impl FnMut(BlockBase<L>) -> bool) {
+        let mut kept: Option<BlockBase<L>> = None;
+        let mut next = self.head;
+        while let Some(b) = next {
+            // SAFETY: `b` is in this stack (as in `pop`).
+            next = unsafe { b.link() };
+            if keep(b) {
+                match kept {
+                    None => self.head = Some(b),
+                    // SAFETY: `k` is in this stack, owned by its owner and free.
+                    Some(k) => unsafe { k.set_link(Some(b)) },
+                }
+                kept = Some(b);
+            }
+        }
+        match kept {
+            None => self.head = None,
+            // SAFETY: as above.
+            Some(k) => unsafe { k.set_link(None) },
+        }
+    }
 }
 
 impl<L: BlockLayout> Default for Stack<L> {
