@@ -18,19 +18,24 @@
 //!   only from the allocation calls' slow paths.
 //! - It is created with every signal blocked (the program's signals go to its own
 //!   threads) and a small stack, detached, named `hakmem-purge`. After `fork` the child
-//!   has none; it starts again on the child's slow paths. Its work runs under the heap
+//!   has none; it starts one on its slow paths once it has mapped `MIN_FOOTPRINT` of its
+//!   own (a child on its way to `exec` gets no thread). Its work runs under the heap
 //!   registry's lock, which `fork` takes first, so a child never copies a half-done
 //!   visit.
 
 use crate::config;
 use crate::heap;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Bytes of segments and large mappings the process must have mapped before the purger
 /// starts.
 pub const MIN_FOOTPRINT: u64 = 32 << 20;
 
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// The footprint the process had when it forked (0: not a forked child): a child starts
+/// its purger only once it has mapped `MIN_FOOTPRINT` of its own, so that a child that
+/// calls malloc on its way to `exec` does not create a thread.
+static FOOTPRINT_AT_FORK: AtomicU64 = AtomicU64::new(0);
 /// The purger sleeps without a timeout (nothing was left to give back).
 static SLEEPING: AtomicBool = AtomicBool::new(false);
 /// The futex word the purger sleeps on: bumped by every wake-up.
@@ -47,7 +52,8 @@ pub fn start_if_due() {
 
 #[cold]
 fn start_slow() {
-    if config::BACKGROUND_PURGE.get() == 0 || heap::footprint() < MIN_FOOTPRINT {
+    let base = FOOTPRINT_AT_FORK.load(Ordering::Relaxed);
+    if config::BACKGROUND_PURGE.get() == 0 || heap::footprint() < base + MIN_FOOTPRINT {
         return;
     }
     if STARTED.swap(true, Ordering::Relaxed) {
@@ -121,8 +127,10 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     }
 }
 
-/// In a child after `fork`: there is no purger (it starts again when due).
+/// In a child after `fork`: there is no purger (it starts again when due, once the child
+/// has mapped `MIN_FOOTPRINT` of its own).
 pub fn forget_after_fork() {
+    FOOTPRINT_AT_FORK.store(heap::footprint(), Ordering::Relaxed);
     STARTED.store(false, Ordering::Relaxed);
     SLEEPING.store(false, Ordering::Relaxed);
 }
