@@ -20,7 +20,20 @@ use std::time::{Duration, Instant};
 
 const ALLOCATORS: [&str; 4] = ["hakmem", "glibc", "mimalloc", "jemalloc"];
 /// Also accepted by `--allocators`: the checked build, to measure what the checks cost.
-const KNOWN: [&str; 5] = ["hakmem", "glibc", "mimalloc", "jemalloc", "hakmem-checked"];
+const KNOWN: [&str; 6] = [
+    "hakmem",
+    "glibc",
+    "mimalloc",
+    "jemalloc",
+    "hakmem-checked",
+    "tcmalloc",
+];
+/// gperftools' tcmalloc (Debian's `libtcmalloc-minimal4`, installed when missing): a peer
+/// of the memory benchmark by default (issue 19 compares with it), of the others on request.
+const TCMALLOC: (&str, &str) = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "libtcmalloc-minimal4",
+);
 
 /// Thread counts of the workloads modelled on single-threaded programs: with 2 threads, two
 /// copies run side by side.
@@ -51,7 +64,7 @@ const WORKLOADS: [(&str, &[usize]); 15] = [
 ];
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2,16] \
-[--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,hakmem-checked] [--baseline REV|PATH.so] \
+[--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,tcmalloc,hakmem-checked] [--baseline REV|PATH.so] \
 [--timeout SECS] [--external DIR | --real | --memory [--scenarios a,b]] [--instructions]";
 
 struct Opts {
@@ -106,6 +119,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         instructions: false,
         baseline: None,
     };
+    let mut allocators_given = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -123,7 +137,10 @@ fn parse(args: &[String]) -> Result<Opts> {
                 )
             }
             "--workloads" | "--scenarios" => o.workloads = Some(list(value(&mut it, a)?)),
-            "--allocators" => o.allocators = list(value(&mut it, a)?),
+            "--allocators" => {
+                o.allocators = list(value(&mut it, a)?);
+                allocators_given = true;
+            }
             "--external" => o.external = Some(PathBuf::from(value(&mut it, a)?)),
             "--real" => o.real = true,
             "--memory" => o.memory = true,
@@ -134,6 +151,9 @@ fn parse(args: &[String]) -> Result<Opts> {
             }
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
         }
+    }
+    if o.memory && !allocators_given {
+        o.allocators.push("tcmalloc".into());
     }
     if let Some(bad) = o.allocators.iter().find(|a| !KNOWN.contains(&a.as_str())) {
         return Err(format!(
@@ -224,6 +244,8 @@ fn prepare_allocators(names: &[String], baseline: Option<&str>) -> Result<Vec<Al
             "hakmem" => crate::build::release_cdylib().map(Some),
             "hakmem-checked" => crate::build::checked_cdylib().map(Some),
             "hakmem-base" => crate::build::baseline_cdylib(baseline.unwrap_or("HEAD")).map(Some),
+            "tcmalloc" => crate::bench_real::apt_install(&[TCMALLOC], "tcmalloc")
+                .map(|()| Some(PathBuf::from(TCMALLOC.0))),
             peer => {
                 let package = format!("{peer}-preload");
                 build_benches_package(&package).and_then(|release| {

@@ -326,7 +326,7 @@ pub fn report(
     let _ = writeln!(
         md,
         "# {}\n\n{}- mode: {mode}\n\nEvery cell: the median over the runs, then in brackets \
-         its ratio {ratio_to} (the lowest of glibc, mimalloc and jemalloc in that row; lower is \
+         its ratio {ratio_to} (the lowest of glibc, mimalloc, jemalloc and tcmalloc in that row; lower is \
          better); under each table the geometric mean and the highest of each ratio.\n",
         layout.title,
         bench_report::machine()

@@ -134,8 +134,15 @@ pub fn jobs(chosen: Option<&[String]>) -> Result<Vec<Job>> {
 /// Installs (apt-get, as root) the Debian packages of files the programs need that are
 /// missing; nothing when all are there.
 fn install_missing(programs: &[&Program]) -> Result {
+    let needs: Vec<(&str, &str)> = programs.iter().flat_map(|p| p.needs).copied().collect();
+    apt_install(&needs, "the real programs")
+}
+
+/// Installs (apt-get, as root) the Debian package of each `(file, package)` whose file is
+/// missing; nothing when all are there. `who` names what needs them, for the messages.
+pub fn apt_install(needs: &[(&str, &str)], who: &str) -> Result {
     let mut missing: Vec<&str> = Vec::new();
-    for &(path, package) in programs.iter().flat_map(|p| p.needs) {
+    for &(path, package) in needs {
         if !Path::new(path).exists() && !missing.contains(&package) {
             missing.push(package);
         }
@@ -147,11 +154,11 @@ fn install_missing(programs: &[&Program]) -> Result {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Err(format!(
-            "the real programs need the Debian packages {list}: \
+            "{who} need the Debian packages {list}: \
              `sudo apt-get install {list}`, or run the bench as root"
         ));
     }
-    eprintln!("bench --real: installing {list}");
+    eprintln!("bench: installing {list} for {who}");
     let apt = |args: &[&str]| {
         crate::util::run(
             Command::new("apt-get")
@@ -162,11 +169,7 @@ fn install_missing(programs: &[&Program]) -> Result {
     apt(&["update"])
         .and_then(|()| apt(&[&["install", "-y", "--no-install-recommends"], &missing[..]].concat()))
         .map_err(|e| format!("installing {list}: {e}"))?;
-    match programs
-        .iter()
-        .flat_map(|p| p.needs)
-        .find(|(path, _)| !Path::new(path).exists())
-    {
+    match needs.iter().find(|(path, _)| !Path::new(path).exists()) {
         Some((path, package)) => Err(format!(
             "{path} is still missing after installing {package}"
         )),

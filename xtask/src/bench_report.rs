@@ -120,7 +120,7 @@ const BETTER_PEER: Reference = Reference {
 };
 pub const BEST_PEER: Reference = Reference {
     label: "the best peer",
-    allocators: &["glibc", "mimalloc", "jemalloc"],
+    allocators: &["glibc", "mimalloc", "jemalloc", "tcmalloc"],
 };
 
 /// The suite of C workloads (and `--external`).
@@ -489,6 +489,7 @@ pub fn color(name: &str) -> &'static str {
         "hakmem-checked" => "#9467bd",
         "glibc" => "#7f7f7f",
         "jemalloc" => "#1f77b4",
+        "tcmalloc" => "#ff7f0e",
         _ => "#2ca02c",
     }
 }
