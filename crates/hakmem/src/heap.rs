@@ -16,6 +16,11 @@
 //!   `trim`.
 //! - Heaps live in metadata pages of their own, never in memory this allocator hands out,
 //!   so creating one cannot recurse into malloc.
+//! - A heap's `lock` is held by its owner's slow paths (every `SlabHeap` call) and by
+//!   another thread visiting it (`visit_live`), which touches only Empty slabs and slice
+//!   bitmaps: what the owner's fast paths (its current slabs, slabs holding the program's
+//!   blocks) never touch. Lock order: registry, heaps, pool, large tier; slow paths only
+//!   try the registry lock, visitors only try heap locks (trim and fork wait for them).
 
 use crate::config;
 use crate::os::Os;
