@@ -30,10 +30,13 @@ enum Source {
     /// The package `benches/memory/<name>/` of the `benches/` workspace: one binary per
     /// allocator, `<name>-<allocator>`, with it as `#[global_allocator]`.
     Rust,
+    /// `benches/memory/<name>.sh`, run with bash; the allocator goes to the server it
+    /// starts (`BENCH_PRELOAD`), as in `--real`.
+    Script,
 }
 
 /// In report order.
-const SCENARIOS: [(&str, Source); 8] = [
+const SCENARIOS: [(&str, Source); 9] = [
     ("idle-pool", Source::C),
     ("freeing-thread", Source::C),
     ("rebuilt-store", Source::C),
@@ -42,6 +45,7 @@ const SCENARIOS: [(&str, Source); 8] = [
     ("alternating-sizes", Source::C),
     ("phase-cycle", Source::C),
     ("phase-cycle-rust", Source::Rust),
+    ("redis-flush", Source::Script),
 ];
 
 pub fn scenario_dir() -> PathBuf {
@@ -65,19 +69,35 @@ pub fn jobs(chosen: Option<&[String]>) -> Result<Vec<Job>> {
         if chosen.is_some_and(|c| !c.iter().any(|x| x == name)) {
             continue;
         }
-        let (exe, linked) = match source {
+        let (exe, args, linked, preload_var) = match source {
             Source::C => {
                 let exe = benches_dir().join("target/c/memory").join(name);
                 compile_c(&scenario_dir().join(format!("{name}.c")), &exe)?;
-                (exe, false)
+                (exe, Vec::new(), false, "LD_PRELOAD")
             }
-            Source::Rust => (crate::bench::build_benches_package(name)?.join(name), true),
+            Source::Rust => {
+                let exe = crate::bench::build_benches_package(name)?.join(name);
+                (exe, Vec::new(), true, "LD_PRELOAD")
+            }
+            Source::Script => {
+                crate::bench_real::apt_install(
+                    &[
+                        ("/usr/bin/redis-server", "redis-server"),
+                        ("/usr/bin/redis-benchmark", "redis-tools"),
+                    ],
+                    "the redis-flush scenario",
+                )?;
+                let script = scenario_dir().join(format!("{name}.sh"));
+                let args = vec![script.to_string_lossy().into_owned()];
+                (PathBuf::from("/bin/bash"), args, false, "BENCH_PRELOAD")
+            }
         };
         jobs.push(Job {
             result_key: Some("ok"),
             linked,
             rss_curve: true,
-            ..Job::new(name, exe, Vec::new(), root())
+            preload_var,
+            ..Job::new(name, exe, args, root())
         });
     }
     Ok(jobs)
