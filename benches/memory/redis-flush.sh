@@ -10,27 +10,11 @@
 # Prints the memory scenarios' protocol (benches/memory/memory.h): phase:, idle:, ok.
 set -euo pipefail
 
-dir=$(mktemp -d /tmp/hakmem-bench-redis-flush.XXXXXX)
-sock=$dir/redis.sock
-server=
-cleanup() {
-    if [ -n "$server" ]; then kill -9 "$server" 2>/dev/null || true; fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' TERM INT
-
 preload=${BENCH_PRELOAD:-libc.so.6}
 [ "${LD_PRELOAD_SERVER:-}" = none ] && preload=
-LD_PRELOAD=$preload /usr/bin/redis-server --port 0 --unixsocket "$sock" \
-    --save '' --appendonly no --dir "$dir" --logfile "$dir/server.log" --daemonize no &
-server=$!
-for _ in $(seq 500); do
-    [ "$(/usr/bin/redis-cli -s "$sock" ping 2>/dev/null)" = PONG ] && break
-    sleep 0.01
-done
-cli() { /usr/bin/redis-cli -s "$sock" "$@"; }
-[ "$(cli ping)" = PONG ] || { echo "redis-server did not start"; cat "$dir/server.log"; exit 1; }
+# shellcheck source=../tools/redis-server.sh
+source "$(dirname "$0")/../tools/redis-server.sh"
+start_redis_server "$preload"
 
 echo "phase: fill"
 /usr/bin/redis-benchmark -s "$sock" -q -t set -n 300000 -r 300000 -d 2000 -c 50 >/dev/null

@@ -13,25 +13,9 @@
 # the same under any correct allocator.
 set -euo pipefail
 
-dir=$(mktemp -d /tmp/hakmem-bench-redis.XXXXXX)
-sock=$dir/redis.sock
-server=
-cleanup() {
-    if [ -n "$server" ]; then kill -9 "$server" 2>/dev/null || true; fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' TERM INT
-
-LD_PRELOAD=${BENCH_PRELOAD:-libc.so.6} /usr/bin/redis-server --port 0 --unixsocket "$sock" \
-    --save '' --appendonly no --dir "$dir" --logfile "$dir/server.log" --daemonize no &
-server=$!
-for _ in $(seq 500); do
-    [ "$(/usr/bin/redis-cli -s "$sock" ping 2>/dev/null)" = PONG ] && break
-    sleep 0.01
-done
-cli() { /usr/bin/redis-cli -s "$sock" "$@"; }
-[ "$(cli ping)" = PONG ] || { echo "redis-server did not start"; cat "$dir/server.log"; exit 1; }
+# shellcheck source=../tools/redis-server.sh
+source "$(dirname "$0")/../tools/redis-server.sh"
+start_redis_server "${BENCH_PRELOAD:-libc.so.6}"
 
 bench() { /usr/bin/redis-benchmark -s "$sock" -c 20 -P 8 --csv "$@"; }
 TESTS=set,get,incr,mset,lpush,rpush,lpop,rpop,lrange_100,sadd,spop,hset,zadd,zpopmin
