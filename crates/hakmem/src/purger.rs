@@ -102,7 +102,8 @@ fn poke_slow() {
 }
 
 /// The purge period: how often the purger looks while something is left to give back
-/// (and the pool's decay tick, see `heap::maintain`).
+/// (at least every 10 ms, also with a purge delay of 0), and the pool's decay tick (see
+/// `heap::maintain`).
 pub fn period_ms() -> u64 {
     config::PURGE_DELAY_MS.get().saturating_mul(2)
 }
@@ -112,7 +113,7 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         let seen = WAKE.load(Ordering::SeqCst);
         heap::maintain(crate::os::now_ms(), core::ptr::null_mut());
         if heap::holds_dirty() {
-            os_pages::wait_for(&WAKE, seen, period_ms().max(1));
+            os_pages::wait_for(&WAKE, seen, period_ms().max(10));
             continue;
         }
         // Nothing left: sleep until a slow path pokes. Announce it first, then look once
