@@ -247,6 +247,7 @@ proptest! {
         let mut just_freed: Option<usize> = None;
         // The slab of the last block allocated: the pool's current slab.
         let mut current_slab = 0;
+        // SAFETY: only called with addresses of live blocks the pool handed out.
         let slab_of = |a: usize| unsafe { Segment::<Plain>::slab_of(a) }.start();
         let len = size.min(64);
         for (tag, (is_alloc, pick)) in ops.into_iter().enumerate() {
