@@ -1,4 +1,5 @@
 // expect: double free
+// release: double free
 #include "common.h"
 int main(void) {
     char *p = launder(malloc(40));

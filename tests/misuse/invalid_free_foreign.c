@@ -1,5 +1,5 @@
 // expect: free of a pointer hakmem did not allocate
-// release: free of a pointer hakmem did not allocate (ignored)
+// release: free of a pointer hakmem did not allocate
 #include "common.h"
 #include <sys/mman.h>
 int main(void) {

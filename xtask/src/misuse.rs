@@ -1,9 +1,10 @@
-//! The checked build's misuse tests: one C program per misuse in `tests/misuse/`.
+//! The misuse tests: one C program per misuse in `tests/misuse/`.
 //!
 //! Each program's first line says `// expect: <text>`: under `libhakmem_checked.so` it must
 //! be killed by SIGABRT with `<text>` on stderr. A program with a `// release: <text>` line
-//! must also, under the release build, print `<text>` and keep running (a pointer outside
-//! the heap is refused, not freed): it then reaches its end and exits 3.
+//! is run under the release build twice: as it is, it must print `<text>` and be killed by
+//! SIGABRT; with `HAKMEM_ON_MISUSE=warn`, it must print `<text>` and keep running (the
+//! pointer is left alone): it then reaches its end and exits 3.
 
 use crate::util::root;
 use std::os::unix::process::ExitStatusExt;
@@ -43,7 +44,7 @@ pub fn run(
         };
         let exe = out_dir.join(&name);
         let compiled = Command::new("cc")
-            .args(["-O1", "-w", "-o"])
+            .args(["-O1", "-w", "-pthread", "-o"])
             .arg(&exe)
             .arg(&src)
             .status();
@@ -62,6 +63,10 @@ pub fn run(
         if let Some(release) = field("// release:") {
             results.push((
                 format!("misuse/{name} (release)"),
+                check(&exe, release_so, &release, true),
+            ));
+            results.push((
+                format!("misuse/{name} (release, warn)"),
                 check(&exe, release_so, &release, false),
             ));
         }
@@ -69,9 +74,15 @@ pub fn run(
     results
 }
 
+/// Runs `exe` under `so`: it must print `expect` and abort, or (`must_abort` false, run
+/// with `HAKMEM_ON_MISUSE=warn`) print it and exit 3.
 fn check(exe: &Path, so: &Path, expect: &str, must_abort: bool) -> Result<(), String> {
-    let out = Command::new(exe)
-        .env("LD_PRELOAD", so)
+    let mut cmd = Command::new(exe);
+    cmd.env("LD_PRELOAD", so).env_remove("HAKMEM_ON_MISUSE");
+    if !must_abort {
+        cmd.env("HAKMEM_ON_MISUSE", "warn");
+    }
+    let out = cmd
         .output()
         .map_err(|e| format!("cannot run: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);

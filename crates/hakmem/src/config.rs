@@ -54,6 +54,23 @@ impl Knob {
     }
 }
 
+impl Knob {
+    /// Reads a knob whose values are words: `words[i]` sets `i` (a number is taken too).
+    fn load_word(&self, words: &[&[u8]]) {
+        // SAFETY: `name` is a C string; getenv returns null or a C string.
+        let raw = unsafe { libc::getenv(self.name.as_ptr()) };
+        if raw.is_null() {
+            return;
+        }
+        // SAFETY: a NUL-terminated string from the environment.
+        let bytes = unsafe { core::ffi::CStr::from_ptr(raw) }.to_bytes();
+        match words.iter().position(|w| *w == bytes) {
+            Some(i) => self.value.store(i as u64, Ordering::Relaxed),
+            None => self.load(),
+        }
+    }
+}
+
 fn parse(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 19 {
         return None;
@@ -75,18 +92,17 @@ pub static BACKGROUND_PURGE: Knob = Knob::new(c"HAKMEM_BACKGROUND_PURGE", 1, 1);
 /// `HAKMEM_STATS`: 0 (default) nothing, `1` a text report at exit, `json` a JSON one.
 pub static STATS: Knob = Knob::new(c"HAKMEM_STATS", 0, 2);
 
+/// `HAKMEM_ON_MISUSE`: what follows a detected misuse of the release build (a double or
+/// invalid free, a corrupted free list): `abort` (default, 0) or `warn` (1: the line is
+/// printed and the block left alone, leaked).
+pub static ON_MISUSE: Knob = Knob::new(c"HAKMEM_ON_MISUSE", 0, 1);
+
 /// Reads every knob (once, at process set-up).
 pub fn load() {
+    ON_MISUSE.load_word(&[b"abort", b"warn"]);
     PURGE_DELAY_MS.load();
     BACKGROUND_PURGE.load();
-    // SAFETY: a NUL-terminated name; getenv returns null or a C string.
-    let raw = unsafe { libc::getenv(c"HAKMEM_STATS".as_ptr()) };
-    // SAFETY: as above.
-    if !raw.is_null() && unsafe { core::ffi::CStr::from_ptr(raw) }.to_bytes() == b"json" {
-        STATS.value.store(2, Ordering::Relaxed);
-    } else {
-        STATS.load();
-    }
+    STATS.load_word(&[b"0", b"1", b"json"]);
 }
 
 #[cfg(test)]

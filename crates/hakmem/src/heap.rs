@@ -34,7 +34,8 @@ use large::LargeHeap;
 use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::SlabSource;
 use superslab::{
-    AddressMap, OwnerTag, PageSource, RemoteQueue, SegmentPool, Slab, SlabHeap, SpinLock, TAG_UNIT,
+    AddressMap, OwnerTag, PageSource, RemoteQueue, Segment, SegmentPool, Slab, SlabHeap, SpinLock,
+    RECORD_MASK, TAG_UNIT,
 };
 use tiny_layout::CLASS_COUNT;
 
@@ -427,9 +428,17 @@ impl Heap {
         if self.remote.0.is_empty() {
             return;
         }
-        let (slabs, counters) = (&mut self.slabs, &self.counters);
-        // One pass over the queue's links (see `RemoteQueue::drain`).
-        self.remote.0.drain(|b| {
+        let (slabs, counters, tag) = (&mut self.slabs, &self.counters, self.tag as u32);
+        // One pass over the queue's links (see `RemoteQueue::drain`); a link is followed
+        // only to a block of a live slab of ours.
+        let ours = |p: *mut u8| {
+            let entry = MAP.entry(p as usize);
+            superslab::owner_tag_bits(entry) == tag
+                // SAFETY: our live slab's entry gives its record in `p`'s segment.
+                && unsafe { &*Segment::<Layout>::slab_at(p as usize, (entry & RECORD_MASK) as usize) }
+                    .holds_block(p as usize)
+        };
+        self.remote.0.drain(ours, |b| {
             // SAFETY: only blocks of our live slabs are pushed to our queue, once each.
             let c = unsafe { slabs.free_block(&POOL, b) };
             stats::bump(&counters.remote_frees[c.index()]);
@@ -468,9 +477,14 @@ impl Heap {
         if tag == 0 || tag != self.pending.tag || self.pending.count >= REMOTE_BATCH {
             return false;
         }
-        // SAFETY: `p` lies in a live slab (its entry says so): a block start of ours, not
-        // null (the first slice is never ours).
+        // SAFETY: `p` lies in a live slab (its entry says so), not null (the first slice is
+        // never ours); whether it is a block start is tested next.
         let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+        // SAFETY: a live slab's entry gives its record in `p`'s segment.
+        let s = unsafe { &*Segment::<Layout>::slab_at(p as usize, (entry & RECORD_MASK) as usize) };
+        if crate::refused(s, b) {
+            return false; // the slow path reports it
+        }
         // SAFETY: `b` is a block of the pending owner's live slab, being freed (caller).
         unsafe { self.pend(b) };
         true
@@ -1063,7 +1077,7 @@ pub fn current_or_init() -> *mut Heap {
 
 /// One-time process set-up: the thread-exit key and the fork handlers. Re-entrant: a
 /// nested allocation from inside set-up proceeds without waiting.
-fn process_init() {
+pub fn process_init() {
     if INIT.load(Ordering::Acquire) == DONE {
         return;
     }
@@ -1073,6 +1087,7 @@ fn process_init() {
     {
         INITIALIZING.with(|f| f.set(true));
         config::load();
+        crate::misuse::init();
         #[cfg(feature = "checked")]
         ptr_conversion::set_reporter(crate::checks::reporter);
         // SAFETY: plain libc calls with valid arguments; EXIT_KEY is written once, here,

@@ -37,6 +37,7 @@ extern crate std;
 mod checks;
 mod config;
 mod heap;
+mod misuse;
 pub mod os;
 mod purger;
 mod stats;
@@ -52,7 +53,8 @@ use core::ptr::{null_mut, NonNull};
 use front_api::{Api, Backend, MIN_ALIGN};
 use heap::CLASS_STRIDE;
 use os_pages::PageSource;
-use ptr_conversion::UserPtr;
+use ptr_conversion::{BlockBase, Corruption, UserPtr};
+use tiny_layout::BlockLayout;
 use superslab::{Region, Segment, FULL_FLAG};
 use tiny_layout::{class_of, SizeClass, LOOKUP_MAX, MAX_CLASS_SIZE};
 
@@ -158,8 +160,16 @@ impl Alloc {
                 // SAFETY: the entry is that of a live slab of this heap, not full: `record`
                 // is its record's offset in `p`'s segment.
                 let s = unsafe { Segment::<Layout>::slab_at(p as usize, record) };
-                // SAFETY: `p` is a block start of our slab (the checked build verifies it).
+                // SAFETY: `p` lies in our slab, not null; whether it is a block start is
+                // tested next (the checked build verified it already).
                 let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+                // SAFETY: our slab, in whose memory `b` lies.
+                if !<Layout as BlockLayout>::CHECKED
+                    && unsafe { !(*s).holds_block_as_owner(b.addr()) || b.is_marked_free() }
+                {
+                    // SAFETY: forwarded; the slow path reports it.
+                    return unsafe { free_other(p) };
+                }
                 // SAFETY: our own slab; the block is free now.
                 if unsafe { (*s).push(b) } {
                     return;
@@ -226,8 +236,17 @@ unsafe fn free_other_slow(p: *mut u8) {
             if !slab.is_live() {
                 return invalid_free(addr);
             }
-            // SAFETY: `p` is a block start of this live slab.
+            // SAFETY: `p` lies in this live slab, not null; tested next.
             let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+            if refused(slab, b) {
+                // SAFETY: `b` lies in the slab's memory.
+                let what = if slab.holds_block(b.addr()) && unsafe { b.is_marked_free() } {
+                    Corruption::DoubleFree
+                } else {
+                    Corruption::InvalidFree
+                };
+                return misuse::report(what, addr);
+            }
             let h = heap::current_real();
             if slab.owner() == h as usize {
                 // SAFETY: this thread's heap and block: its slab is full, or the fast path
@@ -268,17 +287,25 @@ unsafe fn free_other_slow(p: *mut u8) {
     }
 }
 
-/// A free of a pointer that is not ours: the release build refuses it with one line (the
-/// block is not freed); the checked build reports it and aborts.
+/// A free of a pointer that is not ours: reported (see `misuse`: abort, or with
+/// `HAKMEM_ON_MISUSE=warn` the pointer is left alone); the checked build reports it and
+/// aborts.
 #[cold]
 fn invalid_free(addr: usize) {
     #[cfg(feature = "checked")]
-    checks::fail(ptr_conversion::Corruption::InvalidFree, addr, None, 0, 0);
+    checks::fail(Corruption::InvalidFree, addr, None, 0, 0);
     #[cfg(not(feature = "checked"))]
-    os::Line::new()
-        .text("hakmem: free of a pointer hakmem did not allocate (ignored): ")
-        .hex(addr)
-        .emit();
+    misuse::report(Corruption::InvalidFree, addr);
+}
+
+/// Whether a free of `b`, which lies in the memory of live slab `s` (of any owner), must be
+/// refused: `b` is not a block start carved from `s` (an interior or misaligned pointer),
+/// or it carries the free mark (a double free). Never in the checked build, whose
+/// `checks::free` made the same checks first.
+#[inline(always)]
+pub(crate) fn refused(s: &superslab::Slab<Layout>, b: BlockBase<Layout>) -> bool {
+    // SAFETY: `b` lies in the mapped memory of a live slab (caller): its first 16 bytes too.
+    !<Layout as BlockLayout>::CHECKED && (!s.holds_block(b.addr()) || unsafe { b.is_marked_free() })
 }
 
 // SAFETY: blocks come from classes at least `size` large, 16-aligned (tiny_layout), or

@@ -13,10 +13,20 @@
 //!   be converted with another layout's offsets (they are different types).
 //! - Both types are `#[repr(transparent)]` over `NonNull<u8>`: zero cost in every build.
 //! - A free block's link lives at `BASE + L::LINK_OFFSET`; only [`BlockBase::link`] and
-//!   [`BlockBase::set_link`] touch it. In checked layouts it is stored encoded, and its
-//!   complement takes the header's check word while the block is free (see [`Header`]):
-//!   the link's two words are one in the user area and one in the header, which leaves
-//!   the user area's second word free even in the smallest class.
+//!   [`BlockBase::set_link`] touch it, and it is always stored encoded. In checked layouts
+//!   its complement takes the header's check word while the block is free (see
+//!   [`Header`]): the link's two words are one in the user area and one in the header,
+//!   which leaves the user area's second word free even in the smallest class.
+//! - Plain layouts (the release build) protect links with per-process secrets
+//!   ([`set_secrets`]): the stored word is `next ^ addr ^ link_secret` (`addr` the word's
+//!   own address, so a link copied elsewhere decodes to garbage; null is stored as
+//!   `addr ^ link_secret`), and the word after it holds the *free mark* (a second secret)
+//!   while the block is free: [`BlockBase::set_link`] writes it, [`BlockBase::is_marked_free`]
+//!   tests it (a free of a block that carries it is a double free, with a false positive
+//!   probability of 2^-64 for a live block's data) and [`BlockBase::clear_free_mark`]
+//!   erases it when the block is handed out. Whoever follows a decoded link checks that it
+//!   is a block of the same slab before touching it (`superslab`).
+//! - The secrets are set once, before any block is linked, and never change.
 //! - The header ([`Header`], 16 bytes, only in layouts with `HEADER_SIZE == 16`) is only
 //!   encoded and decoded here.
 //!
@@ -159,12 +169,13 @@ impl<L: BlockLayout> BlockBase<L> {
             a ^ self.addr() ^ LINK_KEY
         } else {
             // SAFETY: as above.
-            unsafe { slot.read() }
+            decode(unsafe { slot.read() }, slot.as_ptr() as usize)
         };
         NonNull::new(raw as *mut u8).map(|p| BlockBase(p, PhantomData))
     }
 
-    /// Writes the free-list link of this (now free) block.
+    /// Writes the free-list link of this (now free) block, encoded; in plain layouts also
+    /// its free mark (the word after the link), so that a second free of it is seen.
     ///
     /// # Safety
     /// The caller owns the block and it is free (its user bytes are no longer in use).
@@ -179,9 +190,79 @@ impl<L: BlockLayout> BlockBase<L> {
                 slot.write(enc);
                 self.link_check().write(!enc);
             } else {
-                slot.write(raw);
+                slot.write(encode(raw, slot.as_ptr() as usize));
+                self.mark_slot().write(secrets().mark);
             }
         }
+    }
+
+    /// Whether this block carries the free mark (plain layouts; always false in checked
+    /// layouts, whose header says Free instead): a block being freed that carries it is
+    /// already free (in a slab's list or a remote queue), except with probability 2^-64.
+    ///
+    /// # Safety
+    /// BASE points into mapped memory of a slab laid out with `L`.
+    #[inline(always)]
+    pub unsafe fn is_marked_free(self) -> bool {
+        // SAFETY: (caller) the block's first 16 bytes are mapped.
+        !L::CHECKED && unsafe { self.mark_slot().read() } == secrets().mark
+    }
+
+    /// Erases the free mark of a block being handed out (plain layouts; no-op in checked
+    /// layouts).
+    ///
+    /// # Safety
+    /// The caller owns the block.
+    #[inline(always)]
+    pub unsafe fn clear_free_mark(self) {
+        if !L::CHECKED {
+            // SAFETY: (caller) our block, at least 16 bytes.
+            unsafe { self.mark_slot().write(0) }
+        }
+    }
+
+    /// Writes `value` into the word after this free block's link (a remote queue's
+    /// next-chain word), encoded as the link is (plain layouts; stored as it is in checked
+    /// layouts, whose links are checked by their header). Replaces the free mark.
+    ///
+    /// # Safety
+    /// The caller owns the free block, whose stride has room for a word after the link.
+    #[inline(always)]
+    pub unsafe fn set_spare_word(self, value: usize) {
+        // SAFETY: (caller) 8-aligned and in the block.
+        unsafe {
+            let slot = self.0.add(L::LINK_OFFSET + 8).cast::<usize>();
+            slot.write(if L::CHECKED {
+                value
+            } else {
+                encode(value, slot.as_ptr() as usize)
+            })
+        }
+    }
+
+    /// Reads what [`set_spare_word`](Self::set_spare_word) wrote.
+    ///
+    /// # Safety
+    /// As for `set_spare_word`, and the word was written by it.
+    #[inline(always)]
+    pub unsafe fn spare_word(self) -> usize {
+        // SAFETY: (caller).
+        unsafe {
+            let slot = self.0.add(L::LINK_OFFSET + 8).cast::<usize>();
+            let v = slot.read();
+            if L::CHECKED {
+                v
+            } else {
+                decode(v, slot.as_ptr() as usize)
+            }
+        }
+    }
+
+    /// Where a plain layout keeps a free block's free mark: the word after its link.
+    #[inline(always)]
+    fn mark_slot(self) -> *mut usize {
+        // SAFETY: every block is at least 16 bytes (tiny_layout) and 16-aligned.
+        unsafe { self.0.add(L::LINK_OFFSET + 8).cast::<usize>().as_ptr() }
     }
 
     /// Where a checked layout keeps the complement of a free block's encoded link: the
@@ -393,6 +474,57 @@ impl<L: BlockLayout> UserPtr<L> {
 /// Mixed into encoded links (checked layouts).
 const LINK_KEY: usize = 0x5a17_c0de_d00d_f00d;
 
+/// The per-process secrets of plain layouts (see the crate invariants).
+#[derive(Clone, Copy)]
+struct Secrets {
+    /// Mixed into every stored link.
+    link: usize,
+    /// A free block's free mark.
+    mark: usize,
+}
+
+struct SecretCell(core::cell::UnsafeCell<Secrets>);
+// SAFETY: written once by `set_secrets`, whose caller makes that write happen before any
+// read (see there); read-only afterwards.
+unsafe impl Sync for SecretCell {}
+
+/// Until [`set_secrets`] runs (tests of the boxes alone), fixed values.
+static SECRETS: SecretCell = SecretCell(core::cell::UnsafeCell::new(Secrets {
+    link: 0x3c6e_f372_fe94_f82b,
+    mark: 0xa54f_f53a_5f1d_36f1,
+}));
+
+#[inline(always)]
+fn secrets() -> Secrets {
+    // SAFETY: see `SecretCell`: no write races with this read.
+    unsafe { *SECRETS.0.get() }
+}
+
+/// Sets the per-process secrets of plain layouts: `link` mixed into every stored link,
+/// `mark` the free mark (both should be random; `mark` must not be 0, which is what a
+/// block handed out holds there).
+///
+/// # Safety
+/// Called at most once, before any block of a plain layout is linked or tested, and
+/// before any other thread can use this crate (or with a happens-before edge to every
+/// later use, as a process set-up published with Release/Acquire gives).
+pub unsafe fn set_secrets(link: usize, mark: usize) {
+    // SAFETY: (caller) nobody reads the secrets concurrently.
+    unsafe { *SECRETS.0.get() = Secrets { link, mark: mark | 1 } }
+}
+
+/// A word stored at address `at` for `value` (plain layouts' links and spare words).
+#[inline(always)]
+fn encode(value: usize, at: usize) -> usize {
+    value ^ at ^ secrets().link
+}
+
+/// The value a word stored at `at` holds (the inverse of `encode`).
+#[inline(always)]
+fn decode(stored: usize, at: usize) -> usize {
+    stored ^ at ^ secrets().link
+}
+
 /// What the checked build found wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Corruption {
@@ -486,6 +618,41 @@ pub fn report(r: &Report) -> ! {
     // SAFETY: only `set_reporter` stores here, always a `fn(&Report) -> !`.
     let f: fn(&Report) -> ! = unsafe { core::mem::transmute(f) };
     f(r)
+}
+
+static MISUSE_HANDLER: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs the function that handles a misuse the release build detects (a double or
+/// invalid free, a corrupted free list): the facade's prints one line, then aborts or,
+/// if the user asked for it, returns, and the caller leaves the block alone (leaks it).
+///
+/// ```
+/// use ptr_conversion::{misuse, set_misuse_handler, Corruption, Report};
+/// use core::sync::atomic::{AtomicUsize, Ordering};
+/// static SEEN: AtomicUsize = AtomicUsize::new(0);
+/// fn count(r: &Report) {
+///     SEEN.store(r.addr, Ordering::Relaxed);
+/// }
+/// set_misuse_handler(count);
+/// misuse(&Report { what: Corruption::DoubleFree, addr: 0x1000, class: None, expected: 0, found: 0 });
+/// assert_eq!(SEEN.load(Ordering::Relaxed), 0x1000);
+/// ```
+pub fn set_misuse_handler(f: fn(&Report)) {
+    MISUSE_HANDLER.store(f as *mut (), core::sync::atomic::Ordering::Release);
+}
+
+/// Hands a detected misuse to the installed handler; returns if it returns (without a
+/// handler, at once: the caller's recovery, leaving the block alone, is all that happens).
+#[cold]
+#[inline(never)]
+pub fn misuse(r: &Report) {
+    let f = MISUSE_HANDLER.load(core::sync::atomic::Ordering::Acquire);
+    if !f.is_null() {
+        // SAFETY: only `set_misuse_handler` stores here, always a `fn(&Report)`.
+        let f: fn(&Report) = unsafe { core::mem::transmute(f) };
+        f(r)
+    }
 }
 
 /// Reports a free-list link whose two words disagree, naming an overflow into the

@@ -32,9 +32,9 @@ pub const ENTRY_FOREIGN: u32 = 0;
 /// metadata slice, a free slice, a closed slab).
 pub const ENTRY_SEGMENT: u32 = 1;
 /// Owner tags are multiples of this; entries below it are never a live slab's.
-pub const TAG_UNIT: u32 = 1 << 13;
+pub const TAG_UNIT: u32 = 1 << 14;
 /// Set in the entries of a slab its owner marked full (see [`OwnerTag`]).
-pub const FULL_FLAG: u32 = 1 << 12;
+pub const FULL_FLAG: u32 = 1 << 13;
 /// The bits of a live slab's entry below [`FULL_FLAG`]: the offset of the slab's record
 /// from the start of its segment (see [`crate::Segment::slab_at`]).
 pub const RECORD_MASK: u32 = FULL_FLAG - 1;

@@ -119,14 +119,17 @@ impl<L: BlockLayout> RemoteQueue<L> {
 
     /// Takes every queued block into `out` (consumer only); returns how many.
     pub fn take_all(&self, out: &mut FreeList<L>) -> u32 {
-        self.drain(|b| {
+        self.drain(|_| true, |b| {
             // SAFETY: the block is now exclusively ours.
             unsafe { out.push(b) }
         })
     }
 
     /// Takes every queued block and hands each to `f`, in one pass over the links
-    /// (consumer only); returns how many. `f` owns the block it gets and may overwrite its
+    /// (consumer only); returns how many. Every decoded link and next-chain word is given
+    /// to `valid` before it is followed: one it refuses (a write after free into a queued
+    /// block) is reported through `ptr_conversion::misuse` and not followed, the blocks
+    /// behind it are leaked. `f` owns the block it gets and may overwrite its
     /// link: the next block's address is read before `f` runs, and the block after it is
     /// prefetched meanwhile (the links form a dependent chain of cache lines the freeing
     /// threads wrote last, so each step is usually a cache miss).
@@ -147,18 +150,18 @@ impl<L: BlockLayout> RemoteQueue<L> {
     ///     unsafe { queue.push(BlockBase::from_raw(b)) };
     /// }
     /// let mut seen = Vec::new();
-    /// assert_eq!(queue.drain(|b| seen.push(b.addr())), 4);
+    /// assert_eq!(queue.drain(|_| true, |b| seen.push(b.addr())), 4);
     /// seen.reverse(); // a stack: the last pushed comes first
     /// assert_eq!(seen, mem.0.iter().map(|b| b.as_ptr() as usize).collect::<Vec<_>>());
     /// assert!(queue.is_empty());
     /// ```
-    pub fn drain(&self, mut f: impl FnMut(BlockBase<L>)) -> u32 {
+    pub fn drain(&self, valid: impl Fn(*mut u8) -> bool, mut f: impl FnMut(BlockBase<L>)) -> u32 {
         if self.is_empty() {
             return 0;
         }
         let mut top = self.head.swap(core::ptr::null_mut(), Ordering::Acquire);
         if !chain_index::<L>() {
-            return walk(top, core::ptr::null_mut(), &mut f);
+            return walk(top, core::ptr::null_mut(), &valid, &mut f);
         }
         let mut n = 0;
         while !top.is_null() {
@@ -170,7 +173,14 @@ impl<L: BlockLayout> RemoteQueue<L> {
                 cur[lanes] = top;
                 // SAFETY: `top` is a chain head published by a push (see above), whose
                 // next-chain word was written before that push's CAS.
-                top = unsafe { next_chain::<L>(top) };
+                let next = unsafe { next_chain::<L>(top) };
+                if !next.is_null() && !valid(next) {
+                    // The rest of the queue cannot be found: leaked.
+                    corrupted(top);
+                    top = core::ptr::null_mut();
+                } else {
+                    top = next;
+                }
                 lanes += 1;
             }
             let mut end = [core::ptr::null_mut::<u8>(); LANES];
@@ -189,7 +199,13 @@ impl<L: BlockLayout> RemoteQueue<L> {
                     // before `f` takes the block.
                     let b =
                         unsafe { BlockBase::<L>::from_raw(core::ptr::NonNull::new_unchecked(p)) };
-                    let next = unsafe { b.link() }.map_or(core::ptr::null_mut(), |b| b.as_ptr());
+                    let mut next =
+                        unsafe { b.link() }.map_or(core::ptr::null_mut(), |b| b.as_ptr());
+                    if next != end[j] && !next.is_null() && !valid(next) {
+                        // This chain's rest is lost (leaked); the others go on.
+                        corrupted(p);
+                        next = core::ptr::null_mut();
+                    }
                     prefetch(next);
                     cur[j] = next;
                     busy |= next != end[j] && !next.is_null();
@@ -204,7 +220,12 @@ impl<L: BlockLayout> RemoteQueue<L> {
 
 /// Walks the blocks from `p` up to (not including) `end`, reading each link before `f`
 /// takes the block; returns how many.
-fn walk<L: BlockLayout>(mut p: *mut u8, end: *mut u8, f: &mut impl FnMut(BlockBase<L>)) -> u32 {
+fn walk<L: BlockLayout>(
+    mut p: *mut u8,
+    end: *mut u8,
+    valid: &impl Fn(*mut u8) -> bool,
+    f: &mut impl FnMut(BlockBase<L>),
+) -> u32 {
     let mut n = 0;
     while p != end {
         // SAFETY: (caller) every block up to `end` was published by a push and acquired;
@@ -215,6 +236,10 @@ fn walk<L: BlockLayout>(mut p: *mut u8, end: *mut u8, f: &mut impl FnMut(BlockBa
         // SAFETY: `b` was published by a push, which wrote its link before its Release
         // CAS; our Acquire swap made that write visible.
         p = unsafe { b.link() }.map_or(core::ptr::null_mut(), |n| n.as_ptr());
+        if p != end && !p.is_null() && !valid(p) {
+            corrupted(b.as_ptr());
+            p = end;
+        }
         prefetch(p);
         f(b);
         n += 1;
@@ -235,7 +260,8 @@ const SMALLEST_BLOCK: usize = match tiny_layout::SizeClass::new(0) {
     None => 0,
 };
 
-/// Writes a chain head's next-chain word (nothing in layouts without one).
+/// Writes a chain head's next-chain word (nothing in layouts without one), encoded as
+/// links are (`ptr_conversion`).
 ///
 /// # Safety
 /// The caller owns the free block `b`.
@@ -243,12 +269,7 @@ const SMALLEST_BLOCK: usize = match tiny_layout::SizeClass::new(0) {
 unsafe fn set_next_chain<L: BlockLayout>(b: BlockBase<L>, next: *mut u8) {
     if chain_index::<L>() {
         // SAFETY: the word after the link lies in the block (`chain_index`), 8-aligned.
-        unsafe {
-            b.as_ptr()
-                .add(L::LINK_OFFSET + 8)
-                .cast::<*mut u8>()
-                .write(next)
-        }
+        unsafe { b.set_spare_word(next as usize) }
     }
 }
 
@@ -258,8 +279,23 @@ unsafe fn set_next_chain<L: BlockLayout>(b: BlockBase<L>, next: *mut u8) {
 /// `p` is a published chain head and `chain_index::<L>()` holds.
 #[inline(always)]
 unsafe fn next_chain<L: BlockLayout>(p: *mut u8) -> *mut u8 {
-    // SAFETY: as in `set_next_chain`.
-    unsafe { p.add(L::LINK_OFFSET + 8).cast::<*mut u8>().read() }
+    // SAFETY: as in `set_next_chain`; `p` is a block (non-null).
+    unsafe { BlockBase::<L>::from_raw(core::ptr::NonNull::new_unchecked(p)).spare_word() as *mut u8 }
+}
+
+/// A decoded link or next-chain word of a queued block (`from`, the block it was read
+/// from) does not point to a block `valid` accepts: a write after free. Reported as a
+/// misuse; the caller stops following it (the blocks behind it are leaked).
+#[cold]
+#[inline(never)]
+fn corrupted(from: *mut u8) {
+    ptr_conversion::misuse(&ptr_conversion::Report {
+        what: ptr_conversion::Corruption::FreeListCorrupted,
+        addr: from as usize,
+        class: None,
+        expected: 0,
+        found: 0,
+    });
 }
 
 impl<L: BlockLayout> Default for RemoteQueue<L> {

@@ -47,7 +47,7 @@ pub enum SlabState {
 /// other threads' frees reach the owner through its remote queue. Found from a block's
 /// address with [`Segment::slab_of`], or with [`Segment::slab_at`] from the record offset
 /// that the slab's map entries carry.
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 pub struct Slab<L: BlockLayout> {
     /// The free blocks.
     list: Stack<L>,
@@ -55,12 +55,18 @@ pub struct Slab<L: BlockLayout> {
     /// slab is current (its owner's reference): a free never takes a current slab's count
     /// to 0, so a class whose one block comes and goes makes no cold call.
     used: u32,
-    /// Blocks the slab holds in all.
-    capacity: u32,
-    /// Blocks freed into the slab since it opened (statistics).
-    frees: u64,
     /// Blocks carved so far (the bump pointer is `start + carved × stride`).
     carved: u32,
+    /// Blocks freed into the slab since it opened (statistics).
+    frees: u64,
+    /// The block-start test ([`holds_block`](Self::holds_block)): `mul` for the stride,
+    /// `base = start × mul`, `limit = carved × (mul × stride mod 2^64)` (0 while closed).
+    /// Written by the owner only (atomically: other threads' frees test them too).
+    mul: AtomicU64,
+    base: AtomicU64,
+    limit: AtomicU64,
+    /// Blocks the slab holds in all.
+    capacity: u32,
     class_: SizeClass,
     /// Index of this slab's first slice (itself for a slab's head or a free slice).
     head: u8,
@@ -84,7 +90,7 @@ pub struct Slab<L: BlockLayout> {
 }
 
 /// log2 of a slab record's size: record offsets in map entries are multiples of it.
-pub const RECORD_SHIFT: usize = 6;
+pub const RECORD_SHIFT: usize = 7;
 static_assertions::const_assert!(
     core::mem::size_of::<Slab<tiny_layout::Plain>>() == 1 << RECORD_SHIFT
 );
@@ -99,9 +105,12 @@ impl<L: BlockLayout> Slab<L> {
         Slab {
             list: Stack::new(),
             used: 0,
-            capacity: 0,
-            frees: 0,
             carved: 0,
+            frees: 0,
+            mul: AtomicU64::new(0),
+            base: AtomicU64::new(0),
+            limit: AtomicU64::new(0),
+            capacity: 0,
             // SAFETY: class 0 exists.
             class_: unsafe { SizeClass::new_unchecked(0) },
             head: 0,
@@ -162,9 +171,100 @@ impl<L: BlockLayout> Slab<L> {
     /// The caller is the slab's owner (or the record is a detached one).
     #[inline(always)]
     pub unsafe fn pop(&mut self) -> Option<BlockBase<L>> {
-        let b = self.list.pop()?;
+        let b = self.list.peek()?;
+        // The head came from a link decoded with the secret: a block of this slab, unless
+        // the link was overwritten after its block was freed (checked layouts check their
+        // links as they read them).
+        // SAFETY: the caller is the owner.
+        if !L::CHECKED && !unsafe { self.holds_block_as_owner(b.addr()) } {
+            return self.list_corrupted(None);
+        }
+        self.list.pop();
+        // SAFETY: `b` was on our list: free and ours, handed out now.
+        unsafe { b.clear_free_mark() };
         self.used += 1;
         Some(b)
+    }
+
+    /// Whether `addr` is the start of a block of this slab carved so far: one multiply,
+    /// one subtract and one compare (no division). `(addr - start) × mul mod 2^64` is
+    /// `i × e` for the block start `i × stride` (`e = mul × stride mod 2^64`, in
+    /// `1 ..= stride`), and at least `mul > 2^64 / stride` for any other offset below
+    /// 2^20 (see [`geometry`]), so `< carved × e` holds exactly for carved block starts.
+    /// Always false for a record that is not a live slab's. Any thread may ask (the
+    /// answer for a slab of another owner is as of that owner's last carve it has seen).
+    #[inline(always)]
+    pub fn holds_block(&self, addr: usize) -> bool {
+        let r = Ordering::Relaxed;
+        (addr as u64)
+            .wrapping_mul(self.mul.load(r))
+            .wrapping_sub(self.base.load(r))
+            < self.limit.load(r)
+    }
+
+    /// [`holds_block`](Self::holds_block) for the owner's thread: the same test on plain
+    /// loads (only the owner writes these fields, so its reads race with nothing), which
+    /// the compiler folds into the multiply, subtract and compare.
+    ///
+    /// # Safety
+    /// The caller is the slab's owner (or the record is a detached one).
+    #[inline(always)]
+    pub unsafe fn holds_block_as_owner(&self, addr: usize) -> bool {
+        // SAFETY: only the owner's thread (the caller's) writes these fields.
+        let (mul, base, limit) = unsafe {
+            (
+                *self.mul.as_ptr(),
+                *self.base.as_ptr(),
+                *self.limit.as_ptr(),
+            )
+        };
+        (addr as u64).wrapping_mul(mul).wrapping_sub(base) < limit
+    }
+
+    /// A link of the list decoded to something that is not a block of this slab (a write
+    /// after free): reported (a misuse), and the list dropped from there (its blocks are
+    /// leaked: still counted as held, so the slab is never closed under them). `after`
+    /// is the block whose link was bad, if known.
+    #[cold]
+    #[inline(never)]
+    fn list_corrupted(&mut self, after: Option<BlockBase<L>>) -> Option<BlockBase<L>> {
+        let at = after.map_or(self.start(), |b| b.addr());
+        ptr_conversion::misuse(&ptr_conversion::Report {
+            what: ptr_conversion::Corruption::FreeListCorrupted,
+            addr: at,
+            class: Some(self.class_.index() as u8),
+            expected: 0,
+            found: 0,
+        });
+        match after {
+            // SAFETY: `b` is a valid block of the list (checked before), free and ours.
+            Some(b) => unsafe { b.set_link(None) },
+            None => self.list = Stack::new(),
+        }
+        // The blocks dropped stay counted as held (however many): the count can no
+        // longer reach 0, so the slab is never closed, its memory leaked with them.
+        self.used = self.used.saturating_add(self.capacity);
+        None
+    }
+
+    /// Checks every link of the list (before a walk over it): a link that is not a block
+    /// of this slab is reported and the list cut there. The owner's slow paths only.
+    fn check_list(&mut self) {
+        if L::CHECKED {
+            return; // checked layouts verify each link as it is read
+        }
+        let mut prev = None;
+        let mut next = self.list.peek();
+        while let Some(b) = next {
+            // SAFETY: the owner's slow path (this function's contract).
+            if !unsafe { self.holds_block_as_owner(b.addr()) } {
+                self.list_corrupted(prev);
+                return;
+            }
+            // SAFETY: `b` is a block of this slab on its list.
+            next = unsafe { b.link() };
+            prev = Some(b);
+        }
     }
 
     /// Pushes a block of this slab that is being freed (free's fast path, and the owner's
@@ -217,7 +317,17 @@ impl<L: BlockLayout> Slab<L> {
             unsafe { self.list.push(b) };
         }
         self.carved += n;
+        self.set_limit();
         n
+    }
+
+    /// The block-start test's limit for the blocks carved so far (see [`holds_block`]).
+    fn set_limit(&self) {
+        let e = self
+            .mul
+            .load(Ordering::Relaxed)
+            .wrapping_mul(L::stride(self.class_) as u64);
+        self.limit.store(self.carved as u64 * e, Ordering::Relaxed);
     }
 
     /// Carves one block for the caller (not through the list), and tells whether its
@@ -233,7 +343,11 @@ impl<L: BlockLayout> Slab<L> {
         // SAFETY: the next uncarved block of this slab.
         let b = unsafe { block_at::<L>(addr) };
         self.init_carved(b);
+        // SAFETY: a fresh block handed out: stale bytes of a closed slab may look like a
+        // free mark.
+        unsafe { b.clear_free_mark() };
         self.carved += 1;
+        self.set_limit();
         self.used += 1;
         Some((b, self.fresh))
     }
@@ -312,6 +426,7 @@ impl<L: BlockLayout> Slab<L> {
     /// Returns the pages given back.
     fn park_free_pages<P: PageSource>(&mut self, pages: &P) -> u32 {
         debug_assert!(self.capacity as usize <= MAX_SWEPT_BLOCKS && self.page_count() <= 64);
+        self.check_list();
         let start = self.start();
         let stride = L::stride(self.class_);
         let mut free = [0u64; MAX_SWEPT_BLOCKS / 64];
@@ -490,6 +605,22 @@ fn powi(mut x: f64, mut n: usize) -> f64 {
     }
     r
 }
+
+/// The multiplier of the block-start test ([`Slab::holds_block`]) for blocks `stride`
+/// bytes apart: `floor(2^64 / stride) + 1`, plus one more when `stride` divides 2^64, so
+/// that `e = mul × stride mod 2^64` lies in `1 ..= stride`. For an offset `i × stride + r`
+/// (`0 < r < stride`, offset below 2^20, `stride` below 2^19), `r × mul` lies in
+/// `[mul, 2^64 − 2^64/stride + stride]` and adding `i × e < 2^20` cannot wrap it: every
+/// such offset maps at or above `mul > 2^44`, every block start `i` to `i × e < 2^20`.
+pub const fn geometry(stride: usize) -> u64 {
+    let mul = u64::MAX / stride as u64 + 1;
+    if mul.wrapping_mul(stride as u64) == 0 {
+        mul + 1
+    } else {
+        mul
+    }
+}
+static_assertions::const_assert!(tiny_layout::MAX_SLAB_BYTES <= 1 << 20);
 
 /// The block whose BASE is `addr`.
 ///
@@ -1621,6 +1752,10 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.swept = false;
         // Unlike any count of frees: the first look only notes the count.
         s.swept_frees = u32::MAX;
+        let mul = geometry(L::stride(c));
+        s.mul.store(mul, Ordering::Relaxed);
+        s.base.store((s.start() as u64).wrapping_mul(mul), Ordering::Relaxed);
+        s.limit.store(0, Ordering::Relaxed);
         self.publish(pool.map, s);
         PoolStats::add(&pool.stats.slabs_opened, 1);
         Some(s)
@@ -1660,6 +1795,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             e.head = i as u8;
             e.slices = 0;
             e.state = SlabState::Closed;
+            e.limit.store(0, Ordering::Relaxed);
             // `owner()` is 0 from now on (`slices` is 0), so a stale free into a closed
             // slab never takes an owner's path.
         }

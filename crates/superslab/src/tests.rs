@@ -955,7 +955,7 @@ fn remote_frees<L: BlockLayout>() {
             // Odd rounds: `drain`, returning each block (which overwrites its link) before
             // the next is read; even rounds: `take_all`, then return them.
             let n = if round % 2 == 1 {
-                queue.drain(|b| {
+                queue.drain(|_| true, |b| {
                     let a = b.addr();
                     assert!(handed.contains(&a), "{a:#x} was never handed out");
                     assert!(seen.insert(a), "{a:#x} came back twice");

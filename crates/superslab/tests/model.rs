@@ -420,7 +420,7 @@ fn run<L: BlockLayout>(
                     });
                 });
                 let mut back = BTreeSet::new();
-                let n = queue.drain(|b| {
+                let n = queue.drain(|_| true, |b| {
                     back.insert(b.addr());
                     // SAFETY: the owner takes back its own block from the queue.
                     unsafe { heaps[heap].h.free_block(pool, b) };

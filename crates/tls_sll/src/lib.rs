@@ -80,6 +80,12 @@ impl<L: BlockLayout> Stack<L> {
     pub fn is_empty(&self) -> bool {
         self.head.is_none()
     }
+    /// The block [`pop`](Self::pop) would return, left on the stack (a caller that checks
+    /// a block before reading its link).
+    #[inline(always)]
+    pub fn peek(&self) -> Option<BlockBase<L>> {
+        self.head
+    }
     /// Pops the most recently pushed block.
     #[inline(always)]
     pub fn pop(&mut self) -> Option<BlockBase<L>> {

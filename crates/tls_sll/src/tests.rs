@@ -226,12 +226,12 @@ impl<L: BlockLayout> Model<L> {
     /// The link's bytes within a block: left alone by the content check of free blocks
     /// (checked layouts: the header's check word, then the encoded link).
     fn link_bytes() -> core::ops::Range<usize> {
-        let start = if L::CHECKED {
-            Header::CHECK_OFFSET
+        if L::CHECKED {
+            Header::CHECK_OFFSET..L::LINK_OFFSET + 8
         } else {
-            L::LINK_OFFSET
-        };
-        start..L::LINK_OFFSET + 8
+            // The encoded link, then the free mark.
+            L::LINK_OFFSET..L::LINK_OFFSET + 16
+        }
     }
     fn bytes(&self, i: usize) -> &[u8] {
         &self.mem.0[i * STRIDE..(i + 1) * STRIDE]
@@ -389,6 +389,13 @@ impl<L: BlockLayout> Model<L> {
                 walked.push(self.index(b));
                 // SAFETY: `b` is in the list: free, ours, its link written by the list.
                 at = unsafe { b.link() };
+                // Stored encoded: the raw word is never the next block's address (nor
+                // null at the end), and a free block carries the free mark.
+                // SAFETY: `b`'s first word is in the test's memory.
+                let raw = unsafe { b.as_ptr().add(L::LINK_OFFSET).cast::<usize>().read() };
+                prop_assert_ne!(raw, at.map_or(0, |n| n.addr()));
+                // SAFETY: as above.
+                prop_assert_eq!(unsafe { b.is_marked_free() }, !L::CHECKED);
             }
             let want: Vec<usize> = self.want[l].iter().rev().copied().collect();
             prop_assert_eq!(&walked, &want, "list {}", l);
@@ -449,7 +456,7 @@ fn run_model<L: BlockLayout>(caps: [u32; LISTS], ops: Vec<Op>) -> Result<(), Tes
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Plain layout: the link is the block's first word.
+    /// Plain layout: the link (encoded) and the free mark are the block's first two words.
     #[test]
     fn plain_lists_match_a_model(
         caps in proptest::array::uniform3(0u32..12),
