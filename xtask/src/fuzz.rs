@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 const USAGE: &str = "usage: cargo xtask fuzz \
-                     <tls_sll|refill|superslab|large|front_api|hakmem|hakmem-checked|all> \
+                     <tls_sll|refill|superslab|large|front_api|hakmem|hakmem-checked|hakmem-misuse|all> \
                      [--time SECS] [--cases N] [--seed S]";
 
 /// A fuzz target: its package and which test binary of it holds the model tests.
@@ -34,7 +34,7 @@ struct Target {
     select: &'static [&'static str],
 }
 
-const TARGETS: [Target; 7] = [
+const TARGETS: [Target; 8] = [
     Target {
         name: "tls_sll",
         package: "tls_sll",
@@ -69,6 +69,11 @@ const TARGETS: [Target; 7] = [
         name: "hakmem-checked",
         package: "hakmem",
         select: &["--test", "model", "--features", "checked"],
+    },
+    Target {
+        name: "hakmem-misuse",
+        package: "hakmem",
+        select: &["--test", "misuse_model"],
     },
 ];
 

@@ -167,7 +167,7 @@ impl SlabSource for Slabs<'_> {
     }
     fn carve(&mut self, s: Self::Slab, max: u32) -> u32 {
         // SAFETY: as above.
-        unsafe { self.0.carve(s, max) }
+        unsafe { self.0.carve(&POOL, s, max) }
     }
     fn set_aside(&mut self, s: Self::Slab) {
         // SAFETY: as above; the current slab is in no queue.
@@ -330,7 +330,7 @@ impl Heap {
                 return Some((b, false));
             }
             // SAFETY: as above.
-            if let Some(r) = unsafe { self.slabs.carve_one(s) } {
+            if let Some(r) = unsafe { self.slabs.carve_one(&POOL, s) } {
                 return Some(r);
             }
             stats::bump(&self.counters.refills[c.index()]);

@@ -59,11 +59,14 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Reports a misuse the facade found at user pointer `addr`.
+/// Reports a misuse the facade found at user pointer `addr`, through the installed
+/// handler (as the boxes do).
 #[cold]
 #[inline(never)]
 pub fn report(what: Corruption, addr: usize) {
-    handle(&Report {
+    // A free before any allocation: the set-up (configuration, handler) comes first.
+    crate::heap::process_init();
+    ptr_conversion::misuse(&Report {
         what,
         addr,
         class: None,
@@ -75,8 +78,6 @@ pub fn report(what: Corruption, addr: usize) {
 /// The handler: `hakmem: <what> at <addr><hint>`, then abort unless the user chose
 /// `warn` (the line then ends with what was done instead).
 fn handle(r: &Report) {
-    // A free before any allocation: the configuration is read first.
-    crate::heap::process_init();
     let warn = config::ON_MISUSE.get() == 1;
     let mut l = Line::new();
     l.text("hakmem: ")

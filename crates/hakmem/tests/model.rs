@@ -9,9 +9,10 @@
 //!
 //! `PROPTEST_CASES` sets the number of cases (proptest reads it over the 64 here).
 
+mod common;
+
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout};
-use std::collections::BTreeMap;
 
 const SLOTS: usize = 64;
 
@@ -308,7 +309,6 @@ impl Model {
     /// and with `whole` all of its bytes (each block is also checked whole whenever it is
     /// freed or reallocated).
     fn check(&self, whole: bool) -> Result<(), TestCaseError> {
-        let mut spans: BTreeMap<usize, usize> = BTreeMap::new();
         for l in self.slots.iter().flatten() {
             if whole {
                 intact(l, l.size)?;
@@ -316,15 +316,8 @@ impl Model {
                 intact_range(l, 0..l.size.min(64))?;
                 intact_range(l, l.size.saturating_sub(64)..l.size)?;
             }
-            let usable = unsafe { hakmem::API.usable_size(l.p) };
-            spans.insert(l.p as usize, usable.max(1));
         }
-        let mut end = 0;
-        for (&start, &len) in &spans {
-            prop_assert!(start >= end, "blocks overlap at {:#x}", start);
-            end = start + len;
-        }
-        Ok(())
+        common::no_overlap(self.slots.iter().flatten().map(|l| l.p))
     }
 }
 

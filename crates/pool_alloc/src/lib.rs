@@ -86,7 +86,7 @@ impl<P: PageSource + 'static> SlabSource for Slabs<'_, P> {
     }
     fn carve(&mut self, s: Self::Slab, max: u32) -> u32 {
         // SAFETY: as above.
-        unsafe { self.heap.carve(s, max) }
+        unsafe { self.heap.carve(self.segments, s, max) }
     }
     fn set_aside(&mut self, s: Self::Slab) {
         // SAFETY: as above; the current slab is in no queue.

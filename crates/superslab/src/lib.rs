@@ -29,8 +29,9 @@
 //!   its slab (and its slab's owner) until the owner has taken the block back.
 //! - A live slab is in exactly one state ([`SlabState`]): current (its owner pops from it),
 //!   queued (in its class's queue: it has a free block, blocks to carve or parked blocks),
-//!   or full (in no list: nothing to give). Its map entries carry [`FULL_FLAG`] exactly when it is full,
-//!   so a free into a full slab never takes the fast path and the slow path queues it.
+//!   or full (in no list: nothing to give). Its map entries carry [`FULL_FLAG`] exactly when it is full
+//!   or has parked blocks, so a free into it never takes the fast path: the slow path
+//!   queues a full slab again, and refuses the free of a parked block (a double free).
 //! - Purging ([`SlabHeap::purge`]): a closed slab's slices stay resident ("dirty") until
 //!   they have been free for at least the caller's delay (two purge ticks at least a delay
 //!   apart), and opening a slab takes resident free slices before purged ones, so closing
@@ -71,7 +72,7 @@
 //! let s = heap.next_slab(&POOL, c).unwrap(); // a new slab, current for class c
 //! // SAFETY: `s` is our live slab; only this thread uses the heap.
 //! unsafe {
-//!     assert_eq!(heap.carve(s, 10), 10);
+//!     assert_eq!(heap.carve(&POOL, s, 10), 10);
 //!     let b = (*s).pop().unwrap(); // malloc
 //!     assert_eq!(MAP.region(b.addr()), Region::Segment); // one load: ours
 //!     let slab = Segment::<Plain>::slab_of(b.addr());

@@ -58,7 +58,8 @@ pub enum Region {
 /// The map tag of a slab owner: a nonzero multiple of [`TAG_UNIT`], unique among live
 /// owners. Every slice of a live slab has the entry `tag + record`, where `record` is the
 /// offset of the slab's record from its segment's start (below [`FULL_FLAG`]), plus
-/// [`FULL_FLAG`] while the owner has set the slab aside as full. So `entry ^ tag <
+/// [`FULL_FLAG`] while the owner has set the slab aside as full or some of its blocks are
+/// parked (see `SlabHeap::sweep_sparse`). So `entry ^ tag <
 /// FULL_FLAG` holds exactly for the owner's live slabs that are not full, and is then the
 /// record's offset: one load and one compare prove "ours, live, not full" on the free
 /// fast path and give the slab without touching the segment's metadata first.

@@ -1257,9 +1257,26 @@ impl<L: BlockLayout> SlabHeap<L> {
     ///
     /// # Safety
     /// `s` is one of our live slabs or a detached record.
-    pub unsafe fn carve(&mut self, s: *mut Slab<L>, max: u32) -> u32 {
+    pub unsafe fn carve<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        s: *mut Slab<L>,
+        max: u32,
+    ) -> u32 {
         // SAFETY: (caller) ours, or detached (whose capacity is 0).
-        unsafe { (*s).carve(max) }
+        let s = unsafe { &mut *s };
+        let parked = s.has_parked();
+        let n = s.carve(max);
+        self.unparked(pool, s, parked);
+        n
+    }
+
+    /// After a carve of `s`, which had parked blocks (`parked`): if they came back, its map
+    /// entries lose the flag they carried for them (see [`publish`](Self::publish)).
+    fn unparked<P: PageSource>(&self, pool: &SegmentPool<P>, s: &Slab<L>, parked: bool) {
+        if parked && !s.has_parked() {
+            self.publish(pool.map, s);
+        }
     }
 
     /// Carves one block of our live slab `s` for the caller, outside the list, with
@@ -1267,9 +1284,17 @@ impl<L: BlockLayout> SlabHeap<L> {
     ///
     /// # Safety
     /// As for [`carve`](Self::carve).
-    pub unsafe fn carve_one(&mut self, s: *mut Slab<L>) -> Option<(BlockBase<L>, bool)> {
+    pub unsafe fn carve_one<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        s: *mut Slab<L>,
+    ) -> Option<(BlockBase<L>, bool)> {
         // SAFETY: (caller) ours, or detached (whose capacity is 0).
-        unsafe { (*s).carve_one() }
+        let s = unsafe { &mut *s };
+        let parked = s.has_parked();
+        let r = s.carve_one();
+        self.unparked(pool, s, parked);
+        r
     }
 
     /// Sets aside our current slab `s` when it has nothing left to give (no free block,
@@ -1339,6 +1364,20 @@ impl<L: BlockLayout> SlabHeap<L> {
         let s = unsafe { Segment::<L>::slab_mut(b.addr()) };
         debug_assert!(s.is_live() && s.owner() == self.owner && s.used() > 0);
         let c = s.class();
+        if s.purged != 0 {
+            let i = (b.addr() - s.start()) / L::stride(c);
+            if s.pages_of_block(i) & s.purged != 0 {
+                // No held block overlaps a parked page: this one is free already.
+                ptr_conversion::misuse(&ptr_conversion::Report {
+                    what: ptr_conversion::Corruption::DoubleFree,
+                    addr: b.to_user().addr(),
+                    class: Some(c.index() as u8),
+                    expected: 0,
+                    found: 0,
+                });
+                return c; // left alone
+            }
+        }
         // SAFETY: the block is free and ours.
         let holds = unsafe { s.push(b) };
         if s.state == SlabState::Full {
@@ -1623,7 +1662,13 @@ impl<L: BlockLayout> SlabHeap<L> {
                 s.swept = true;
                 swept += 1;
                 walk = walk.saturating_sub(s.carved - s.used);
-                pages += s.park_free_pages(pool.pages()) as usize;
+                let parked = s.park_free_pages(pool.pages());
+                if parked > 0 {
+                    // Frees of its blocks now take the slow path, which tells a double
+                    // free of a parked block (see `free_block`).
+                    self.publish(pool.map, s);
+                }
+                pages += parked as usize;
             }
         }
         let bytes = pages << PAGE_SHIFT;
@@ -1636,12 +1681,13 @@ impl<L: BlockLayout> SlabHeap<L> {
         }
     }
 
-    /// Writes `s`'s map entries for its state: full or not.
+    /// Writes `s`'s map entries for its state: flagged full while it is full or has
+    /// parked pages (so that frees of its blocks take the slow path).
     fn publish(&self, map: &AddressMap, s: &Slab<L>) {
         let entry = match self.tag {
             Some(tag) => tag.entry(
                 (s.head as usize) << RECORD_SHIFT,
-                s.state == SlabState::Full,
+                s.state == SlabState::Full || s.purged != 0,
             ),
             None => ENTRY_SEGMENT,
         };

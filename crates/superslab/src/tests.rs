@@ -129,7 +129,7 @@ impl<L: BlockLayout> Owner<L> {
                 if let Some(b) = (*s).pop() {
                     return Some(b);
                 }
-                if self.h.carve(s, 4) > 0 {
+                if self.h.carve(pool, s, 4) > 0 {
                     continue;
                 }
                 self.h.set_full(pool, s);
@@ -146,7 +146,7 @@ impl<L: BlockLayout> Owner<L> {
         let s = self.current(c);
         // SAFETY: as in `alloc`.
         unsafe {
-            if let Some(r) = self.h.carve_one(s) {
+            if let Some(r) = self.h.carve_one(pool, s) {
                 return Some(r);
             }
             self.h.set_full(pool, s);
@@ -154,7 +154,7 @@ impl<L: BlockLayout> Owner<L> {
         let s = self.h.next_slab(pool, c);
         self.current.insert(c.index(), s.unwrap_or(self.detached));
         // SAFETY: as above.
-        unsafe { self.h.carve_one(s?) }
+        unsafe { self.h.carve_one(pool, s?) }
     }
 
     /// Gives back every current slab (queued, or closed if empty).

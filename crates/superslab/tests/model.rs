@@ -129,7 +129,7 @@ impl<L: BlockLayout> Owner<L> {
                 if let Some(b) = (*s).pop() {
                     return b;
                 }
-                if self.h.carve(s, (4096 / c.block_size()).max(4) as u32) > 0 {
+                if self.h.carve(pool, s, (4096 / c.block_size()).max(4) as u32) > 0 {
                     continue;
                 }
                 self.h.set_full(pool, s);
@@ -152,7 +152,7 @@ impl<L: BlockLayout> Owner<L> {
                 if let Some(b) = (*s).pop() {
                     return (b, false);
                 }
-                if let Some(r) = self.h.carve_one(s) {
+                if let Some(r) = self.h.carve_one(pool, s) {
                     return r;
                 }
                 self.h.set_full(pool, s);
@@ -273,7 +273,10 @@ fn check_states<L: BlockLayout>(
         prop_assert!(slab.state() != SlabState::Closed);
         let record = slab as *const Slab<L> as usize - (x.b.addr() & !(SEGMENT_SIZE - 1));
         let want = match tags[x.heap] {
-            Some(t) => t.entry(record, slab.state() == SlabState::Full),
+            Some(t) => t.entry(
+                record,
+                slab.state() == SlabState::Full || slab.has_parked(),
+            ),
             None => superslab::ENTRY_SEGMENT,
         };
         prop_assert_eq!(MAP.entry(x.b.addr()), want);
