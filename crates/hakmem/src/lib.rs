@@ -21,11 +21,17 @@
 //! metadata (found by masking) gives class and owner → same thread: push to the cache
 //! list (spill a batch when full); other thread's block: batched per owner in this thread's
 //! heap (created for a thread that only frees) and handed over with one CAS per chain;
-//! large: unmap; not ours: refused with a message.
+//! large: unmap; not the start of a live block of ours (foreign, interior, misaligned,
+//! already free): reported (`misuse`: abort, or with `HAKMEM_ON_MISUSE=warn` left alone).
 //!
 //! ## Invariants owned here
 //! - Nothing on the malloc/free paths allocates, formats or panics; fatal conditions
 //!   write one line with `write(2)` and abort.
+//! - Release build: no pointer reaches a free list or a remote batch unless it is the start
+//!   of a block carved from its live slab (`Slab::holds_block`) and does not carry the free
+//!   mark (`BlockBase::is_marked_free`): every free path tests both first (`refused`).
+//!   The free-list secrets are set before the first block is linked (`misuse::init`, the
+//!   first thing of the process set-up).
 //! - Thread-local state is a const-initialised pointer without destructor, never null (a
 //!   static empty heap until the thread's first slow path); thread exit is handled by a
 //!   pthread key registered without allocating.

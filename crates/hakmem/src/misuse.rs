@@ -11,10 +11,10 @@ use crate::config;
 use crate::os::Line;
 use ptr_conversion::{Corruption, Report};
 
-/// Draws the per-process secrets of free-list links and free marks, and installs the
+/// Draws the per-process secret of free-list links and free marks, and installs the
 /// handler. Called first thing at process set-up, before any block is linked.
 pub fn init() {
-    let mut words = [0usize; 2];
+    let mut words = [0usize; 1];
     // SAFETY: `words` is a writable buffer of that many bytes; getrandom does not allocate.
     let n = unsafe {
         libc::getrandom(
@@ -26,17 +26,17 @@ pub fn init() {
     if n != core::mem::size_of_val(&words) as isize {
         fallback_secrets(&mut words);
     }
-    // SAFETY: process set-up, before any block is linked; every later use of a secret
+    // SAFETY: process set-up, before any block is linked; every later use of the secret
     // happens after `INIT` is published (Release) and seen (Acquire), or after a block
     // handed over by the program from a thread that saw it.
-    unsafe { ptr_conversion::set_secrets(words[0], words[1]) };
+    unsafe { ptr_conversion::set_secret(words[0]) };
     ptr_conversion::set_misuse_handler(handle);
 }
 
 /// Without `getrandom`: the kernel's 16 random bytes for this process (`AT_RANDOM`),
 /// mixed with the clock and an address (the bytes themselves also seed glibc's stack
 /// guard, which must not be readable from a free block).
-fn fallback_secrets(words: &mut [usize; 2]) {
+fn fallback_secrets(words: &mut [usize; 1]) {
     // SAFETY: getauxval has no preconditions; AT_RANDOM points to 16 readable bytes.
     let at = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const [u64; 2];
     let seed = if at.is_null() {

@@ -17,16 +17,18 @@
 //!   its complement takes the header's check word while the block is free (see
 //!   [`Header`]): the link's two words are one in the user area and one in the header,
 //!   which leaves the user area's second word free even in the smallest class.
-//! - Plain layouts (the release build) protect links with per-process secrets
-//!   ([`set_secrets`]): the stored word is `next ^ addr ^ link_secret` (`addr` the word's
-//!   own address, so a link copied elsewhere decodes to garbage; null is stored as
-//!   `addr ^ link_secret`), and the word after it holds the *free mark* (a second secret)
+//! - Plain layouts (the release build) protect links with a per-process secret
+//!   ([`set_secret`]): the stored word is `next ^ addr ^ secret` (`addr` the word's own
+//!   address, so a link copied elsewhere decodes to garbage; null is stored as
+//!   `addr ^ secret`), and the word after it holds the *free mark* (the secret itself: one
+//!   value for both keeps one load on free's fast path; a program that can read a free
+//!   block learns it either way, from the mark or from a link whose target it can guess)
 //!   while the block is free: [`BlockBase::set_link`] writes it, [`BlockBase::is_marked_free`]
 //!   tests it (a free of a block that carries it is a double free, with a false positive
 //!   probability of 2^-64 for a live block's data) and [`BlockBase::clear_free_mark`]
 //!   erases it when the block is handed out. Whoever follows a decoded link checks that it
 //!   is a block of the same slab before touching it (`superslab`).
-//! - The secrets are set once, before any block is linked, and never change.
+//! - The secret is set once, before any block is linked, and never changes.
 //! - The header ([`Header`], 16 bytes, only in layouts with `HEADER_SIZE == 16`) is only
 //!   encoded and decoded here.
 //!
@@ -191,7 +193,7 @@ impl<L: BlockLayout> BlockBase<L> {
                 self.link_check().write(!enc);
             } else {
                 slot.write(encode(raw, slot.as_ptr() as usize));
-                self.mark_slot().write(secrets().mark);
+                self.mark_slot().write(secret());
             }
         }
     }
@@ -205,7 +207,7 @@ impl<L: BlockLayout> BlockBase<L> {
     #[inline(always)]
     pub unsafe fn is_marked_free(self) -> bool {
         // SAFETY: (caller) the block's first 16 bytes are mapped.
-        !L::CHECKED && unsafe { self.mark_slot().read() } == secrets().mark
+        !L::CHECKED && unsafe { self.mark_slot().read() } == secret()
     }
 
     /// Erases the free mark of a block being handed out (plain layouts; no-op in checked
@@ -474,55 +476,44 @@ impl<L: BlockLayout> UserPtr<L> {
 /// Mixed into encoded links (checked layouts).
 const LINK_KEY: usize = 0x5a17_c0de_d00d_f00d;
 
-/// The per-process secrets of plain layouts (see the crate invariants).
-#[derive(Clone, Copy)]
-struct Secrets {
-    /// Mixed into every stored link.
-    link: usize,
-    /// A free block's free mark.
-    mark: usize,
-}
-
-struct SecretCell(core::cell::UnsafeCell<Secrets>);
-// SAFETY: written once by `set_secrets`, whose caller makes that write happen before any
+/// The per-process secret of plain layouts (see the crate invariants).
+struct SecretCell(core::cell::UnsafeCell<usize>);
+// SAFETY: written once by `set_secret`, whose caller makes that write happen before any
 // read (see there); read-only afterwards.
 unsafe impl Sync for SecretCell {}
 
-/// Until [`set_secrets`] runs (tests of the boxes alone), fixed values.
-static SECRETS: SecretCell = SecretCell(core::cell::UnsafeCell::new(Secrets {
-    link: 0x3c6e_f372_fe94_f82b,
-    mark: 0xa54f_f53a_5f1d_36f1,
-}));
+/// Until [`set_secret`] runs (tests of the boxes alone), a fixed value.
+static SECRET: SecretCell = SecretCell(core::cell::UnsafeCell::new(0x3c6e_f372_fe94_f82b));
 
 #[inline(always)]
-fn secrets() -> Secrets {
+fn secret() -> usize {
     // SAFETY: see `SecretCell`: no write races with this read.
-    unsafe { *SECRETS.0.get() }
+    unsafe { *SECRET.0.get() }
 }
 
-/// Sets the per-process secrets of plain layouts: `link` mixed into every stored link,
-/// `mark` the free mark (both should be random; `mark` must not be 0, which is what a
-/// block handed out holds there).
+/// Sets the per-process secret of plain layouts, mixed into every stored link and written
+/// as the free mark (it should be random; its lowest bit is set, so that it is never 0,
+/// which is what a block handed out holds there).
 ///
 /// # Safety
 /// Called at most once, before any block of a plain layout is linked or tested, and
 /// before any other thread can use this crate (or with a happens-before edge to every
 /// later use, as a process set-up published with Release/Acquire gives).
-pub unsafe fn set_secrets(link: usize, mark: usize) {
-    // SAFETY: (caller) nobody reads the secrets concurrently.
-    unsafe { *SECRETS.0.get() = Secrets { link, mark: mark | 1 } }
+pub unsafe fn set_secret(value: usize) {
+    // SAFETY: (caller) nobody reads the secret concurrently.
+    unsafe { *SECRET.0.get() = value | 1 }
 }
 
 /// A word stored at address `at` for `value` (plain layouts' links and spare words).
 #[inline(always)]
 fn encode(value: usize, at: usize) -> usize {
-    value ^ at ^ secrets().link
+    value ^ at ^ secret()
 }
 
 /// The value a word stored at `at` holds (the inverse of `encode`).
 #[inline(always)]
 fn decode(stored: usize, at: usize) -> usize {
-    stored ^ at ^ secrets().link
+    stored ^ at ^ secret()
 }
 
 /// What the checked build found wrong.

@@ -44,6 +44,14 @@
 //!   slab's page mask ([`Slab::parked_pages`]). No held block overlaps a parked page, and no
 //!   uncarved block does. Parked blocks go back on the list, re-initialised as carving
 //!   does, only when the slab has nothing else to give (its carve finds nothing to carve).
+//! - Block starts: a live slab's record holds the constants of its block-start test
+//!   ([`Slab::holds_block`]: true exactly for the starts of its carved blocks; false for
+//!   every record of a closed slab). Only blocks it accepts go onto a slab's list (the
+//!   facade tests every free), and a link read from free memory is tested before it is
+//!   followed: [`Slab::pop`] tests the list's head before it decodes the head's link (a
+//!   link overwritten after free is reported through `ptr_conversion::misuse` and the
+//!   list dropped there), the sparse sweep tests the whole list before walking it, and
+//!   [`RemoteQueue::drain`] hands every decoded link to its caller's test first.
 //! - No queued slab is empty: the free that takes a queued slab's `used` to 0 closes it
 //!   ([`SlabHeap::emptied`]); a current slab may be empty (its owner pops from it next).
 //! - The [`SegmentPool`] keeps empty segments resident until its decay purges them: once

@@ -190,7 +190,7 @@ impl<L: BlockLayout> Slab<L> {
     /// one subtract and one compare (no division). `(addr - start) × mul mod 2^64` is
     /// `i × e` for the block start `i × stride` (`e = mul × stride mod 2^64`, in
     /// `1 ..= stride`), and at least `mul > 2^64 / stride` for any other offset below
-    /// 2^20 (see [`geometry`]), so `< carved × e` holds exactly for carved block starts.
+    /// 2^20 (see `geometry`), so `< carved × e` holds exactly for carved block starts.
     /// Always false for a record that is not a live slab's. Any thread may ask (the
     /// answer for a slab of another owner is as of that owner's last carve it has seen).
     #[inline(always)]
@@ -612,7 +612,7 @@ fn powi(mut x: f64, mut n: usize) -> f64 {
 /// (`0 < r < stride`, offset below 2^20, `stride` below 2^19), `r × mul` lies in
 /// `[mul, 2^64 − 2^64/stride + stride]` and adding `i × e < 2^20` cannot wrap it: every
 /// such offset maps at or above `mul > 2^44`, every block start `i` to `i × e < 2^20`.
-pub const fn geometry(stride: usize) -> u64 {
+pub(crate) const fn geometry(stride: usize) -> u64 {
     let mul = u64::MAX / stride as u64 + 1;
     if mul.wrapping_mul(stride as u64) == 0 {
         mul + 1
