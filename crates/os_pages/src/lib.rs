@@ -360,8 +360,10 @@ unsafe impl PageSource for MmapPages {
     ) -> Option<NonNull<u8>> {
         let (start, old, new) = (p.as_ptr() as usize, page_up(old), page_up(new));
         if new <= old {
-            // SAFETY: the tail is part of the caller's range, which gives it up.
-            unsafe { munmap(start + new, old - new) };
+            if new < old {
+                // SAFETY: the tail is part of the caller's range, which gives it up.
+                unsafe { munmap(start + new, old - new) };
+            }
             return Some(p);
         }
         // In place: the pages right after the range, if that address space is free. A
