@@ -244,6 +244,10 @@ impl Heap {
     /// bound test and one load; `None` outside the map, and always on the empty heap
     /// (whose map is empty).
     ///
+    /// `Acquire` (a plain load on x86-64): a full slab's entries are rewritten by
+    /// another thread once it has filled the slab's list (`SlabHeap::adopt_remote`, see
+    /// [`visit_live`]); the owner that then pushes onto the list must see it.
+    ///
     /// # Safety
     /// `h` is a heap (the empty heap included).
     #[inline(always)]
@@ -252,7 +256,7 @@ impl Heap {
         // SAFETY: `h` is a heap (caller); `map_base` has `map_len` entries.
         unsafe {
             if i < (*h).map_len {
-                Some((*(*h).map_base.add(i)).load(Ordering::Relaxed))
+                Some((*(*h).map_base.add(i)).load(Ordering::Acquire))
             } else {
                 None
             }
@@ -445,6 +449,7 @@ impl Heap {
     pub unsafe fn remote_free_batched(&mut self, owner: usize, b: BlockBase<Layout>) {
         if self.pending.owner != owner || self.pending.count >= REMOTE_BATCH {
             self.flush_pending();
+            crate::purger::poke(false);
             self.pending.owner = owner;
             // SAFETY: owner tokens are heap addresses (never unmapped); a heap's tag is
             // fixed when it is created.
@@ -502,6 +507,8 @@ impl Heap {
                     .0
                     .push_chain(head, tail)
             };
+            // An owner that has gone quiet gets them taken back by a visit (`visit_live`).
+            note_live_dirty();
         }
         self.pending.count = 0;
     }
@@ -513,7 +520,8 @@ impl Heap {
     pub unsafe fn remote_free(owner: usize, b: BlockBase<Layout>) {
         // SAFETY: owner tokens are addresses of heaps, which are never unmapped; the
         // block pins its slab (and so its owner) until the owner takes it back.
-        unsafe { (*(owner as *const Heap)).remote.0.push(b) }
+        unsafe { (*(owner as *const Heap)).remote.0.push(b) };
+        crate::purger::poke(true);
     }
 
     /// Gives back every current slab (queued, or closed if empty) and every empty slab
@@ -746,8 +754,9 @@ fn visit_abandoned(now_ms: u64, delay_ms: u64) -> usize {
 /// The earliest time of the next [`visit_live`] (periodic, and for growth).
 static NEXT_VISIT: AtomicU64 = AtomicU64::new(0);
 static NEXT_GROW_VISIT: AtomicU64 = AtomicU64::new(0);
-/// Some live heap may hold free slices not yet purged: set by the last [`visit_live`],
-/// and by any slow path that leaves its heap so ([`note_live_dirty`]).
+/// Some live heap may hold memory to give back (free slices not yet purged, Empty slabs,
+/// remote frees its owner has not taken back): set by the last [`visit_live`], and by any
+/// slow path or remote hand-over that leaves a heap so ([`note_live_dirty`]).
 static LIVE_DIRTY: AtomicBool = AtomicBool::new(false);
 
 /// The process-wide part of giving memory back, run by every slow path after its own
@@ -788,11 +797,13 @@ pub fn maintain(now: u64, me: *mut Heap) {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Visit {
     /// The periodic visit: heaps whose owner has not ticked for a delay (asleep, or
-    /// busy without slow paths) get their Empty slabs closed and their free slices purged
+    /// busy without slow paths) get the remote frees of their full slabs taken back
+    /// (`SlabHeap::adopt_remote`), their Empty slabs closed and their free slices purged
     /// on the delay.
     Idle,
-    /// The caller is about to open a slab with no segment cached in the pool: the Empty
-    /// slabs of heaps whose owner has not allocated for a millisecond (a thread that
+    /// The caller is about to open a slab with no segment cached in the pool: the
+    /// remote frees and Empty slabs of heaps whose owner has not allocated for a
+    /// millisecond (a thread that
     /// dropped its working set; busy heaps keep theirs for reuse) are closed first, so
     /// that memory a heap dropped goes to the pool for the growing one instead of the
     /// process growing beside it.
@@ -820,11 +831,12 @@ fn visit_live(now: u64, delay: u64, me: *mut Heap, why: Visit) -> usize {
     let mut h = REGISTRY.all.get();
     while !h.is_null() {
         // SAFETY: heaps are never freed and `in_use` changes under the registry lock,
-        // which we hold. Under a heap's lock its owner makes no `SlabHeap` call, and its
-        // fast paths touch only its current slabs and slabs holding blocks of the program,
-        // never an Empty slab or the segments' slice bitmaps, which are all that
-        // `close_empty` and `purge` touch; the raw place expression borrows only the
-        // `slabs` field.
+        // which we hold. Under a heap's lock its owner makes no `SlabHeap` call and does
+        // not drain its remote queue, and its fast paths touch only its current slabs and
+        // its queued ones, never a full or Empty slab or the segments' slice bitmaps,
+        // which are all that `adopt_remote`, `close_empty` and `purge` touch; the owner
+        // bumps its counters only under its lock too. The raw place expressions borrow
+        // only the fields they name.
         unsafe {
             if (*h).in_use && h != me {
                 if wait {
@@ -837,11 +849,16 @@ fn visit_live(now: u64, delay: u64, me: *mut Heap, why: Visit) -> usize {
                         Visit::Grow => now > (*h).last_alloc_ms,
                         Visit::Trim => true,
                     };
+                    let remote = &(*h).remote.0;
                     if quiet {
+                        let counters = &(*h).counters;
+                        slabs.adopt_remote(&POOL, remote, |c| {
+                            stats::bump(&counters.remote_frees[c.index()])
+                        });
                         slabs.close_empty(&POOL, true);
                     }
                     purged += slabs.purge(&POOL, now, delay);
-                    dirty |= slabs.holds_free_memory();
+                    dirty |= slabs.holds_free_memory() || (!quiet && !remote.is_empty());
                     (*h).lock.unlock();
                 } else {
                     dirty = true;
