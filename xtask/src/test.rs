@@ -197,6 +197,15 @@ fn steps(r: &mut Run, so: &Path, is_hakmem: bool) {
         }
     }
 
+    // `cargo xtask install` into a temporary prefix, used through pkg-config and the launcher.
+    if is_hakmem && r.wanted("install") {
+        let result =
+            crate::build::checked_cdylib().and_then(|checked| crate::install::test(so, &checked));
+        if !r.record("install", result) {
+            return;
+        }
+    }
+
     let only = r.only.clone().unwrap_or_default();
     let mut others = vec![];
     if r.only.is_none() || only.starts_with("process") {
