@@ -36,7 +36,7 @@ def graph(lib):
             continue
         if cur is None:
             continue
-        m = re.search(r"(?:call|jmp)\s+[0-9a-f]+ <([^>+]+)>", line)
+        m = re.search(r"(?:call|j[a-z]+)\s+[0-9a-f]+ <([^>+]+)>", line)
         if m:
             calls[cur].add(m.group(1))
             continue

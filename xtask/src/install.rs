@@ -11,7 +11,7 @@
 //! empty, deepest first; nothing else. Installing over an earlier install uninstalls that
 //! one first, so the manifest always describes what is there.
 
-use crate::util::{root, Result};
+use crate::util::{root, stdout_of, Result};
 use std::path::{Path, PathBuf};
 
 const USAGE: &str = "usage: cargo xtask install|uninstall [--prefix DIR]";
@@ -282,7 +282,7 @@ pub fn test(release: &Path, checked: &Path) -> Result {
     let file = |name: &str| lib.join(format!("{name}.so.{VERSION}"));
     for name in ["libhakmem", "libhakmem_checked"] {
         let soname = format!("{name}.so.{MAJOR}");
-        let dynamic = run_ok(Command::new("readelf").arg("-d").arg(file(name)))?;
+        let dynamic = stdout_of(Command::new("readelf").arg("-d").arg(file(name)))?;
         if !dynamic.contains(&format!("Library soname: [{soname}]")) {
             return Err(format!("{} has no soname {soname}", file(name).display()));
         }
@@ -301,7 +301,7 @@ pub fn test(release: &Path, checked: &Path) -> Result {
     }
 
     let pkg_config = |args: &[&str]| {
-        run_ok(
+        stdout_of(
             Command::new("pkg-config")
                 .args(args)
                 .env("PKG_CONFIG_PATH", lib.join("pkgconfig")),
@@ -315,14 +315,14 @@ pub fn test(release: &Path, checked: &Path) -> Result {
     }
     let flags = pkg_config(&["--cflags", "--libs", "hakmem"])?;
     let exe = work.join("uses_hakmem");
-    run_ok(
+    stdout_of(
         Command::new("cc")
             .args(["-O1", "-Wall", "-o"])
             .arg(&exe)
             .arg(root().join("tests/install/uses_hakmem.c"))
             .args(flags.split_whitespace()),
     )?;
-    let needed = run_ok(Command::new("readelf").arg("-d").arg(&exe))?;
+    let needed = stdout_of(Command::new("readelf").arg("-d").arg(&exe))?;
     if !needed.contains(&format!("Shared library: [libhakmem.so.{MAJOR}]")) {
         return Err(format!(
             "uses_hakmem does not need libhakmem.so.{MAJOR}:\n{needed}"
@@ -335,7 +335,7 @@ pub fn test(release: &Path, checked: &Path) -> Result {
             .env_remove("LD_PRELOAD");
         c
     };
-    run_ok(&mut linked())?;
+    stdout_of(&mut linked())?;
 
     // The launcher: which library it maps, and its options.
     let launch = |preload: Option<&Path>, args: &[&str]| {
@@ -375,7 +375,7 @@ pub fn test(release: &Path, checked: &Path) -> Result {
     }
     // A preload already set stays, and comes first.
     let marker = work.join("marker.so");
-    run_ok(
+    stdout_of(
         Command::new("cc")
             .args(["-shared", "-fPIC", "-x", "c", "/dev/null", "-o"])
             .arg(&marker),
@@ -445,21 +445,6 @@ pub fn test(release: &Path, checked: &Path) -> Result {
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
-}
-
-/// Runs a command to its end; its stdout, or an error with its stderr.
-fn run_ok(cmd: &mut std::process::Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]
