@@ -3,8 +3,9 @@
 formatting or allocation routine. A panic inside malloc would allocate and format
 (re-entering malloc) or unwind across the C ABI, so none may be reachable.
 
-Builds a static call graph from `objdump -d` (direct calls and jumps, and calls through
-GOT slots resolved with `readelf -r`), then searches it from each export.
+Builds a static call graph from `objdump -d` (direct calls, and jumps, conditional ones
+included, into other functions (tail calls); calls through GOT slots resolved with
+`readelf -r`), then searches it from each export.
 Usage: no_panic_paths.py LIB.so SYMBOL...
 """
 import collections

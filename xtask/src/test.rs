@@ -4,7 +4,8 @@
 //! `cargo test --workspace`, hakmem's tests with the `checked` feature, its C-symbol test
 //! with the `c-override` feature, `cargo doc` without warnings, prove the preload takes
 //! effect (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the static check
-//! that no exported function reaches a panic (`tests/tools/no_panic_paths.py`), the process and
+//! that no exported function reaches a panic (`tests/tools/no_panic_paths.py`), `cargo xtask
+//! install` into a temporary prefix used through pkg-config and the launcher, the process and
 //! misuse tests, the C memory scenarios of `cargo xtask bench --memory` scaled down
 //! (`MEMORY_SCALE_DOWN`), then real programs (`tests/real/*.sh`) whose output under the
 //! preload must equal their plain output, under the release build and then (for hakmem)

@@ -149,7 +149,8 @@ extern "C" fn new_attempt_slow(size: usize, form: Form) -> Attempt {
 /// The attempt of `operator new(size, align)` and `operator new[](size, align)` (`form`).
 pub extern "C" fn new_aligned_attempt(size: usize, align: usize, form: Form) -> Attempt {
     // SAFETY: `aligned_alloc` accepts any arguments.
-    attempt(unsafe { crate::cabi::aligned_alloc(align, size) }.cast(), form, size)
+    let block = unsafe { crate::cabi::aligned_alloc(align, size) };
+    attempt(block.cast(), form, size)
 }
 
 /// `operator new(size, nothrow)` and `operator new[](size, nothrow)` (`form`): null when
@@ -206,16 +207,15 @@ unsafe fn nothrow_failed(
     if f == 0 {
         return core::ptr::null_mut();
     }
+    type Nothrow = extern "C" fn(usize, *const c_void) -> *mut c_void;
+    type NothrowAligned = extern "C" fn(usize, usize, *const c_void) -> *mut c_void;
     // SAFETY: `f` is the runtime's operator of this form, whose C++ signature is
     // `void *(size_t[, align_val_t], const nothrow_t &) noexcept`: these C signatures, and it
     // never unwinds (it is noexcept and catches what the throwing form throws).
     unsafe {
         match align {
-            None => core::mem::transmute::<usize, extern "C" fn(usize, *const c_void) -> *mut c_void>(f)(size, tag),
-            Some(a) => core::mem::transmute::<
-                usize,
-                extern "C" fn(usize, usize, *const c_void) -> *mut c_void,
-            >(f)(size, a, tag),
+            None => core::mem::transmute::<usize, Nothrow>(f)(size, tag),
+            Some(a) => core::mem::transmute::<usize, NothrowAligned>(f)(size, a, tag),
         }
     }
 }
