@@ -27,6 +27,9 @@
 //! ## Invariants owned here
 //! - Nothing on the malloc/free paths allocates, formats or panics; fatal conditions
 //!   write one line with `write(2)` and abort.
+//! - No Rust frame is on the stack while a C++ exception may be thrown (`panic = "abort"`
+//!   aborts an unwind into one): the throwing `operator new`s hand a failure to the C++
+//!   runtime's own operator by a jump from a naked function ([`cxx`]).
 //! - Thread-local state is a const-initialised pointer without destructor, never null (a
 //!   static empty heap until the thread's first slow path); thread exit is handled by a
 //!   pthread key registered without allocating.
