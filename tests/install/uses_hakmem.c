@@ -1,5 +1,5 @@
-/* Built by `cargo xtask test` (step `install`) against an installed hakmem with
- * `pkg-config --cflags --libs hakmem`, and run with the install's lib directory on
+/* Built by `cargo xtask test` (step `install`), as C and as C++, against an installed hakmem
+ * with `pkg-config --cflags --libs hakmem`, and run with the install's lib directory on
  * LD_LIBRARY_PATH, without LD_PRELOAD: the program's malloc must be hakmem's (linked, not
  * preloaded), `hakmem_stats` (from <hakmem.h>) must count its allocations, and the library
  * mapped must be the installed file named in argv[1]. */

@@ -314,28 +314,32 @@ pub fn test(release: &Path, checked: &Path) -> Result {
         return Err(format!("pkg-config says version {version}, not {VERSION}"));
     }
     let flags = pkg_config(&["--cflags", "--libs", "hakmem"])?;
-    let exe = work.join("uses_hakmem");
-    stdout_of(
-        Command::new("cc")
-            .args(["-O1", "-Wall", "-o"])
-            .arg(&exe)
-            .arg(root().join("tests/install/uses_hakmem.c"))
-            .args(flags.split_whitespace()),
-    )?;
-    let needed = stdout_of(Command::new("readelf").arg("-d").arg(&exe))?;
-    if !needed.contains(&format!("Shared library: [libhakmem.so.{MAJOR}]")) {
-        return Err(format!(
-            "uses_hakmem does not need libhakmem.so.{MAJOR}:\n{needed}"
-        ));
+    // The same program as C and as C++ (the header's `extern "C"`), linked to the install.
+    for (compiler, lang) in [("cc", "c"), ("c++", "c++")] {
+        let exe = work.join(format!("uses_hakmem-{lang}"));
+        stdout_of(
+            Command::new(compiler)
+                .args(["-x", lang, "-O1", "-Wall", "-o"])
+                .arg(&exe)
+                .arg(root().join("tests/install/uses_hakmem.c"))
+                .args(["-x", "none"])
+                .args(flags.split_whitespace()),
+        )?;
+        let needed = stdout_of(Command::new("readelf").arg("-d").arg(&exe))?;
+        if !needed.contains(&format!("Shared library: [libhakmem.so.{MAJOR}]")) {
+            return Err(format!(
+                "{} does not need libhakmem.so.{MAJOR}:\n{needed}",
+                exe.display()
+            ));
+        }
+        stdout_of(
+            Command::new(&exe)
+                .arg(file("libhakmem"))
+                .env("LD_LIBRARY_PATH", &lib)
+                .env_remove("LD_PRELOAD"),
+        )?;
     }
-    let linked = || {
-        let mut c = Command::new(&exe);
-        c.arg(file("libhakmem"))
-            .env("LD_LIBRARY_PATH", &lib)
-            .env_remove("LD_PRELOAD");
-        c
-    };
-    stdout_of(&mut linked())?;
+    let exe = work.join("uses_hakmem-c");
 
     // The launcher: which library it maps, and its options.
     let launch = |preload: Option<&Path>, args: &[&str]| {
