@@ -7,7 +7,8 @@
 //! - the C malloc family (`malloc`, `free`, …): its bodies in [`cabi`], exported under the
 //!   C names by [`export_c_symbols!`], which `crates/hakmem_preload` invokes to make
 //!   `libhakmem.so` (the library for `LD_PRELOAD`), and this crate with the feature
-//!   `c-override`. Without it this crate defines no C symbol.
+//!   `c-override`. Without it this crate defines no C symbol. The same macro exports C++'s
+//!   `operator new` and `operator delete` ([`cxx`]).
 //!
 //! ## How one malloc flows
 //! `malloc(n)` → [`Alloc::malloc`] (`front_api::Api::malloc`'s semantics, fused) →
@@ -26,6 +27,9 @@
 //! ## Invariants owned here
 //! - Nothing on the malloc/free paths allocates, formats or panics; fatal conditions
 //!   write one line with `write(2)` and abort.
+//! - No Rust frame is on the stack while a C++ exception may be thrown (`panic = "abort"`
+//!   aborts an unwind into one): the throwing `operator new`s hand a failure to the C++
+//!   runtime's own operator by a jump from a naked function ([`cxx`]).
 //! - Thread-local state is a const-initialised pointer without destructor, never null (a
 //!   static empty heap until the thread's first slow path); thread exit is handled by a
 //!   pthread key registered without allocating.
@@ -44,6 +48,7 @@ mod stats;
 pub use stats::{ClassStats, Stats};
 
 pub mod cabi;
+pub mod cxx;
 #[cfg(feature = "c-override")]
 export_c_symbols!();
 
@@ -77,13 +82,21 @@ impl Alloc {
     /// else is one tail call to the cold `malloc_slow`.
     #[inline(always)]
     pub fn malloc(size: usize) -> *mut u8 {
-        if size <= LOOKUP_MAX {
-            // One table load gives the class's slot (the bound makes the index valid).
-            if let Some(p) = Self::pop_cached(SLOT_OF_SIZE[size] as usize, size) {
-                return p;
-            }
+        if let Some(p) = Self::malloc_fast(size) {
+            return p;
         }
         malloc_slow(size)
+    }
+
+    /// `malloc(size)`'s fast path alone: a block if the size is small and its class's
+    /// current slab has one.
+    #[inline(always)]
+    pub(crate) fn malloc_fast(size: usize) -> Option<*mut u8> {
+        if size > LOOKUP_MAX {
+            return None;
+        }
+        // One table load gives the class's slot (the bound makes the index valid).
+        Self::pop_cached(SLOT_OF_SIZE[size] as usize, size)
     }
 
     /// A block from the current slab of the class whose slot is at offset `slot`
@@ -436,7 +449,7 @@ fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
 /// medium or large size, a size no one can serve (null with `ENOMEM`).
 #[cold]
 #[inline(never)]
-fn malloc_slow(size: usize) -> *mut u8 {
+pub(crate) fn malloc_slow(size: usize) -> *mut u8 {
     let p = match class_of(size) {
         Some(c) => Alloc::alloc_class(c, size),
         None if size <= isize::MAX as usize => alloc_large(size, MIN_ALIGN, false),
