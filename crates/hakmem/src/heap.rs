@@ -801,9 +801,8 @@ enum Visit {
     /// (`SlabHeap::adopt_remote`), their Empty slabs closed and their free slices purged
     /// on the delay.
     Idle,
-    /// The caller is about to open a slab with no segment cached in the pool: the
-    /// remote frees and Empty slabs of heaps whose owner has not allocated for a
-    /// millisecond (a thread that
+    /// The caller is about to open a slab with no segment cached in the pool: the Empty
+    /// slabs of heaps whose owner has not allocated for a millisecond (a thread that
     /// dropped its working set; busy heaps keep theirs for reuse) are closed first, so
     /// that memory a heap dropped goes to the pool for the growing one instead of the
     /// process growing beside it.
@@ -850,15 +849,20 @@ fn visit_live(now: u64, delay: u64, me: *mut Heap, why: Visit) -> usize {
                         Visit::Trim => true,
                     };
                     let remote = &(*h).remote.0;
-                    if quiet {
+                    // Only for an owner quiet for a whole delay: one quiet for a
+                    // millisecond takes its remote frees back soon enough itself.
+                    let adopts = quiet && why != Visit::Grow;
+                    if adopts {
                         let counters = &(*h).counters;
                         slabs.adopt_remote(&POOL, remote, |c| {
                             stats::bump(&counters.remote_frees[c.index()])
                         });
+                    }
+                    if quiet {
                         slabs.close_empty(&POOL, true);
                     }
                     purged += slabs.purge(&POOL, now, delay);
-                    dirty |= slabs.holds_free_memory() || (!quiet && !remote.is_empty());
+                    dirty |= slabs.holds_free_memory() || (!adopts && !remote.is_empty());
                     (*h).lock.unlock();
                 } else {
                     dirty = true;

@@ -1247,11 +1247,18 @@ impl<L: BlockLayout> SlabHeap<L> {
             return 0; // empty, or only what the previous call put back
         }
         let mut rest: Option<(BlockBase<L>, BlockBase<L>)> = None;
+        // The full slabs that got blocks, linked through `next` (a full slab is in no
+        // queue); a full slab has no free block, so its first push tells it joins.
+        let mut refilled: *mut Slab<L> = null_mut();
         let mut adopted = 0;
         queue.drain(|b| {
             // SAFETY: (caller) a block of one of our live slabs.
             let s = unsafe { Segment::<L>::slab_mut(b.addr()) };
             if s.state == SlabState::Full {
+                if !s.has_free() {
+                    s.next = refilled;
+                    refilled = s;
+                }
                 // SAFETY: a free block of our full slab, which no other thread touches
                 // (see above). `used` may reach 0: handled below.
                 let _ = unsafe { s.push(b) };
@@ -1267,31 +1274,19 @@ impl<L: BlockLayout> SlabHeap<L> {
             // SAFETY: blocks we drained from `queue`, handed back to it.
             unsafe { queue.put_back(head, tail) };
         }
-        if adopted > 0 {
-            self.requeue_refilled_full(pool);
-        }
-        adopted
-    }
-
-    /// Queues again every full slab that has free blocks (after
-    /// [`adopt_remote`](Self::adopt_remote)); an emptied one becomes Empty.
-    fn requeue_refilled_full<P: PageSource>(&mut self, pool: &SegmentPool<P>) {
-        let mut seg = self.segments;
-        while !seg.is_null() {
-            // SAFETY: segments in our list are live and ours.
-            let sg = unsafe { &mut *seg };
-            seg = sg.next;
-            for s in sg.slabs.iter_mut() {
-                if s.is_live() && s.state == SlabState::Full && s.has_free() {
-                    self.enqueue(s);
-                    self.publish(pool.map, s);
-                    if s.used == 0 {
-                        // SAFETY: our slab, every block of it back.
-                        unsafe { self.emptied(s as *mut Slab<L>) };
-                    }
-                }
+        // Queued again (their entries now say "not full"), or Empty if every block is back.
+        while !refilled.is_null() {
+            // SAFETY: a slab of ours linked above.
+            let s = unsafe { &mut *refilled };
+            refilled = s.next;
+            self.enqueue(s);
+            self.publish(pool.map, s);
+            if s.used == 0 {
+                // SAFETY: our slab, every block of it back.
+                unsafe { self.emptied(s) };
             }
         }
+        adopted
     }
 
     /// The last block out of our slab `s`, queued or full (never current: see
