@@ -106,15 +106,17 @@ unsafe fn canary_intact(user: usize, requested: usize, block: usize) -> bool {
         // SAFETY: `[user + requested, + 8)` lies inside the block; unaligned is allowed.
         return unsafe { ((user + requested) as *const u64).read_unaligned() } == CANARY_WORD;
     }
-    if requested > block {
-        return false;
+    if requested >= block {
+        // No room: no canary (the next block's header follows; its check catches an
+        // overflow). Exact-size requests are common.
+        return requested == block;
     }
-    // Less than 8 bytes of room: the block's last word, under the mask of its canary bytes
-    // (`min` only tells the compiler what the test above proved).
-    let user_bytes = 8usize.wrapping_sub(block - requested).min(8);
+    // 1 to 7 bytes of room: the block's last word, whose first `8 - room` bytes are the
+    // program's and whose last `room` bytes (its high bytes) the canary.
+    let user_bytes = 8 - (block - requested);
     // SAFETY: the block's last 8 bytes.
     let w = unsafe { ((user + block - 8) as *const u64).read_unaligned() };
-    (w ^ CANARY_WORD) & CANARY_MASKS[user_bytes] == 0
+    u64::from_le(w ^ CANARY_WORD).wrapping_shr(8 * user_bytes as u32) == 0
 }
 
 /// The first damaged canary byte (for the report), if any.
