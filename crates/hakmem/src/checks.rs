@@ -26,10 +26,11 @@
 //!
 //! Cost: each check has a fast form on the hot paths (the expected header words compared
 //! with two loads, one canary word, the Free mark a one-byte store, and for free the
-//! release build's one address-map load, which gives the slab's class and owner) and a
-//! full form, [`diagnose`] and `alloc_failed`, which runs only
-//! when the fast form fails and names the misuse. See "Checked build cost" in
-//! `docs/benchmarks.md`.
+//! release build's one address-map load and this-heap test, which give the slab's record
+//! and class; malloc's header word and canary place come from one table entry per
+//! requested size) and a full form, [`diagnose`] and `alloc_failed`, which runs only when
+//! the fast form fails and names the misuse. See "Checked build cost" in
+//! `docs/benchmarks.md` and "The checked build's cost" in `docs/performance.md`.
 
 use crate::os::Line;
 use crate::{heap, Layout};
