@@ -108,9 +108,15 @@ impl Alloc {
         // all the detached `no_slab`) and `slot` a class's slot offset; only this thread
         // pops from its current slabs.
         let b = unsafe { (**heap::Heap::slot_at(heap::current(), slot)).pop() }?;
-        // SAFETY: `slot` is a class's slot offset (see above).
+        // In the checked build `slot` is always `class_of(size)`'s (aligned requests take
+        // the large tier there), so a small request can use the per-size table.
         #[cfg(feature = "checked")]
-        checks::on_alloc(b, unsafe { class_at(slot) }, size);
+        if size <= LOOKUP_MAX {
+            checks::on_alloc_small(b, size);
+        } else {
+            // SAFETY: `slot` is a class's slot offset (see above).
+            checks::on_alloc(b, unsafe { class_at(slot) }, size);
+        }
         let _ = size;
         Some(b.to_user().as_ptr())
     }
