@@ -5,6 +5,10 @@
 #define HAKMEM_H
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Totals over all threads since start-up. */
 typedef struct hakmem_stats {
     uint64_t allocs, frees;        /* small and medium blocks */
@@ -22,5 +26,9 @@ typedef struct hakmem_stats {
 
 /* Fills *out; returns 0, or -1 if out is NULL. */
 int hakmem_stats(hakmem_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,16 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-static int failures;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            std::fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-            std::fprintf(stderr, __VA_ARGS__);                                    \
-            std::fputc('\n', stderr);                                             \
-            if (++failures >= 20) std::exit(1);                                   \
-        }                                                                         \
-    } while (0)
+#include "check.hpp"
 
 struct alignas(64) Line { unsigned char b[64]; };
 struct alignas(4096) Page { unsigned char b[4096]; };

@@ -3,8 +3,9 @@
 formatting or allocation routine. A panic inside malloc would allocate and format
 (re-entering malloc) or unwind across the C ABI, so none may be reachable.
 
-Builds a static call graph from `objdump -d` (direct calls and jumps, and calls through
-GOT slots resolved with `readelf -r`), then searches it from each export.
+Builds a static call graph from `objdump -d` (direct calls, and jumps, conditional ones
+included, into other functions (tail calls); calls through GOT slots resolved with
+`readelf -r`), then searches it from each export.
 Usage: no_panic_paths.py LIB.so SYMBOL...
 """
 import collections
@@ -36,7 +37,7 @@ def graph(lib):
             continue
         if cur is None:
             continue
-        m = re.search(r"(?:call|jmp)\s+[0-9a-f]+ <([^>+]+)>", line)
+        m = re.search(r"(?:call|j[a-z]+)\s+[0-9a-f]+ <([^>+]+)>", line)
         if m:
             calls[cur].add(m.group(1))
             continue

@@ -2,6 +2,8 @@
 //!
 //! Commands:
 //! - `cargo xtask build [--checked]`  `target/release/libhakmem.so` (`libhakmem_checked.so`)
+//! - `cargo xtask install [--prefix DIR]`  the libraries, header, pkg-config file and launcher
+//!   `bin/hakmem` under DIR (default `/usr/local`); `cargo xtask uninstall [--prefix DIR]`
 //! - `cargo xtask test [--only S] [--keep-going]`  every test: cargo tests, C programs and real programs under LD_PRELOAD
 //! - `cargo xtask bench [...]`        compare hakmem with glibc, mimalloc and jemalloc (`--real`: on real programs, `--memory`: memory held over time)
 //! - `cargo xtask fuzz <target|all> [--time SECS] [--cases N] [--seed S]`  long model-test runs
@@ -14,6 +16,7 @@ mod bench_real;
 mod bench_report;
 mod build;
 mod fuzz;
+mod install;
 mod misuse;
 mod process;
 mod test;
@@ -27,12 +30,15 @@ fn main() {
     };
     let result = match cmd {
         "build" => build::command(&rest),
+        "install" => install::install_command(&rest),
+        "uninstall" => install::uninstall_command(&rest),
         "test" => test::run(&rest),
         "bench" => bench::run(&rest),
         "fuzz" => fuzz::run(&rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build [--checked] | test [--only S] [--keep-going] \
+                "usage: cargo xtask <build [--checked] | install [--prefix DIR] \
+                 | uninstall [--prefix DIR] | test [--only S] [--keep-going] \
                  | bench [--quick] [...] | fuzz <target|all> [--time SECS] [--cases N] [--seed S]>"
             );
             std::process::exit(if cmd == "help" { 0 } else { 2 });

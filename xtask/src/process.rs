@@ -1,5 +1,5 @@
 //! Process-level tests (`tests/process/`): fork under load, thread churn, memory given back
-//! to the OS, allocation before `main` and during thread exit, a soak, a late `dlopen`, and
+//! to the OS (also when other threads freed it for sleeping owners), allocation before `main` and during thread exit, a soak, a late `dlopen`, and
 //! an address-space limit below the address map's reservation.
 //! Each program checks itself and exits 0; each runs under `LD_PRELOAD` (except
 //! `dlopen_late`, which loads the library itself) with a time limit.
@@ -14,6 +14,7 @@ const TESTS: &[(&str, bool)] = &[
     ("thread_churn", true),
     ("purge_rss", true),
     ("idle_return", true),
+    ("remote_return", true),
     ("early_init", true),
     ("soak", true),
     ("dlopen_late", false),

@@ -4,7 +4,8 @@
 //! `cargo test --workspace`, hakmem's tests with the `checked` feature, its C-symbol test
 //! with the `c-override` feature, `cargo doc` without warnings, prove the preload takes
 //! effect (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the static check
-//! that no exported function reaches a panic (`tests/tools/no_panic_paths.py`), the process and
+//! that no exported function reaches a panic (`tests/tools/no_panic_paths.py`), `cargo xtask
+//! install` into a temporary prefix used through pkg-config and the launcher, the process and
 //! misuse tests, the C memory scenarios of `cargo xtask bench --memory` scaled down
 //! (`MEMORY_SCALE_DOWN`), then real programs (`tests/real/*.sh`) whose output under the
 //! preload must equal their plain output, under the release build and then (for hakmem)
@@ -12,7 +13,7 @@
 //! Stops at the first failed step unless `--keep-going`; `--only` runs just the steps whose
 //! name contains SUBSTRING (never `cargo test`). Ends with the line `N passed, M failed`.
 
-use crate::util::{cargo, root, target_dir, Result};
+use crate::util::{cargo, root, stdout_of, target_dir, Result};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -20,7 +21,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: cargo xtask test [--only SUBSTRING] [--keep-going]";
-/// The exported functions `tests/tools/no_panic_paths.py` checks.
+/// The exported functions `tests/tools/no_panic_paths.py` checks, with every C++ `operator
+/// new` and `operator delete` libstdc++ exports ([`cxx_operators`]).
 const EXPORTS: [&str; 17] = [
     "malloc",
     "free",
@@ -41,7 +43,7 @@ const EXPORTS: [&str; 17] = [
     "__libc_malloc",
 ];
 /// The self-checking programs of `tests/c/`, in the order they run.
-const C_TESTS: [&str; 7] = [
+const C_TESTS: [&str; 8] = [
     "alignment.c",
     "integrity.c",
     "threads.c",
@@ -49,6 +51,7 @@ const C_TESTS: [&str; 7] = [
     "family.c",
     "glibc_internal.c",
     "cxx.cpp",
+    "cxx_operators.cpp",
 ];
 /// `tests/real/<name>.sh`, each run with and without the preload.
 const REAL: [&str; 6] = ["python", "git", "gcc", "sort", "sqlite", "gxx"];
@@ -182,17 +185,29 @@ fn steps(r: &mut Run, so: &Path, is_hakmem: bool) {
 
     // No exported function of hakmem's may reach a panic, formatting or Rust allocation.
     if is_hakmem && r.wanted("panic-paths") {
-        let out = Command::new("python3")
-            .arg(root().join("tests/tools/no_panic_paths.py"))
-            .arg(so)
-            .args(EXPORTS)
-            .output();
-        let result = match out {
-            Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(String::from_utf8_lossy(&o.stdout).into_owned()),
-            Err(e) => Err(format!("cannot run python3: {e}")),
-        };
+        let result = cxx_operators().and_then(|operators| {
+            let out = Command::new("python3")
+                .arg(root().join("tests/tools/no_panic_paths.py"))
+                .arg(so)
+                .args(EXPORTS)
+                .args(operators)
+                .output();
+            match out {
+                Ok(o) if o.status.success() => Ok(()),
+                Ok(o) => Err(String::from_utf8_lossy(&o.stdout).into_owned()),
+                Err(e) => Err(format!("cannot run python3: {e}")),
+            }
+        });
         if !r.record("panic-paths", result) {
+            return;
+        }
+    }
+
+    // `cargo xtask install` into a temporary prefix, used through pkg-config and the launcher.
+    if is_hakmem && r.wanted("install") {
+        let result =
+            crate::build::checked_cdylib().and_then(|checked| crate::install::test(so, &checked));
+        if !r.record("install", result) {
             return;
         }
     }
@@ -254,6 +269,31 @@ fn steps(r: &mut Run, so: &Path, is_hakmem: bool) {
             }
         }
     }
+}
+
+/// The replaceable C++ `operator new` and `operator delete` (their Itanium names): those
+/// the C++ compiler's libstdc++ exports, all of which `libhakmem.so` must export too.
+fn cxx_operators() -> Result<Vec<String>> {
+    let lib = stdout_of(Command::new("c++").arg("-print-file-name=libstdc++.so.6"))?;
+    let lib = lib.trim();
+    let symbols = stdout_of(Command::new("nm").args(["-D", "--defined-only", lib]))?;
+    let operators: Vec<String> = symbols
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .map(|name| name.split('@').next().unwrap_or(name).to_string())
+        .filter(|name| {
+            ["_Znw", "_Zna", "_Zdl", "_Zda"]
+                .iter()
+                .any(|p| name.starts_with(p))
+        })
+        .collect();
+    if operators.len() < 20 {
+        return Err(format!(
+            "{lib} exports only {} operators new/delete",
+            operators.len()
+        ));
+    }
+    Ok(operators)
 }
 
 /// A memory scenario at 1/16 of its sizes and pauses: it checks its objects, and exits 0

@@ -27,6 +27,22 @@ pub fn run(cmd: &mut Command) -> Result {
     }
 }
 
+/// Runs a command to its end and returns its stdout; an error (with its stderr) if it cannot
+/// start or exits non-zero.
+pub fn stdout_of(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// [`run`] with a deadline: past `limit` the command and every process it started are
 /// killed and named in the error, so that a hanging test fails the run instead of
 /// stalling it until CI's own timeout. The command stays in our process group (Ctrl-C

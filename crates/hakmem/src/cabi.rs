@@ -20,7 +20,8 @@ use front_api::Error;
 
 /// Exports hakmem's C malloc family from the invoking crate under the C names (`malloc`,
 /// `free`, …, glibc's `__libc_*` aliases and `hakmem_stats` of `include/hakmem.h`), each a
-/// `#[no_mangle] extern "C"` function whose body is the one of this module.
+/// `#[no_mangle] extern "C"` function whose body is the one of this module, and C++'s
+/// `operator new` and `operator delete` in every form (their bodies in [`crate::cxx`]).
 ///
 /// Invoke it once, at most, in a program (a second definition of `malloc` does not link).
 #[macro_export]
@@ -50,6 +51,7 @@ macro_rules! export_c_symbols {
             mallinfo2 => mallinfo2() -> $crate::cabi::MallInfo2;
             hakmem_stats => hakmem_stats(out: *mut $crate::cabi::HakmemStats) -> i32;
         }
+        $crate::export_cxx_operators!();
     };
     // One line: the C names that share one body, the body (in `hakmem::cabi`), the signature.
     ($($($name:ident)+ => $body:ident $args:tt -> $ret:ty;)+) => {

@@ -26,10 +26,11 @@
 //!
 //! Cost: each check has a fast form on the hot paths (the expected header words compared
 //! with two loads, one canary word, the Free mark a one-byte store, and for free the
-//! release build's one address-map load, which gives the slab's class and owner) and a
-//! full form, [`diagnose`] and `alloc_failed`, which runs only
-//! when the fast form fails and names the misuse. See "Checked build cost" in
-//! `docs/benchmarks.md`.
+//! release build's one address-map load and this-heap test, which give the slab's record
+//! and class; malloc's header word and canary place come from one table entry per
+//! requested size) and a full form, [`diagnose`] and `alloc_failed`, which runs only when
+//! the fast form fails and names the misuse. See "Checked build cost" in
+//! `docs/benchmarks.md` and "The checked build's cost" in `docs/performance.md`.
 
 use crate::os::Line;
 use crate::{heap, Layout};
@@ -37,8 +38,8 @@ use core::ptr::NonNull;
 use ptr_conversion::{
     BlockBase, BlockLayout, BlockState, Corruption, Header, Report, SizeClass, UserPtr,
 };
-use superslab::{Region, Segment, ENTRY_FOREIGN, FULL_FLAG};
-use tiny_layout::BLOCK_ALIGN;
+use superslab::{Region, Segment, Slab, ENTRY_FOREIGN, FULL_FLAG};
+use tiny_layout::{Guarded, BLOCK_ALIGN, LOOKUP_MAX};
 
 const CANARY: u8 = 0xCA;
 const CANARY_WORD: u64 = u64::from_ne_bytes([CANARY; 8]);
@@ -51,8 +52,9 @@ const CANARY_WORD: u64 = u64::from_ne_bytes([CANARY; 8]);
 /// last 8 bytes, of which only the last `room` are canary ([`CANARY_MASKS`]): one load or
 /// store, no loop.
 #[inline(always)]
-fn canary_word_at(user: usize, requested: usize, block: usize) -> usize {
-    user + requested.min(block - 8)
+const fn canary_word_at(user: usize, requested: usize, block: usize) -> usize {
+    let last = block - 8;
+    user + if requested < last { requested } else { last }
 }
 
 /// `CANARY_MASKS[k]`: the canary bytes of a canary word whose first `k` bytes belong to
@@ -100,17 +102,22 @@ unsafe fn write_canary(user: usize, requested: usize, block: usize) {
 /// The block may be read and `block >= 8`.
 #[inline(always)]
 unsafe fn canary_intact(user: usize, requested: usize, block: usize) -> bool {
-    let room = block.wrapping_sub(requested) as isize;
-    if room >= 8 {
+    // (`requested` comes from a header's 32 bits: no overflow.)
+    if requested + 8 <= block {
         // SAFETY: `[user + requested, + 8)` lies inside the block; unaligned is allowed.
         return unsafe { ((user + requested) as *const u64).read_unaligned() } == CANARY_WORD;
     }
-    if room < 0 {
-        return false;
+    if requested >= block {
+        // No room: no canary (the next block's header follows; its check catches an
+        // overflow). Exact-size requests are common.
+        return requested == block;
     }
+    // 1 to 7 bytes of room: the block's last word, whose first `8 - room` bytes are the
+    // program's and whose last `room` bytes (its high bytes) the canary.
+    let user_bytes = 8 - (block - requested);
     // SAFETY: the block's last 8 bytes.
     let w = unsafe { ((user + block - 8) as *const u64).read_unaligned() };
-    (w ^ CANARY_WORD) & CANARY_MASKS[8 - room as usize] == 0
+    u64::from_le(w ^ CANARY_WORD).wrapping_shr(8 * user_bytes as u32) == 0
 }
 
 /// The first damaged canary byte (for the report), if any.
@@ -187,6 +194,77 @@ pub fn on_alloc(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
     unsafe { write_canary_fresh(b.to_user().addr(), requested, span(c)) };
 }
 
+/// [`on_alloc`] for malloc's fast path: a request of `size <= LOOKUP_MAX` bytes, served
+/// from its own class (`class_of(size)`). The header's first word and the canary's place
+/// come from [`SMALL_ALLOC`] (one 4-byte entry per size), so the path has no class
+/// arithmetic.
+#[inline(always)]
+pub fn on_alloc_small(b: BlockBase<Layout>, size: usize) {
+    let small = &SMALL_ALLOC[size];
+    // SAFETY: `b` is a block of ours just taken from a free list.
+    if !unsafe { b.tag_is(BlockState::Free) } {
+        alloc_failed_small(b, size)
+    }
+    // SAFETY: we own the block, its header checked Free; its class is `class_of(size)`
+    // (caller), whose header word and canary place the entry holds; the canary lies
+    // inside the block.
+    unsafe {
+        b.mark_allocated_word(small.header_low as u64 | (size as u64) << 32);
+        let at = b.to_user().addr() + small.canary_at as usize;
+        (at as *mut u64).write_unaligned(CANARY_WORD);
+    }
+}
+
+/// What malloc's fast path writes for a request of `size <= LOOKUP_MAX` bytes.
+#[derive(Clone, Copy)]
+#[repr(C, align(4))]
+struct SmallAlloc {
+    /// The Allocated header's first word but the requested size
+    /// ([`Header::allocated_word`] of the size's class and 0).
+    header_low: u16,
+    /// The canary word's offset from the user pointer ([`canary_word_at`]).
+    canary_at: u16,
+}
+
+/// [`SmallAlloc`] by requested size (4 KiB).
+static SMALL_ALLOC: [SmallAlloc; LOOKUP_MAX + 1] = {
+    let mut t = [SmallAlloc {
+        header_low: 0,
+        canary_at: 0,
+    }; LOOKUP_MAX + 1];
+    let mut size = 0;
+    while size <= LOOKUP_MAX {
+        let Some(c) = tiny_layout::const_class_of(size) else {
+            panic!("sizes up to LOOKUP_MAX have a class")
+        };
+        let header = Header::allocated_word(c.index() as u8, 0);
+        assert!(header <= u16::MAX as u64);
+        let span = Guarded::const_stride(c) - Guarded::HEADER_SIZE;
+        t[size] = SmallAlloc {
+            header_low: header as u16,
+            canary_at: canary_word_at(0, size, span) as u16,
+        };
+        size += 1;
+    }
+    t
+};
+
+/// [`alloc_failed`] for a block malloc's fast path took for `size` bytes.
+#[cold]
+#[inline(never)]
+fn alloc_failed_small(b: BlockBase<Layout>, size: usize) -> ! {
+    match tiny_layout::class_of(size) {
+        Some(c) => alloc_failed(b, c),
+        None => fail(
+            Corruption::HeaderOverwritten,
+            b.to_user().addr(),
+            None,
+            0,
+            0,
+        ),
+    }
+}
+
 /// [`on_alloc`] for a block whose contents are already what the program gets (zero).
 pub fn on_alloc_keeping(b: BlockBase<Layout>, c: SizeClass, requested: usize) {
     mark_allocated(b, c, requested);
@@ -241,19 +319,31 @@ fn alloc_failed(b: BlockBase<Layout>, c: SizeClass) -> ! {
 /// slab block: [`diagnose`] then names it.
 #[inline(always)]
 fn verified(entry: u32, p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass)> {
-    let addr = p as usize;
-    // A live slab's entry: its slice is never a segment's first (metadata) slice, so the
-    // header 16 bytes before `addr` lies in the segment's mapped memory.
     let record = superslab::slab_record(entry)?;
+    // SAFETY: a live slab's entry (tested above) gives its record in `p`'s segment.
+    unsafe { verified_in(Segment::<Layout>::slab_at(p as usize, record), p) }
+}
+
+/// [`verified`] for a pointer `p` into a slice of the live slab `s`.
+///
+/// # Safety
+/// `s` is the live slab whose map entry `p`'s slice carries.
+#[inline(always)]
+unsafe fn verified_in(
+    s: *const Slab<Layout>,
+    p: *mut u8,
+) -> Option<(BlockBase<Layout>, SizeClass)> {
+    let addr = p as usize;
     if !addr.is_multiple_of(BLOCK_ALIGN) {
         return None;
     }
-    // SAFETY: a live slab's entry (tested above) gives its record in `addr`'s segment.
-    let c = unsafe { (*Segment::<Layout>::slab_at(addr, record)).class() };
+    // SAFETY: a live slab's record (caller).
+    let c = unsafe { (*s).class() };
     // SAFETY: `addr` is non-null (it lies in a slab); whether it is a block start is
     // decided by the header check below.
     let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-    // SAFETY: `addr - 16` lies in the same segment, past its metadata slice: mapped.
+    // SAFETY: a live slab's slice is never a segment's first (metadata) slice, so
+    // `addr - 16` lies in the same segment, past its metadata slice: mapped.
     let requested = unsafe { b.expect_allocated(c.index() as u8) }? as usize;
     // The requested size is behind the tag (an overflow reaching it changed the tag) but
     // outside the check word: `canary_intact` bounds it by the span, which keeps its read
@@ -273,11 +363,12 @@ fn mark_free(b: BlockBase<Layout>) {
     unsafe { b.mark_free() };
 }
 
-/// The checked free: verifies `p` and marks it Free, then frees it: a block of this
-/// thread's heap that is not full is pushed here, with the one map lookup the checks
-/// made (as the release build's fast path does); anything else goes to the release
-/// build's [`free_other`](crate::free_other). A thread without a heap, a pointer the
-/// fast checks refuse and a large block take [`free_slow`]. A misuse is reported and
+/// The checked free: verifies `p` and marks it Free, then frees it. The fast path is the
+/// release build's: one address-map load says "a live slab of this heap, not full" (the
+/// entry xor the heap's tag is then below `FULL_FLAG`, and is the slab's record), and the
+/// block is verified against that record and pushed onto its list. Anything else
+/// (another thread's block, a full slab's, a large block, a pointer the fast checks
+/// refuse, a thread without a heap) takes [`free_elsewhere`]. A misuse is reported and
 /// aborts. Returns true: `p` is freed (the caller's own free path is not to run).
 ///
 /// # Safety
@@ -285,47 +376,49 @@ fn mark_free(b: BlockBase<Layout>) {
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) -> bool {
     let h = heap::current();
-    // SAFETY: `h` is this thread's heap or the empty heap.
-    let entry = unsafe { heap::Heap::map_entry(h, p as usize) }.unwrap_or(ENTRY_FOREIGN);
-    let Some((b, _)) = verified(entry, p) else {
+    // SAFETY: `h` is this thread's heap or the empty heap (whose map is empty).
+    let Some(entry) = (unsafe { heap::Heap::map_entry(h, p as usize) }) else {
         // SAFETY: forwarded.
-        return unsafe { free_slow(p) };
+        return unsafe { free_elsewhere(ENTRY_FOREIGN, p) };
     };
-    mark_free(b);
-    // SAFETY: `h` is a heap; `entry` is a live slab's (verified).
+    // SAFETY: `h` is a real heap (the empty heap's map is empty).
     let record = (entry as u64 ^ unsafe { (*h).tag }) as usize;
     if record < FULL_FLAG as usize {
-        // SAFETY: this heap's slab, not full: `record` is its record's offset; the block
-        // is free now and ours.
+        // SAFETY: this heap's live slab, not full: `record` is its record's offset.
         let s = unsafe { Segment::<Layout>::slab_at(p as usize, record) };
         // SAFETY: as above.
-        if !unsafe { (*s).push(b) } {
-            // SAFETY: this heap's slab, every block of it back.
-            unsafe { (*h).slab_emptied(s) };
+        if let Some((b, _)) = unsafe { verified_in(s, p) } {
+            mark_free(b);
+            // SAFETY: this heap's slab; the block is free now and ours.
+            if !unsafe { (*s).push(b) } {
+                // SAFETY: this heap's slab, every block of it back.
+                unsafe { (*h).slab_emptied(s) };
+            }
+            return true;
         }
-        return true;
     }
-    // SAFETY: a verified block of a live slab, now marked Free.
-    unsafe { crate::free_other(p) };
-    true
+    // SAFETY: forwarded.
+    unsafe { free_elsewhere(entry, p) }
 }
 
-/// [`free`] for what [`verified`] refused: reports, or frees a slab block that passes
-/// the full checks (marked Free) or a live large block.
+/// [`free`] for everything but its fast path: verifies `p` (or names the misuse) and
+/// marks it Free, then frees it as the release build does ([`free_other`](crate::free_other):
+/// another thread's block joins this thread's batch for its owner, a full slab's goes to
+/// the slow path), or frees a live large block.
 ///
 /// # Safety
-/// As for [`free`].
+/// As for [`free`]; `entry` is `p`'s slice's map entry as the fast path read it.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(p: *mut u8) -> bool {
+unsafe fn free_elsewhere(entry: u32, p: *mut u8) -> bool {
     if p.is_null() {
         return true;
     }
     // SAFETY: forwarded.
-    if let Some((b, _)) = unsafe { diagnose(p) } {
+    if let Some((b, _)) = verified(entry, p).or_else(|| unsafe { diagnose(p) }) {
         mark_free(b);
     }
-    // SAFETY: `p` passed the checks: a live block of ours.
+    // SAFETY: `p` passed the checks: a live block of ours, now marked Free (a slab block).
     unsafe { crate::free_other(p) };
     true
 }

@@ -245,6 +245,10 @@ impl Heap {
     /// bound test and one load; `None` outside the map, and always on the empty heap
     /// (whose map is empty).
     ///
+    /// `Acquire` (a plain load on x86-64): a full slab's entries are rewritten by
+    /// another thread once it has filled the slab's list (`SlabHeap::adopt_remote`, see
+    /// [`visit_live`]); the owner that then pushes onto the list must see it.
+    ///
     /// # Safety
     /// `h` is a heap (the empty heap included).
     #[inline(always)]
@@ -253,7 +257,7 @@ impl Heap {
         // SAFETY: `h` is a heap (caller); `map_base` has `map_len` entries.
         unsafe {
             if i < (*h).map_len {
-                Some((*(*h).map_base.add(i)).load(Ordering::Relaxed))
+                Some((*(*h).map_base.add(i)).load(Ordering::Acquire))
             } else {
                 None
             }
@@ -428,20 +432,10 @@ impl Heap {
         if self.remote.0.is_empty() {
             return;
         }
-        let (slabs, counters, tag) = (&mut self.slabs, &self.counters, self.tag as u32);
+        let (slabs, counters) = (&mut self.slabs, &self.counters);
         // One pass over the queue's links (see `RemoteQueue::drain`); a link is followed
         // only to a block of a live slab of ours.
-        let ours = |p: *mut u8| {
-            if <Layout as tiny_layout::BlockLayout>::CHECKED {
-                return true; // its links check themselves as they are read
-            }
-            let entry = MAP.entry(p as usize);
-            superslab::owner_tag_bits(entry) == tag
-                // SAFETY: our live slab's entry gives its record in `p`'s segment.
-                && unsafe { &*Segment::<Layout>::slab_at(p as usize, (entry & RECORD_MASK) as usize) }
-                    .holds_block(p as usize)
-        };
-        self.remote.0.drain(ours, |b| {
+        self.remote.0.drain(holds_block_of(self.tag), |b| {
             // SAFETY: only blocks of our live slabs are pushed to our queue, once each.
             let c = unsafe { slabs.free_block(&POOL, b) };
             stats::bump(&counters.remote_frees[c.index()]);
@@ -457,6 +451,7 @@ impl Heap {
     pub unsafe fn remote_free_batched(&mut self, owner: usize, b: BlockBase<Layout>) {
         if self.pending.owner != owner || self.pending.count >= REMOTE_BATCH {
             self.flush_pending();
+            crate::purger::poke(false);
             self.pending.owner = owner;
             // SAFETY: owner tokens are heap addresses (never unmapped); a heap's tag is
             // fixed when it is created.
@@ -519,6 +514,8 @@ impl Heap {
                     .0
                     .push_chain(head, tail)
             };
+            // An owner that has gone quiet gets them taken back by a visit (`visit_live`).
+            note_live_dirty();
         }
         self.pending.count = 0;
     }
@@ -530,7 +527,8 @@ impl Heap {
     pub unsafe fn remote_free(owner: usize, b: BlockBase<Layout>) {
         // SAFETY: owner tokens are addresses of heaps, which are never unmapped; the
         // block pins its slab (and so its owner) until the owner takes it back.
-        unsafe { (*(owner as *const Heap)).remote.0.push(b) }
+        unsafe { (*(owner as *const Heap)).remote.0.push(b) };
+        crate::purger::poke(true);
     }
 
     /// Gives back every current slab (queued, or closed if empty) and every empty slab
@@ -763,8 +761,9 @@ fn visit_abandoned(now_ms: u64, delay_ms: u64) -> usize {
 /// The earliest time of the next [`visit_live`] (periodic, and for growth).
 static NEXT_VISIT: AtomicU64 = AtomicU64::new(0);
 static NEXT_GROW_VISIT: AtomicU64 = AtomicU64::new(0);
-/// Some live heap may hold free slices not yet purged: set by the last [`visit_live`],
-/// and by any slow path that leaves its heap so ([`note_live_dirty`]).
+/// Some live heap may hold memory to give back (free slices not yet purged, Empty slabs,
+/// remote frees its owner has not taken back): set by the last [`visit_live`], and by any
+/// slow path or remote hand-over that leaves a heap so ([`note_live_dirty`]).
 static LIVE_DIRTY: AtomicBool = AtomicBool::new(false);
 
 /// The process-wide part of giving memory back, run by every slow path after its own
@@ -801,11 +800,28 @@ pub fn maintain(now: u64, me: *mut Heap) {
     }
 }
 
+/// Whether `p` is a block of a live slab of the heap whose tag is `tag`: what a remote
+/// queue's decoded links must be before they are followed (see `RemoteQueue::drain`).
+fn holds_block_of(tag: u64) -> impl Fn(*mut u8) -> bool {
+    let tag = tag as u32;
+    move |p: *mut u8| {
+        if <Layout as tiny_layout::BlockLayout>::CHECKED {
+            return true; // its links check themselves as they are read
+        }
+        let entry = MAP.entry(p as usize);
+        superslab::owner_tag_bits(entry) == tag
+            // SAFETY: our live slab's entry gives its record in `p`'s segment.
+            && unsafe { &*Segment::<Layout>::slab_at(p as usize, (entry & RECORD_MASK) as usize) }
+                .holds_block(p as usize)
+    }
+}
+
 /// Why [`visit_live`] runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Visit {
     /// The periodic visit: heaps whose owner has not ticked for a delay (asleep, or
-    /// busy without slow paths) get their Empty slabs closed and their free slices purged
+    /// busy without slow paths) get the remote frees of their full slabs taken back
+    /// (`SlabHeap::adopt_remote`), their Empty slabs closed and their free slices purged
     /// on the delay.
     Idle,
     /// The caller is about to open a slab with no segment cached in the pool: the Empty
@@ -837,11 +853,12 @@ fn visit_live(now: u64, delay: u64, me: *mut Heap, why: Visit) -> usize {
     let mut h = REGISTRY.all.get();
     while !h.is_null() {
         // SAFETY: heaps are never freed and `in_use` changes under the registry lock,
-        // which we hold. Under a heap's lock its owner makes no `SlabHeap` call, and its
-        // fast paths touch only its current slabs and slabs holding blocks of the program,
-        // never an Empty slab or the segments' slice bitmaps, which are all that
-        // `close_empty` and `purge` touch; the raw place expression borrows only the
-        // `slabs` field.
+        // which we hold. Under a heap's lock its owner makes no `SlabHeap` call and does
+        // not drain its remote queue, and its fast paths touch only its current slabs and
+        // its queued ones, never a full or Empty slab or the segments' slice bitmaps,
+        // which are all that `adopt_remote`, `close_empty` and `purge` touch; the owner
+        // bumps its counters only under its lock too. The raw place expressions borrow
+        // only the fields they name.
         unsafe {
             if (*h).in_use && h != me {
                 if wait {
@@ -854,11 +871,21 @@ fn visit_live(now: u64, delay: u64, me: *mut Heap, why: Visit) -> usize {
                         Visit::Grow => now > (*h).last_alloc_ms,
                         Visit::Trim => true,
                     };
+                    let remote = &(*h).remote.0;
+                    // Only for an owner quiet for a whole delay: one quiet for a
+                    // millisecond takes its remote frees back soon enough itself.
+                    let adopts = quiet && why != Visit::Grow;
+                    if adopts {
+                        let counters = &(*h).counters;
+                        slabs.adopt_remote(&POOL, remote, holds_block_of((*h).tag), |c| {
+                            stats::bump(&counters.remote_frees[c.index()])
+                        });
+                    }
                     if quiet {
                         slabs.close_empty(&POOL, true);
                     }
                     purged += slabs.purge(&POOL, now, delay);
-                    dirty |= slabs.holds_free_memory();
+                    dirty |= slabs.holds_free_memory() || (!adopts && !remote.is_empty());
                     (*h).lock.unlock();
                 } else {
                     dirty = true;

@@ -7,7 +7,8 @@
 //! - the C malloc family (`malloc`, `free`, …): its bodies in [`cabi`], exported under the
 //!   C names by [`export_c_symbols!`], which `crates/hakmem_preload` invokes to make
 //!   `libhakmem.so` (the library for `LD_PRELOAD`), and this crate with the feature
-//!   `c-override`. Without it this crate defines no C symbol.
+//!   `c-override`. Without it this crate defines no C symbol. The same macro exports C++'s
+//!   `operator new` and `operator delete` ([`cxx`]).
 //!
 //! ## How one malloc flows
 //! `malloc(n)` → [`Alloc::malloc`] (`front_api::Api::malloc`'s semantics, fused) →
@@ -32,6 +33,9 @@
 //!   mark (`BlockBase::is_marked_free`): every free path tests both first (`refused`).
 //!   The free-list secrets are set before the first block is linked (`misuse::init`, the
 //!   first thing of the process set-up).
+//! - No Rust frame is on the stack while a C++ exception may be thrown (`panic = "abort"`
+//!   aborts an unwind into one): the throwing `operator new`s hand a failure to the C++
+//!   runtime's own operator by a jump from a naked function ([`cxx`]).
 //! - Thread-local state is a const-initialised pointer without destructor, never null (a
 //!   static empty heap until the thread's first slow path); thread exit is handled by a
 //!   pthread key registered without allocating.
@@ -51,6 +55,7 @@ mod stats;
 pub use stats::{ClassStats, Stats};
 
 pub mod cabi;
+pub mod cxx;
 #[cfg(feature = "c-override")]
 export_c_symbols!();
 
@@ -85,13 +90,21 @@ impl Alloc {
     /// else is one tail call to the cold `malloc_slow`.
     #[inline(always)]
     pub fn malloc(size: usize) -> *mut u8 {
-        if size <= LOOKUP_MAX {
-            // One table load gives the class's slot (the bound makes the index valid).
-            if let Some(p) = Self::pop_cached(SLOT_OF_SIZE[size] as usize, size) {
-                return p;
-            }
+        if let Some(p) = Self::malloc_fast(size) {
+            return p;
         }
         malloc_slow(size)
+    }
+
+    /// `malloc(size)`'s fast path alone: a block if the size is small and its class's
+    /// current slab has one.
+    #[inline(always)]
+    pub(crate) fn malloc_fast(size: usize) -> Option<*mut u8> {
+        if size > LOOKUP_MAX {
+            return None;
+        }
+        // One table load gives the class's slot (the bound makes the index valid).
+        Self::pop_cached(SLOT_OF_SIZE[size] as usize, size)
     }
 
     /// A block from the current slab of the class whose slot is at offset `slot`
@@ -103,9 +116,15 @@ impl Alloc {
         // all the detached `no_slab`) and `slot` a class's slot offset; only this thread
         // pops from its current slabs.
         let b = unsafe { (**heap::Heap::slot_at(heap::current(), slot)).pop() }?;
-        // SAFETY: `slot` is a class's slot offset (see above).
+        // In the checked build `slot` is always `class_of(size)`'s (aligned requests take
+        // the large tier there), so a small request can use the per-size table.
         #[cfg(feature = "checked")]
-        checks::on_alloc(b, unsafe { class_at(slot) }, size);
+        if size <= LOOKUP_MAX {
+            checks::on_alloc_small(b, size);
+        } else {
+            // SAFETY: `slot` is a class's slot offset (see above).
+            checks::on_alloc(b, unsafe { class_at(slot) }, size);
+        }
         let _ = size;
         Some(b.to_user().as_ptr())
     }
@@ -469,7 +488,7 @@ fn alloc_zeroed_from_slabs(c: SizeClass, size: usize) -> *mut u8 {
 /// medium or large size, a size no one can serve (null with `ENOMEM`).
 #[cold]
 #[inline(never)]
-fn malloc_slow(size: usize) -> *mut u8 {
+pub(crate) fn malloc_slow(size: usize) -> *mut u8 {
     let p = match class_of(size) {
         Some(c) => Alloc::alloc_class(c, size),
         None if size <= isize::MAX as usize => alloc_large(size, MIN_ALIGN, false),

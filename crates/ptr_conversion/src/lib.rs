@@ -312,14 +312,25 @@ impl<L: BlockLayout> BlockBase<L> {
     /// The caller owns the block, whose header was checked Free of class `class`.
     #[inline(always)]
     pub unsafe fn mark_allocated(self, class: u8, requested: u32) {
-        let state = BlockState::Allocated;
         // SAFETY: forwarded.
-        unsafe {
-            self.write_header(Header {
-                state,
-                class,
-                requested,
-            })
+        unsafe { self.mark_allocated_word(Header::allocated_word(class, requested)) }
+    }
+
+    /// [`mark_allocated`](Self::mark_allocated) with the header's first word given, as
+    /// [`Header::allocated_word`] makes it (a table of them per requested size saves
+    /// malloc's fast path the encoding). No-op in a layout without header.
+    ///
+    /// # Safety
+    /// As for [`mark_allocated`](Self::mark_allocated); `w0` is an `allocated_word`.
+    #[inline(always)]
+    pub unsafe fn mark_allocated_word(self, w0: u64) {
+        if L::HEADER_SIZE == Header::SIZE {
+            // SAFETY: the layout reserves HEADER_SIZE == 16 bytes at BASE, 16-aligned.
+            unsafe {
+                self.0
+                    .cast::<[u64; 2]>()
+                    .write([w0, Header::check_word(self.addr())])
+            }
         }
     }
 
@@ -406,7 +417,7 @@ impl<L: BlockLayout> BlockBase<L> {
         // SAFETY: as in `write_header`.
         let [w0, w1] = unsafe { self.0.cast::<[u64; 2]>().read() };
         let low = Header::TAG_ALLOCATED as u32 | (class as u32) << 8;
-        if w0 as u32 == low && w1 == Header::check_word(class, self.addr()) {
+        if w0 as u32 == low && w1 == Header::check_word(self.addr()) {
             Some((w0 >> 32) as u32)
         } else {
             None
@@ -692,9 +703,9 @@ pub enum BlockState {
 ///
 /// Encoding (little-endian words): word 0 = `tag | class << 8 | requested << 32`, where
 /// `tag` is [`Header::TAG_ALLOCATED`] or [`Header::TAG_FREE`] and bits 16..32 are zero;
-/// word 1, the check word, = `class << 56` xor the block's own address xor
-/// [`Header::KEY`], so a header copied from elsewhere, shifted by an overflow or forged by
-/// user data does not check. An overflow from the previous block reaches word 0's tag
+/// word 1, the check word, = the block's own address xor [`Header::KEY`], so a header
+/// copied from elsewhere, shifted by an overflow or forged by user data does not check
+/// (the class byte is checked against the slab's class by the header's users). An overflow from the previous block reaches word 0's tag
 /// byte first, which must be one of the two values; the requested size behind it is
 /// bounded by the block's span by its users.
 ///
@@ -758,16 +769,29 @@ impl Header {
 
     #[inline(always)]
     fn encode(self, addr: usize) -> [u64; 2] {
-        let tag = Self::tag_of(self.state);
-        let w0 = tag as u64 | (self.class as u64) << 8 | (self.requested as u64) << 32;
-        [w0, Self::check_word(self.class, addr)]
+        [
+            Self::word0(self.state, self.class, self.requested),
+            Self::check_word(addr),
+        ]
     }
 
-    /// The check word of a header of class `class` at `addr` (user-space addresses stay
-    /// below bit 56, where the class goes).
+    /// The first word of a header.
     #[inline(always)]
-    fn check_word(class: u8, addr: usize) -> u64 {
-        (class as u64) << 56 ^ addr as u64 ^ Self::KEY
+    const fn word0(state: BlockState, class: u8, requested: u32) -> u64 {
+        Self::tag_of(state) as u64 | (class as u64) << 8 | (requested as u64) << 32
+    }
+
+    /// The first word of the header of a block of class `class` allocated for `requested`
+    /// bytes (for [`BlockBase::mark_allocated_word`]).
+    pub const fn allocated_word(class: u8, requested: u32) -> u64 {
+        Self::word0(BlockState::Allocated, class, requested)
+    }
+
+    /// The check word of a header at `addr`: one xor from the address (malloc writes it,
+    /// free compares it).
+    #[inline(always)]
+    fn check_word(addr: usize) -> u64 {
+        addr as u64 ^ Self::KEY
     }
 
     /// Decodes a header whose block's link word (a free block's encoded link) is `link`.
@@ -784,7 +808,7 @@ impl Header {
                 })
             }
         };
-        let check = Self::check_word((w[0] >> 8) as u8, addr);
+        let check = Self::check_word(addr);
         // A free block in a list has its link's complement for check word (see `Header`).
         let linked = state == BlockState::Free && w[1] == !link;
         if !(w[1] == check || linked) || (w[0] >> 16) as u16 != 0 {

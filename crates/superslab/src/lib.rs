@@ -23,7 +23,12 @@
 //!
 //! ## Invariants owned here
 //! - A segment belongs to exactly one owner; every slab in it has that owner. Only the
-//!   owner's thread reads or writes a slab's free list, counters and state.
+//!   owner's thread reads or writes a slab's free list, counters and state, with one
+//!   exception: a thread that excludes the owner's `SlabHeap` calls and queue drains may
+//!   fill a *full* slab's list from the owner's remote queue
+//!   ([`SlabHeap::adopt_remote`]), because the owner's fast paths never touch a full slab
+//!   (its map entries send every free to the slow path); the entries say "not full" again
+//!   only after the last push (`Release`; the owner's map load is `Acquire`).
 //! - A slab's `used` (blocks carved less blocks on its list or parked) counts the blocks
 //!   the program holds; a slab is closed only at `used == 0`, so a block being freed pins
 //!   its slab (and its slab's owner) until the owner has taken the block back.
@@ -57,7 +62,7 @@
 //! - The [`SegmentPool`] keeps empty segments resident until its decay purges them: once
 //!   no segment has been taken or given back for a tick, or after [`LONG_TICKS`] ticks.
 //! - Memory orderings: a segment is fully initialised before its map entry is published
-//!   (`Release`); remote pushes are `Release` CASes and the owner's drain is an `Acquire`
+//!   (`Release`), as is a full slab's list before its entries say "not full"; remote pushes are `Release` CASes and the owner's drain is an `Acquire`
 //!   swap, so the block links and chain heads' next-chain words (and everything the
 //!   freeing thread wrote before) are visible to the owner. These are the only atomics on block paths.
 //!

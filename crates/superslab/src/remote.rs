@@ -1,6 +1,6 @@
 //! The remote-free queue: many threads push, the owner takes everything at once.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use ptr_conversion::{BlockBase, BlockLayout};
 use tls_sll::FreeList;
 
@@ -58,6 +58,9 @@ pub const LANES: usize = 8;
 /// ```
 pub struct RemoteQueue<L: BlockLayout> {
     head: AtomicPtr<u8>,
+    /// The head of the chain the consumer last [put back](Self::put_back) (0: none since
+    /// its last drain): while it is still the head, nothing new was pushed. Consumer only.
+    put_back: AtomicUsize,
     _layout: core::marker::PhantomData<L>,
 }
 
@@ -71,6 +74,7 @@ impl<L: BlockLayout> RemoteQueue<L> {
     pub const fn new() -> Self {
         RemoteQueue {
             head: AtomicPtr::new(core::ptr::null_mut()),
+            put_back: AtomicUsize::new(0),
             _layout: core::marker::PhantomData,
         }
     }
@@ -117,6 +121,27 @@ impl<L: BlockLayout> RemoteQueue<L> {
         self.head.load(Ordering::Relaxed).is_null()
     }
 
+    /// Hands back to the queue (consumer only) a chain the consumer took but leaves for
+    /// a later drain; until something else is pushed, [`has_news`](Self::has_news) is false.
+    ///
+    /// # Safety
+    /// As for [`push_chain`](Self::push_chain): blocks the consumer drained.
+    pub unsafe fn put_back(&self, head: BlockBase<L>, tail: BlockBase<L>) {
+        // SAFETY: forwarded.
+        unsafe { self.push_chain(head, tail) };
+        self.put_back.store(head.addr(), Ordering::Relaxed);
+    }
+
+    /// Whether blocks were pushed since the consumer's last drain or [`put_back`]
+    /// (consumer only; a relaxed hint, exact once pushes have stopped).
+    ///
+    /// [`put_back`]: Self::put_back
+    #[inline]
+    pub fn has_news(&self) -> bool {
+        let head = self.head.load(Ordering::Relaxed) as usize;
+        head != 0 && head != self.put_back.load(Ordering::Relaxed)
+    }
+
     /// Takes every queued block into `out` (consumer only); returns how many.
     pub fn take_all(&self, out: &mut FreeList<L>) -> u32 {
         self.drain(|_| true, |b| {
@@ -159,6 +184,7 @@ impl<L: BlockLayout> RemoteQueue<L> {
         if self.is_empty() {
             return 0;
         }
+        self.put_back.store(0, Ordering::Relaxed);
         let mut top = self.head.swap(core::ptr::null_mut(), Ordering::Acquire);
         if !chain_index::<L>() {
             return walk(top, core::ptr::null_mut(), &valid, &mut f);

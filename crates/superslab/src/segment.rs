@@ -1391,6 +1391,78 @@ impl<L: BlockLayout> SlabHeap<L> {
         c
     }
 
+    /// Takes back, for an owner that is not taking them back itself (asleep, or busy
+    /// without slow paths), the blocks other threads handed to it in `queue` whose slabs
+    /// are [`SlabState::Full`]: each goes onto its slab's list, and each such slab is then
+    /// queued again, or becomes Empty if every block came back, as
+    /// [`free_block`](Self::free_block) does. Blocks of current and queued slabs go back
+    /// onto `queue` for the owner: its fast paths touch those slabs without a lock. A full
+    /// slab is safe to fill: the owner's fast paths never touch it (its map entries send
+    /// every free of its blocks to the slow path), and its entries say "not full" only
+    /// once every block is on its list (a `Release` store after the pushes). Skips the
+    /// walk when nothing was pushed since the previous call put its remainder back.
+    /// `valid` vets each link before it is followed, as for [`RemoteQueue::drain`];
+    /// `counted` gets each block's class (statistics). Returns the blocks taken back.
+    ///
+    /// [`RemoteQueue::drain`]: crate::RemoteQueue::drain
+    ///
+    /// # Safety
+    /// `queue` is this heap's remote queue, holding only blocks of our live slabs; the
+    /// caller excludes the owner's `SlabHeap` calls and the owner's draining of `queue`
+    /// (the facade's heap lock), as for [`purge`](Self::purge).
+    pub unsafe fn adopt_remote<P: PageSource>(
+        &mut self,
+        pool: &SegmentPool<P>,
+        queue: &crate::RemoteQueue<L>,
+        valid: impl Fn(*mut u8) -> bool,
+        mut counted: impl FnMut(SizeClass),
+    ) -> u32 {
+        if !queue.has_news() {
+            return 0; // empty, or only what the previous call put back
+        }
+        let mut rest: Option<(BlockBase<L>, BlockBase<L>)> = None;
+        // The full slabs that got blocks, linked through `next` (a full slab is in no
+        // queue); a full slab has no free block, so its first push tells it joins.
+        let mut refilled: *mut Slab<L> = null_mut();
+        let mut adopted = 0;
+        queue.drain(valid, |b| {
+            // SAFETY: (caller) a block of one of our live slabs.
+            let s = unsafe { Segment::<L>::slab_mut(b.addr()) };
+            if s.state == SlabState::Full {
+                if !s.has_free() {
+                    s.next = refilled;
+                    refilled = s;
+                }
+                // SAFETY: a free block of our full slab, which no other thread touches
+                // (see above). `used` may reach 0: handled below.
+                let _ = unsafe { s.push(b) };
+                counted(s.class());
+                adopted += 1;
+            } else {
+                // SAFETY: the drain gave us `b`; it joins the chain we put back.
+                unsafe { b.set_link(rest.map(|(head, _)| head)) };
+                rest = Some((b, rest.map_or(b, |(_, tail)| tail)));
+            }
+        });
+        if let Some((head, tail)) = rest {
+            // SAFETY: blocks we drained from `queue`, handed back to it.
+            unsafe { queue.put_back(head, tail) };
+        }
+        // Queued again (their entries now say "not full"), or Empty if every block is back.
+        while !refilled.is_null() {
+            // SAFETY: a slab of ours linked above.
+            let s = unsafe { &mut *refilled };
+            refilled = s.next;
+            self.enqueue(s);
+            self.publish(pool.map, s);
+            if s.used == 0 {
+                // SAFETY: our slab, every block of it back.
+                unsafe { self.emptied(s) };
+            }
+        }
+        adopted
+    }
+
     /// The last block out of our slab `s`, queued or full (never current: see
     /// [`Slab::used`]), came back ([`Slab::push`] said so). It becomes
     /// [`SlabState::Empty`]: moved to the front of its class's queue, reused first, closed

@@ -585,6 +585,85 @@ fn empty_slabs_are_reused_first_and_closed_after_a_whole_tick() {
     assert!(h.is_empty());
 }
 
+#[test]
+fn a_visitor_takes_back_the_remote_frees_of_full_slabs_only() {
+    let pool = pool(8);
+    let map = pool.map();
+    let tag = OwnerTag::new(7).unwrap();
+    let mut h = heap::<Plain>(0x7000);
+    h.set_map_tag(tag);
+    let c = class_of(8 * KIB).unwrap(); // one-slice slabs of 8 blocks
+    let n = Plain::blocks_per_slab(c);
+    // Slabs 0-2 full, slab 3 current with two blocks held.
+    let v = take(&mut h, pool, c, 3 * n + 2);
+    let slab = |i: usize| {
+        // SAFETY: a block of a live slab of ours.
+        let s = unsafe { Segment::<Plain>::slab_of(v[i * n].addr()) };
+        let r = s as *const Slab<Plain> as usize - seg_of(v[i * n].addr());
+        (s, r)
+    };
+    for i in 0..3 {
+        assert_eq!(slab(i).0.state(), SlabState::Full);
+    }
+    // Another thread frees all of slab 0, half of slab 1 and the current slab's blocks.
+    let q = RemoteQueue::<Plain>::new();
+    let remote: Vec<usize> = v[..n]
+        .iter()
+        .chain(&v[n..n + n / 2])
+        .chain(&v[3 * n..])
+        .map(|b| b.addr())
+        .collect();
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            for &a in &remote {
+                // SAFETY: each block handed over once.
+                unsafe { q.push(BlockBase::from_raw(NonNull::new(a as *mut u8).unwrap())) };
+            }
+        });
+    });
+    let mut classes = Vec::new();
+    // SAFETY: `q` is the heap's queue; nothing else runs the heap.
+    let adopted = unsafe { h.adopt_remote(pool, &q, |_| true, |k| classes.push(k)) };
+    assert_eq!(adopted as usize, n + n / 2);
+    assert_eq!(classes, std::vec![c; n + n / 2]);
+    // Slab 0 came back whole: Empty, closed by the next `close_empty(.., true)`.
+    assert_eq!((slab(0).0.state(), slab(0).0.used()), (SlabState::Empty, 0));
+    // Slab 1 is queued again, and its entries now let the owner's fast free in.
+    let (s1, r1) = slab(1);
+    assert_eq!((s1.state(), s1.used() as usize), (SlabState::Queued, n - n / 2));
+    assert_eq!(map.entry(v[n].addr()), tag.entry(r1, false));
+    // Slab 2 stays full; the current slab is the owner's: its blocks wait in the queue.
+    assert_eq!(slab(2).0.state(), SlabState::Full);
+    assert_eq!(slab(3).0.state(), SlabState::Current);
+    assert!(!q.is_empty());
+    // Nothing new since: no walk, nothing taken.
+    // SAFETY: as above.
+    assert_eq!(unsafe { h.adopt_remote(pool, &q, |_| true, |_| ()) }, 0);
+    // A new remote free of slab 2 is seen.
+    // SAFETY: a block handed over once.
+    unsafe { q.push(v[2 * n]) };
+    // SAFETY: as above.
+    assert_eq!(unsafe { h.adopt_remote(pool, &q, |_| true, |_| ()) }, 1);
+    assert_eq!(slab(2).0.state(), SlabState::Queued);
+    // The owner takes the rest back itself.
+    let mut left = FreeList::<Plain>::new(u32::MAX);
+    assert_eq!(q.take_all(&mut left), 2);
+    let mut back = Vec::new();
+    while let Some(b) = left.pop() {
+        back.push(b);
+    }
+    back.sort_by_key(|b| b.addr());
+    let mut current = v[3 * n..].to_vec();
+    current.sort_by_key(|b| b.addr());
+    assert_eq!(back, current);
+    give_back(&mut h, pool, &back);
+    give_back(&mut h, pool, &v[n + n / 2..2 * n]);
+    give_back(&mut h, pool, &v[2 * n + 1..3 * n]);
+    h.close_empty(pool, true);
+    h.release_empty(pool);
+    assert!(h.is_empty());
+}
+
 // ---- 3. owner lookup ----
 
 #[test]

@@ -3,7 +3,8 @@
 //! segment pool allocate blocks of random classes (popping, carving, setting full slabs
 //! aside, moving on to the next slab, or carving single zeroed blocks), free them through
 //! the record their map entry leads to or through a `RemoteQueue` filled by another
-//! thread (block by block or as one chain), give back their current slabs, close empty
+//! thread (block by block or as one chain; a visitor first taking back those of full
+//! slabs with `adopt_remote`), give back their current slabs, close empty
 //! slabs, purge, and sweep sparse slabs (parking the blocks of their all-free pages, which
 //! come back when the slab has nothing else to give), in random order, in both layouts. Checked after every step: every
 //! block handed out is unique, 16-aligned, in a published segment, in a live slab of the
@@ -62,9 +63,12 @@ enum Op {
         heap: usize,
         passes: u32,
     },
+    /// Another thread frees `k` of the heap's blocks into a queue; with `adopt`, a
+    /// visitor takes back those of full slabs first (`adopt_remote`), the owner the rest.
     RemoteReturn {
         heap: usize,
         k: usize,
+        adopt: bool,
     },
     ReleaseCurrent(usize),
     CloseEmpty(usize),
@@ -89,7 +93,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => any::<usize>().prop_map(Op::Free),
         1 => (any::<usize>(), 1usize..64).prop_map(|(pick, n)| Op::FreeMany { pick, n }),
         2 => (0usize..2, 1u32..3).prop_map(|(heap, passes)| Op::Sweep { heap, passes }),
-        1 => (0usize..2, 1usize..40).prop_map(|(heap, k)| Op::RemoteReturn { heap, k }),
+        2 => (0usize..2, 1usize..40, any::<bool>()).prop_map(|(heap, k, adopt)| Op::RemoteReturn { heap, k, adopt }),
         1 => (0usize..2).prop_map(Op::ReleaseCurrent),
         1 => (0usize..2).prop_map(Op::CloseEmpty),
         2 => (0usize..2, any::<bool>()).prop_map(|(heap, all)| Op::CloseEmptyAged { heap, all }),
@@ -381,7 +385,7 @@ fn run<L: BlockLayout>(
                     parked += r.bytes;
                 }
             }
-            Op::RemoteReturn { heap, k } => {
+            Op::RemoteReturn { heap, k, adopt } => {
                 let mut mine: Vec<Held<L>> = Vec::new();
                 let mut i = 0;
                 while i < held.len() && mine.len() < k {
@@ -423,7 +427,32 @@ fn run<L: BlockLayout>(
                     });
                 });
                 let mut back = BTreeSet::new();
-                let n = queue.drain(|_| true, |b| {
+                let mut n = 0;
+                if adopt {
+                    let of_full: Vec<usize> = addrs
+                        .iter()
+                        .copied()
+                        // SAFETY: blocks of live slabs of `heap` (in the queue).
+                        .filter(|&a| unsafe { Segment::<L>::slab_of(a) }.state() == SlabState::Full)
+                        .collect();
+                    let mut counted = 0;
+                    // SAFETY: the heap's own queue; nothing else runs the heap.
+                    let adopted =
+                        unsafe { heaps[heap].h.adopt_remote(pool, &queue, |_| true, |_| counted += 1) };
+                    prop_assert_eq!((adopted as usize, counted), (of_full.len(), of_full.len()));
+                    // What is left (blocks of current and queued slabs) is not walked again.
+                    // SAFETY: as above.
+                    prop_assert_eq!(unsafe { heaps[heap].h.adopt_remote(pool, &queue, |_| true, |_| ()) }, 0);
+                    for a in of_full {
+                        // SAFETY: a block the visitor put back on its slab: its slab is
+                        // live (queued, or Empty if it was its last).
+                        let s = unsafe { Segment::<L>::slab_of(a) };
+                        prop_assert!(matches!(s.state(), SlabState::Queued | SlabState::Empty));
+                        back.insert(a);
+                    }
+                    n += adopted;
+                }
+                n += queue.drain(|_| true, |b| {
                     back.insert(b.addr());
                     // SAFETY: the owner takes back its own block from the queue.
                     unsafe { heaps[heap].h.free_block(pool, b) };

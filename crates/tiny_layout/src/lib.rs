@@ -297,6 +297,14 @@ impl BlockLayout for Guarded {
 
     #[inline(always)]
     fn stride(c: SizeClass) -> usize {
+        Guarded::const_stride(c)
+    }
+}
+
+impl Guarded {
+    /// [`BlockLayout::stride`] in constant expressions (tables built at compile time).
+    #[inline(always)]
+    pub const fn const_stride(c: SizeClass) -> usize {
         GUARDED_STRIDES[c.index()] as usize
     }
 }
