@@ -412,6 +412,16 @@ unsafe impl Backend for Alloc {
     }
 
     unsafe fn resize(&self, p: *mut u8, new_size: usize) -> Option<*mut u8> {
+        // A pointer that is not a live block's start: reported as its free would be, and
+        // with `HAKMEM_ON_MISUSE=warn` left alone, the realloc failing (null). Moving it
+        // instead would free it after the new block is taken: an already free block could
+        // be that new block, and be handed out free.
+        // SAFETY: any pointer value.
+        if unsafe { misused_in_slab(p) } {
+            // SAFETY: forwarded: the slow free reports it and touches nothing.
+            unsafe { free_other_slow(p) };
+            return Some(null_mut());
+        }
         // SAFETY: `p` is live (caller).
         if unsafe { self.resize_in_place(p, new_size) } {
             return Some(p);
@@ -435,13 +445,19 @@ fn alloc_large(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     p
 }
 
-/// The bytes a live block really spans (its class size, or its mapping for a large one).
+/// The bytes a live block really spans (its class size, or its mapping for a large one);
+/// 0 for a pointer that is not a live block's start (an interior, misaligned or already
+/// free one: `realloc` then moves it, copying nothing, and its free reports it).
 ///
 /// # Safety
-/// `p` is a live block of ours.
+/// `p` is a live block of ours, or any pointer the program passed in its place.
 unsafe fn block_size(p: *mut u8) -> usize {
     let addr = p as usize;
     if let Some(record) = superslab::slab_record(heap::MAP.entry(addr)) {
+        // SAFETY: forwarded.
+        if unsafe { misused_in_slab(p) } {
+            return 0;
+        }
         // SAFETY: a live slab's entry gives its record in `addr`'s segment.
         return unsafe { (*Segment::<Layout>::slab_at(addr, record)).class() }.block_size();
     }
@@ -452,6 +468,24 @@ unsafe fn block_size(p: *mut u8) -> usize {
         Region::Large => unsafe { heap::LARGE.usable_size(p) },
         Region::Foreign => 0,
     }
+}
+
+/// Whether `p` lies in a live slab without being the start of a live block of it (an
+/// interior, misaligned or already free pointer; never in the checked build, see
+/// `refused`).
+///
+/// # Safety
+/// None beyond `p` being a pointer value: only our own metadata is read, and `p`'s first
+/// 16 bytes once it is known to be a block start of a live slab.
+unsafe fn misused_in_slab(p: *mut u8) -> bool {
+    let addr = p as usize;
+    superslab::slab_record(heap::MAP.entry(addr)).is_some_and(|record| {
+        // SAFETY: a live slab's entry gives its record in `addr`'s segment.
+        let s = unsafe { &*Segment::<Layout>::slab_at(addr, record) };
+        // SAFETY: `p` lies in that slab (its entry says so), so it is not null.
+        let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+        refused(s, b)
+    })
 }
 
 /// From this size on, `calloc` takes blocks straight from the slabs so that blocks carved

@@ -225,6 +225,8 @@ impl<L: BlockLayout> RemoteQueue<L> {
                     // before `f` takes the block.
                     let b =
                         unsafe { BlockBase::<L>::from_raw(core::ptr::NonNull::new_unchecked(p)) };
+                    // SAFETY: `b` was published by a push (or checked by `valid` as it
+                    // was decoded): a free block whose link that push wrote.
                     let mut next =
                         unsafe { b.link() }.map_or(core::ptr::null_mut(), |b| b.as_ptr());
                     if next != end[j] && !next.is_null() && !valid(next) {
