@@ -1,4 +1,4 @@
 // expect: double free
-// release: free of a pointer hakmem did not allocate
+// release: double free
 #include "common.h"
 int main(void) { char *p = launder(malloc(1 << 20)); p[0] = 1; free(p); free(p); UNDETECTED(); }

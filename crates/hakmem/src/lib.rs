@@ -312,15 +312,24 @@ unsafe fn free_other_slow(p: *mut u8) {
     }
 }
 
-/// A free of a pointer that is not ours: reported (see `misuse`: abort, or with
+/// A free of a pointer that is not ours (a double free if it is a large block freed
+/// already): reported (see `misuse`: abort, or with
 /// `HAKMEM_ON_MISUSE=warn` the pointer is left alone); the checked build reports it and
 /// aborts.
 #[cold]
 fn invalid_free(addr: usize) {
     #[cfg(feature = "checked")]
     checks::fail(Corruption::InvalidFree, addr, None, 0, 0);
+    // A large block freed already lies in a range the large tier keeps for reuse.
     #[cfg(not(feature = "checked"))]
-    misuse::report(Corruption::InvalidFree, addr);
+    misuse::report(
+        if heap::LARGE.in_cache(addr as *mut u8) {
+            Corruption::DoubleFree
+        } else {
+            Corruption::InvalidFree
+        },
+        addr,
+    );
 }
 
 /// Whether a free of `b`, which lies in the memory of live slab `s` (of any owner), must be
