@@ -20,7 +20,11 @@
 //! - Plain layouts (the release build) protect links with a per-process secret
 //!   ([`set_secret`]): the stored word is `next ^ addr ^ secret` (`addr` the word's own
 //!   address, so a link copied elsewhere decodes to garbage; null is stored as
-//!   `addr ^ secret`), and the word after it holds the *free mark* (the secret itself: one
+//!   `addr ^ secret`), or, in a list with a key of its own (a slab's list:
+//!   [`BlockBase::link_keyed`], one XOR on malloc's and free's fast paths), `next ^ key`
+//!   with `key = list_key(start)` the secret mixed with the list's address (as mimalloc's
+//!   secure mode keys each page: a link copied within its slab decodes to a block of that
+//!   slab, elsewhere to garbage), and the word after it holds the *free mark* (the secret itself: one
 //!   value for both keeps one load on free's fast path; a program that can read a free
 //!   block learns it either way, from the mark or from a link whose target it can guess)
 //!   while the block is free: [`BlockBase::set_link`] writes it, [`BlockBase::is_marked_free`]
@@ -195,6 +199,44 @@ impl<L: BlockLayout> BlockBase<L> {
                 slot.write(encode(raw, slot.as_ptr() as usize));
                 self.mark_slot().write(secret());
             }
+        }
+    }
+
+    /// [`link`](Self::link) for a list whose links are encoded with its own `key` (a
+    /// slab's list, see [`list_key`]): in plain layouts the stored word is `next ^ key`,
+    /// one XOR with a word the list's owner already has in hand; checked layouts ignore
+    /// `key` and encode as [`link`](Self::link) does.
+    ///
+    /// # Safety
+    /// As for [`link`](Self::link), the link written by
+    /// [`set_link_keyed`](Self::set_link_keyed) with the same key.
+    #[inline(always)]
+    pub unsafe fn link_keyed(self, key: usize) -> Option<BlockBase<L>> {
+        if L::CHECKED {
+            // SAFETY: forwarded.
+            return unsafe { self.link() };
+        }
+        // SAFETY: as in `link`.
+        let raw = unsafe { self.0.add(L::LINK_OFFSET).cast::<usize>().read() } ^ key;
+        NonNull::new(raw as *mut u8).map(|p| BlockBase(p, PhantomData))
+    }
+
+    /// [`set_link`](Self::set_link) for a list whose links are encoded with its own `key`
+    /// (see [`link_keyed`](Self::link_keyed)); writes the free mark as `set_link` does.
+    ///
+    /// # Safety
+    /// As for [`set_link`](Self::set_link).
+    #[inline(always)]
+    pub unsafe fn set_link_keyed(self, next: Option<BlockBase<L>>, key: usize) {
+        if L::CHECKED {
+            // SAFETY: forwarded.
+            return unsafe { self.set_link(next) };
+        }
+        let raw = next.map_or(0, |n| n.addr());
+        // SAFETY: as in `set_link`; the caller owns the block.
+        unsafe {
+            self.0.add(L::LINK_OFFSET).cast::<usize>().write(raw ^ key);
+            self.mark_slot().write(secret());
         }
     }
 
@@ -513,6 +555,14 @@ fn secret() -> usize {
 pub unsafe fn set_secret(value: usize) {
     // SAFETY: (caller) nobody reads the secret concurrently.
     unsafe { *SECRET.0.get() = value | 1 }
+}
+
+/// The key of a list of blocks starting at `start` (a slab's list): the per-process
+/// secret mixed with the list's address, so that each slab encodes its links differently
+/// (as mimalloc's secure mode keys each page) and one XOR encodes or decodes a link.
+#[inline]
+pub fn list_key(start: usize) -> usize {
+    secret() ^ start.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
 }
 
 /// A word stored at address `at` for `value` (plain layouts' links and spare words).

@@ -50,7 +50,7 @@ pub enum SlabState {
 #[repr(C, align(128))]
 pub struct Slab<L: BlockLayout> {
     /// The free blocks.
-    list: Stack<L>,
+    list: Stack<L, true>,
     /// Blocks the program holds (carved, not on `list`, not parked), plus 1 while the
     /// slab is current (its owner's reference): a free never takes a current slab's count
     /// to 0, so a class whose one block comes and goes makes no cold call.
@@ -238,8 +238,8 @@ impl<L: BlockLayout> Slab<L> {
         });
         match after {
             // SAFETY: `b` is a valid block of the list (checked before), free and ours.
-            Some(b) => unsafe { b.set_link(None) },
-            None => self.list = Stack::new(),
+            Some(b) => unsafe { self.list.set_next(b, None) },
+            None => self.list.clear(),
         }
         // The blocks dropped stay counted as held (however many): the count can no
         // longer reach 0, so the slab is never closed, its memory leaked with them.
@@ -262,7 +262,7 @@ impl<L: BlockLayout> Slab<L> {
                 return;
             }
             // SAFETY: `b` is a block of this slab on its list.
-            next = unsafe { b.link() };
+            next = unsafe { self.list.next_of(b) };
             prev = Some(b);
         }
     }
@@ -1854,7 +1854,8 @@ impl<L: BlockLayout> SlabHeap<L> {
             e.slices = 0;
         }
         let s = &mut sg.slabs[first & (SLICES - 1)];
-        s.list = Stack::new();
+        let start = seg as usize + (first << SLICE_SHIFT);
+        s.list = Stack::with_key(ptr_conversion::list_key(start));
         s.used = 0;
         s.capacity = L::blocks_per_slab(c) as u32;
         s.frees = 0;

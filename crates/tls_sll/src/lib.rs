@@ -66,14 +66,60 @@ use tiny_layout::CLASS_COUNT;
 /// }
 /// assert_eq!((s.pop(), s.pop(), s.pop()), (Some(b), Some(a), None));
 /// ```
-pub struct Stack<L: BlockLayout> {
+///
+/// With `KEYED`, the stack stores its links XORed with a key of its own
+/// ([`with_key`](Self::with_key), `ptr_conversion::BlockBase::link_keyed`: one XOR per
+/// link, a slab's list); without, as `ptr_conversion::BlockBase::link` does (the link's
+/// address and the per-process secret), as chains and other lists of blocks do.
+pub struct Stack<L: BlockLayout, const KEYED: bool = false> {
     head: Option<BlockBase<L>>,
+    /// What every link is XORed with when `KEYED`.
+    key: usize,
 }
 
-impl<L: BlockLayout> Stack<L> {
-    /// An empty stack.
+impl<L: BlockLayout, const KEYED: bool> Stack<L, KEYED> {
+    /// An empty stack (key 0).
     pub const fn new() -> Self {
-        Stack { head: None }
+        Self::with_key(0)
+    }
+    /// An empty stack whose links are stored XORed with `key` when `KEYED` (a slab's list
+    /// uses `ptr_conversion::list_key` of its start).
+    pub const fn with_key(key: usize) -> Self {
+        Stack { head: None, key }
+    }
+    /// Empties the stack (its blocks are dropped from it; the key stays).
+    pub fn clear(&mut self) {
+        self.head = None;
+    }
+    /// `b`'s link (`b` in this stack).
+    ///
+    /// # Safety
+    /// `b` is in this stack, its link written by this stack.
+    #[inline(always)]
+    pub unsafe fn next_of(&self, b: BlockBase<L>) -> Option<BlockBase<L>> {
+        // SAFETY: (caller).
+        unsafe {
+            if KEYED {
+                b.link_keyed(self.key)
+            } else {
+                b.link()
+            }
+        }
+    }
+    /// Writes `b`'s link (`b` free, owned by this stack's owner).
+    ///
+    /// # Safety
+    /// The caller owns the free block `b`.
+    #[inline(always)]
+    pub unsafe fn set_next(&self, b: BlockBase<L>, next: Option<BlockBase<L>>) {
+        // SAFETY: (caller).
+        unsafe {
+            if KEYED {
+                b.set_link_keyed(next, self.key)
+            } else {
+                b.set_link(next)
+            }
+        }
     }
     /// No blocks?
     #[inline(always)]
@@ -92,7 +138,7 @@ impl<L: BlockLayout> Stack<L> {
         let b = self.head?;
         // SAFETY: `b` is in this stack, so it is free, owned by us, and its link was
         // written by `push` (or by whoever built a run given to `adopt`/`push_chain`).
-        self.head = unsafe { b.link() };
+        self.head = unsafe { self.next_of(b) };
         Some(b)
     }
     /// Pushes a free block.
@@ -102,13 +148,13 @@ impl<L: BlockLayout> Stack<L> {
     #[inline(always)]
     pub unsafe fn push(&mut self, b: BlockBase<L>) {
         // SAFETY: the caller owns the free block `b`.
-        unsafe { b.set_link(self.head) };
+        unsafe { self.set_next(b, self.head) };
         self.head = Some(b);
     }
     /// The blocks, most recently pushed first (the stack is not changed).
     pub fn iter(&self) -> impl Iterator<Item = BlockBase<L>> + '_ {
         // SAFETY: as in `pop`: every block reached is in this stack, with its link written.
-        core::iter::successors(self.head, |b| unsafe { b.link() })
+        core::iter::successors(self.head, |&b| unsafe { self.next_of(b) })
     }
     /// Unlinks every block for which `keep` is false, keeping the others in their order.
     ///
@@ -134,12 +180,12 @@ impl<L: BlockLayout> Stack<L> {
         let mut next = self.head;
         while let Some(b) = next {
             // SAFETY: `b` is in this stack (as in `pop`).
-            next = unsafe { b.link() };
+            next = unsafe { self.next_of(b) };
             if keep(b) {
                 match kept {
                     None => self.head = Some(b),
                     // SAFETY: `k` is in this stack, owned by its owner and free.
-                    Some(k) => unsafe { k.set_link(Some(b)) },
+                    Some(k) => unsafe { self.set_next(k, Some(b)) },
                 }
                 kept = Some(b);
             }
@@ -147,12 +193,12 @@ impl<L: BlockLayout> Stack<L> {
         match kept {
             None => self.head = None,
             // SAFETY: as above.
-            Some(k) => unsafe { k.set_link(None) },
+            Some(k) => unsafe { self.set_next(k, None) },
         }
     }
 }
 
-impl<L: BlockLayout> Default for Stack<L> {
+impl<L: BlockLayout, const KEYED: bool> Default for Stack<L, KEYED> {
     fn default() -> Self {
         Self::new()
     }

@@ -35,6 +35,49 @@ fn push_pop_is_lifo_and_counts() {
 }
 
 #[test]
+fn a_keyed_stack_stores_each_link_xored_with_its_key() {
+    let mut a = Arena([0; 64 * 32]);
+    let key = 0x5a5a_1234_9876_f00d;
+    let mut s = Stack::<Plain, true>::with_key(key);
+    let blocks: Vec<BlockBase<Plain>> = (0..4).map(|i| block(&mut a, i)).collect();
+    for &b in &blocks {
+        // SAFETY: free blocks of the test's arena, each pushed once.
+        unsafe { s.push(b) };
+    }
+    // Top first: 3 -> 2 -> 1 -> 0 -> end; each word is the next address XOR the key.
+    for i in (0..4).rev() {
+        let next = if i == 0 { 0 } else { blocks[i - 1].addr() };
+        // SAFETY: the arena's memory.
+        let raw = unsafe { blocks[i].as_ptr().cast::<usize>().read() };
+        assert_eq!(raw, next ^ key, "block {i}");
+        // SAFETY: as above.
+        assert!(unsafe { blocks[i].is_marked_free() });
+    }
+    assert!(s.iter().eq(blocks.iter().rev().copied()));
+    // A stack of another key reads the same words as other addresses.
+    let other = Stack::<Plain, true>::with_key(key ^ 0x10);
+    // SAFETY: reads the arena's memory only.
+    assert_eq!(
+        unsafe { other.next_of(blocks[3]) }.map(|b| b.addr()),
+        Some(blocks[2].addr() ^ 0x10)
+    );
+    s.retain(|b| b != blocks[2]);
+    assert!(s.iter().eq([blocks[3], blocks[1], blocks[0]]));
+    assert_eq!(s.pop(), Some(blocks[3]));
+    assert_eq!(s.pop(), Some(blocks[1]));
+    // Checked layouts ignore the key (their links check themselves).
+    let mut g = Stack::<Guarded, true>::with_key(key);
+    let (x, y) = (block::<Guarded>(&mut a, 8), block::<Guarded>(&mut a, 12));
+    // SAFETY: as above.
+    unsafe {
+        g.push(x);
+        g.push(y);
+        assert_eq!(y.link(), Some(x));
+    }
+    assert_eq!((g.pop(), g.pop(), g.pop()), (Some(y), Some(x), None));
+}
+
+#[test]
 fn caps_can_change_under_a_full_list() {
     let mut a = Arena([0; 64 * 32]);
     let mut l = FreeList::<Plain>::new(4);
