@@ -204,7 +204,7 @@ impl<L: BlockLayout, const KEYED: bool> Default for Stack<L, KEYED> {
     }
 }
 
-/// One LIFO free list with its counts and cap (32 bytes): a [`Stack`] that counts.
+/// One LIFO free list with its counts and cap (40 bytes): a [`Stack`] that counts.
 ///
 /// The links are threaded through the blocks themselves (`ptr_conversion` says where),
 /// so a list needs no memory of its own. See the [crate example](crate) for push and pop.

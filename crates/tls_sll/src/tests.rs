@@ -517,3 +517,10 @@ proptest! {
         run_model::<Guarded>(caps, ops)?;
     }
 }
+
+#[test]
+fn list_sizes_are_as_documented() {
+    // A slab's list sits in its 128-byte record next to the fields free's fast path reads.
+    assert_eq!(core::mem::size_of::<Stack<Plain, true>>(), 16);
+    assert_eq!(core::mem::size_of::<FreeList<Plain>>(), 40);
+}
