@@ -82,9 +82,7 @@ fn check(exe: &Path, so: &Path, expect: &str, must_abort: bool) -> Result<(), St
     if !must_abort {
         cmd.env("HAKMEM_ON_MISUSE", "warn");
     }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run: {e}"))?;
+    let out = cmd.output().map_err(|e| format!("cannot run: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let first = stderr.lines().next().unwrap_or("").to_string();
     if !stderr.contains(expect) {

@@ -65,8 +65,8 @@ use front_api::{Api, Backend, MIN_ALIGN};
 use heap::CLASS_STRIDE;
 use os_pages::PageSource;
 use ptr_conversion::{BlockBase, Corruption, UserPtr};
-use tiny_layout::BlockLayout;
 use superslab::{Region, Segment, FULL_FLAG};
+use tiny_layout::BlockLayout;
 use tiny_layout::{class_of, SizeClass, LOOKUP_MAX, MAX_CLASS_SIZE};
 
 /// The block layout of this build: no per-block header.

@@ -113,8 +113,14 @@ impl Model {
         match o {
             Op::Alloc(s, n) => {
                 self.free(s)?;
-                let p = hakmem::API.malloc(n).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-                let l = Live { p, size: n, tag: self.tag };
+                let p = hakmem::API
+                    .malloc(n)
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                let l = Live {
+                    p,
+                    size: n,
+                    tag: self.tag,
+                };
                 // SAFETY: a fresh block of `n` bytes.
                 unsafe { std::ptr::write_bytes(p, l.tag, n) };
                 self.stale.retain(|&a| a != p as usize);
@@ -137,7 +143,11 @@ impl Model {
                     return Ok(());
                 }
                 let a = self.stale[k % self.stale.len()];
-                match self.slots.iter().position(|l| l.as_ref().is_some_and(|l| l.p as usize == a)) {
+                match self
+                    .slots
+                    .iter()
+                    .position(|l| l.as_ref().is_some_and(|l| l.p as usize == a))
+                {
                     // Handed out again since: this free is the new block's.
                     Some(s) => self.free(s)?,
                     None => self.free_refused(a),

@@ -232,10 +232,13 @@ impl<P: PageSource + 'static> ObjectPool<P> {
     /// collects from `queue`.
     pub unsafe fn collect_remote(&mut self, queue: &RemoteQueue<Plain>) -> u32 {
         let (heap, segments) = (&mut self.heap, self.segments);
-        let n = queue.drain(|_| true, |b| {
-            // SAFETY: the caller vouches the block is ours; the queue handed it over.
-            unsafe { heap.free_block(segments, b) };
-        });
+        let n = queue.drain(
+            |_| true,
+            |b| {
+                // SAFETY: the caller vouches the block is ours; the queue handed it over.
+                unsafe { heap.free_block(segments, b) };
+            },
+        );
         self.live -= n as usize;
         n
     }

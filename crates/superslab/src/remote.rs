@@ -144,10 +144,13 @@ impl<L: BlockLayout> RemoteQueue<L> {
 
     /// Takes every queued block into `out` (consumer only); returns how many.
     pub fn take_all(&self, out: &mut FreeList<L>) -> u32 {
-        self.drain(|_| true, |b| {
-            // SAFETY: the block is now exclusively ours.
-            unsafe { out.push(b) }
-        })
+        self.drain(
+            |_| true,
+            |b| {
+                // SAFETY: the block is now exclusively ours.
+                unsafe { out.push(b) }
+            },
+        )
     }
 
     /// Takes every queued block and hands each to `f`, in one pass over the links
@@ -308,7 +311,9 @@ unsafe fn set_next_chain<L: BlockLayout>(b: BlockBase<L>, next: *mut u8) {
 #[inline(always)]
 unsafe fn next_chain<L: BlockLayout>(p: *mut u8) -> *mut u8 {
     // SAFETY: as in `set_next_chain`; `p` is a block (non-null).
-    unsafe { BlockBase::<L>::from_raw(core::ptr::NonNull::new_unchecked(p)).spare_word() as *mut u8 }
+    unsafe {
+        BlockBase::<L>::from_raw(core::ptr::NonNull::new_unchecked(p)).spare_word() as *mut u8
+    }
 }
 
 /// A decoded link or next-chain word of a queued block (`from`, the block it was read

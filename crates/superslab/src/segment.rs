@@ -1873,7 +1873,8 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.swept_frees = u32::MAX;
         let mul = geometry(L::stride(c));
         s.mul.store(mul, Ordering::Relaxed);
-        s.base.store((s.start() as u64).wrapping_mul(mul), Ordering::Relaxed);
+        s.base
+            .store((s.start() as u64).wrapping_mul(mul), Ordering::Relaxed);
         s.limit.store(0, Ordering::Relaxed);
         self.publish(pool.map, s);
         PoolStats::add(&pool.stats.slabs_opened, 1);

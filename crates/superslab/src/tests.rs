@@ -630,7 +630,10 @@ fn a_visitor_takes_back_the_remote_frees_of_full_slabs_only() {
     assert_eq!((slab(0).0.state(), slab(0).0.used()), (SlabState::Empty, 0));
     // Slab 1 is queued again, and its entries now let the owner's fast free in.
     let (s1, r1) = slab(1);
-    assert_eq!((s1.state(), s1.used() as usize), (SlabState::Queued, n - n / 2));
+    assert_eq!(
+        (s1.state(), s1.used() as usize),
+        (SlabState::Queued, n - n / 2)
+    );
     assert_eq!(map.entry(v[n].addr()), tag.entry(r1, false));
     // Slab 2 stays full; the current slab is the owner's: its blocks wait in the queue.
     assert_eq!(slab(2).0.state(), SlabState::Full);
@@ -1034,13 +1037,16 @@ fn remote_frees<L: BlockLayout>() {
             // Odd rounds: `drain`, returning each block (which overwrites its link) before
             // the next is read; even rounds: `take_all`, then return them.
             let n = if round % 2 == 1 {
-                queue.drain(|_| true, |b| {
-                    let a = b.addr();
-                    assert!(handed.contains(&a), "{a:#x} was never handed out");
-                    assert!(seen.insert(a), "{a:#x} came back twice");
-                    check(a, link_end, stride, pattern(a));
-                    unsafe { h.free_block(pool, b) };
-                })
+                queue.drain(
+                    |_| true,
+                    |b| {
+                        let a = b.addr();
+                        assert!(handed.contains(&a), "{a:#x} was never handed out");
+                        assert!(seen.insert(a), "{a:#x} came back twice");
+                        check(a, link_end, stride, pattern(a));
+                        unsafe { h.free_block(pool, b) };
+                    },
+                )
             } else {
                 queue.take_all(&mut got)
             };

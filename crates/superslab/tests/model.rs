@@ -277,10 +277,7 @@ fn check_states<L: BlockLayout>(
         prop_assert!(slab.state() != SlabState::Closed);
         let record = slab as *const Slab<L> as usize - (x.b.addr() & !(SEGMENT_SIZE - 1));
         let want = match tags[x.heap] {
-            Some(t) => t.entry(
-                record,
-                slab.state() == SlabState::Full || slab.has_parked(),
-            ),
+            Some(t) => t.entry(record, slab.state() == SlabState::Full || slab.has_parked()),
             None => superslab::ENTRY_SEGMENT,
         };
         prop_assert_eq!(MAP.entry(x.b.addr()), want);
@@ -437,12 +434,18 @@ fn run<L: BlockLayout>(
                         .collect();
                     let mut counted = 0;
                     // SAFETY: the heap's own queue; nothing else runs the heap.
-                    let adopted =
-                        unsafe { heaps[heap].h.adopt_remote(pool, &queue, |_| true, |_| counted += 1) };
+                    let adopted = unsafe {
+                        heaps[heap]
+                            .h
+                            .adopt_remote(pool, &queue, |_| true, |_| counted += 1)
+                    };
                     prop_assert_eq!((adopted as usize, counted), (of_full.len(), of_full.len()));
                     // What is left (blocks of current and queued slabs) is not walked again.
                     // SAFETY: as above.
-                    prop_assert_eq!(unsafe { heaps[heap].h.adopt_remote(pool, &queue, |_| true, |_| ()) }, 0);
+                    prop_assert_eq!(
+                        unsafe { heaps[heap].h.adopt_remote(pool, &queue, |_| true, |_| ()) },
+                        0
+                    );
                     for a in of_full {
                         // SAFETY: a block the visitor put back on its slab: its slab is
                         // live (queued, or Empty if it was its last).
@@ -452,11 +455,14 @@ fn run<L: BlockLayout>(
                     }
                     n += adopted;
                 }
-                n += queue.drain(|_| true, |b| {
-                    back.insert(b.addr());
-                    // SAFETY: the owner takes back its own block from the queue.
-                    unsafe { heaps[heap].h.free_block(pool, b) };
-                });
+                n += queue.drain(
+                    |_| true,
+                    |b| {
+                        back.insert(b.addr());
+                        // SAFETY: the owner takes back its own block from the queue.
+                        unsafe { heaps[heap].h.free_block(pool, b) };
+                    },
+                );
                 prop_assert_eq!(n as usize, mine.len());
                 prop_assert!(queue.is_empty());
                 prop_assert_eq!(back, addrs.iter().copied().collect::<BTreeSet<_>>());
