@@ -323,16 +323,9 @@ fn compile(src: &Path, exe: &Path) -> Result {
         .arg(exe)
         .arg(src)
         .arg("-ldl");
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "does not compile:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
+    stdout_of(&mut cmd)
+        .map(drop)
+        .map_err(|e| format!("does not compile:\n{e}"))
 }
 
 /// Runs a program (in its own process group, killed whole at the time limit) and captures
