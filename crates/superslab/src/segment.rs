@@ -171,14 +171,22 @@ impl<L: BlockLayout> Slab<L> {
     /// The caller is the slab's owner (or the record is a detached one).
     #[inline(always)]
     pub unsafe fn pop(&mut self) -> Option<BlockBase<L>> {
-        let b = self.list.peek()?;
-        // The head came from a link decoded with the secret: a block of this slab, unless
-        // the link was overwritten after its block was freed (checked layouts check their
-        // links as they read them).
-        // SAFETY: the caller is the owner.
-        if !L::CHECKED && !unsafe { self.holds_block_as_owner(b.addr()) } {
-            return self.list_corrupted(None);
-        }
+        let b = if L::CHECKED {
+            // Checked layouts check their links as they read them.
+            self.list.peek()?
+        } else {
+            // The head came from a link decoded with the slab's key: a block of this
+            // slab, unless the link was overwritten after its block was freed. One test
+            // says "a block of this slab" and "not empty": null is never a block start
+            // (see `geometry`).
+            let head = self.list.peek().map_or(0, |b| b.addr());
+            // SAFETY: the caller is the owner.
+            if !unsafe { self.holds_block_as_owner(head) } {
+                return self.pop_missed(head);
+            }
+            // SAFETY: a carved block start of this slab (the test above): not null.
+            unsafe { block_at::<L>(head) }
+        };
         self.list.pop();
         // SAFETY: `b` was on our list: free and ours, handed out now.
         unsafe { b.clear_free_mark() };
@@ -219,6 +227,17 @@ impl<L: BlockLayout> Slab<L> {
             )
         };
         (addr as u64).wrapping_mul(mul).wrapping_sub(base) < limit
+    }
+
+    /// [`pop`](Self::pop)'s head failed the block-start test: the list is empty (`head` is
+    /// 0), or its head is not a block of this slab (reported).
+    #[cold]
+    #[inline(never)]
+    fn pop_missed(&mut self, head: usize) -> Option<BlockBase<L>> {
+        if head == 0 {
+            return None;
+        }
+        self.list_corrupted(None)
     }
 
     /// A link of the list decoded to something that is not a block of this slab (a write
@@ -612,6 +631,12 @@ fn powi(mut x: f64, mut n: usize) -> f64 {
 /// (`0 < r < stride`, offset below 2^20, `stride` below 2^19), `r × mul` lies in
 /// `[mul, 2^64 − 2^64/stride + stride]` and adding `i × e < 2^20` cannot wrap it: every
 /// such offset maps at or above `mul > 2^44`, every block start `i` to `i × e < 2^20`.
+///
+/// Null is never a block start either (so that [`Slab::pop`] tests "empty" and "a block of
+/// this slab" at once): with `mul = 2^64/stride + ε` (`0 < ε ≤ 1`) and `start = q × stride
+/// + r` (`r ≤ stride − 16`: both are multiples of 16), `start × mul mod 2^64 = r × 2^64 /
+/// stride + start × ε`, below `2^64 − 2^49 + 2^47` (`stride < 2^19`, `start < 2^47`), so
+/// `(0 − start) × mul mod 2^64` is above `2^49 − 2^47`, far above any limit (`< 2^20`).
 pub(crate) const fn geometry(stride: usize) -> u64 {
     let mul = u64::MAX / stride as u64 + 1;
     if mul.wrapping_mul(stride as u64) == 0 {
