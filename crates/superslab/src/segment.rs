@@ -633,9 +633,9 @@ fn powi(mut x: f64, mut n: usize) -> f64 {
 /// such offset maps at or above `mul > 2^44`, every block start `i` to `i × e < 2^20`.
 ///
 /// Null is never a block start either (so that [`Slab::pop`] tests "empty" and "a block of
-/// this slab" at once): with `mul = 2^64/stride + ε` (`0 < ε ≤ 1`) and `start = q × stride
-/// + r` (`r ≤ stride − 16`: both are multiples of 16), `start × mul mod 2^64 = r × 2^64 /
-/// stride + start × ε`, below `2^64 − 2^49 + 2^47` (`stride < 2^19`, `start < 2^47`), so
+/// this slab" at once): with `mul = 2^64/stride + ε` (`0 < ε ≤ 1`) and
+/// `start = q × stride + r` (`r ≤ stride − 16`: both are multiples of 16),
+/// `start × mul mod 2^64 = r × 2^64 / stride + start × ε`, below `2^64 − 2^49 + 2^47` (`stride < 2^19`, `start < 2^47`), so
 /// `(0 − start) × mul mod 2^64` is above `2^49 − 2^47`, far above any limit (`< 2^20`).
 pub(crate) const fn geometry(stride: usize) -> u64 {
     let mul = u64::MAX / stride as u64 + 1;
