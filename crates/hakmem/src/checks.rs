@@ -376,12 +376,15 @@ fn mark_free(b: BlockBase<Layout>) {
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) -> bool {
     let h = heap::current();
-    // SAFETY: `h` is this thread's heap or the empty heap (whose map is empty).
-    let Some(entry) = (unsafe { heap::Heap::map_entry(h, p as usize) }) else {
+    if p as usize >= heap::USER_SPACE {
+        // None of ours (its map entry is another address's): `diagnose` names it.
         // SAFETY: forwarded.
         return unsafe { free_elsewhere(ENTRY_FOREIGN, p) };
-    };
-    // SAFETY: `h` is a real heap (the empty heap's map is empty).
+    }
+    // SAFETY: `h` is this thread's heap or the empty heap (whose entries are `NO_ENTRY`,
+    // never this heap's).
+    let (entry, _) = unsafe { heap::Heap::map_entry(h, p as usize) };
+    // SAFETY: as above.
     let record = (entry as u64 ^ unsafe { (*h).tag }) as usize;
     if record < FULL_FLAG as usize {
         // SAFETY: this heap's live slab, not full: `record` is its record's offset.

@@ -35,7 +35,7 @@ use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::SlabSource;
 use superslab::{
     AddressMap, OwnerTag, PageSource, RemoteQueue, Segment, SegmentPool, Slab, SlabHeap, SpinLock,
-    RECORD_MASK, TAG_UNIT,
+    FULL_FLAG, RECORD_MASK, TAG_UNIT,
 };
 use tiny_layout::CLASS_COUNT;
 
@@ -47,6 +47,16 @@ pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 256);
 /// The large tier: at most 256 MiB of freed mappings cached for at most 1 s, in shards
 /// that threads use by their heap's number ([`Heap::large_shard`]).
 pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 256 << 20, 1000);
+
+/// The entry the empty heap, and every heap under a chunked map, reads for any address
+/// (`Heap::map_entry`): no live slab's and no owner's (its owner bits are 0), and its
+/// [`FULL_FLAG`] bit survives the xor with any heap's tag (a multiple of `TAG_UNIT`), so
+/// free's fast path falls through to the slow path, which asks `MAP`.
+static NO_ENTRY: AtomicU32 = AtomicU32::new(FULL_FLAG);
+const _: () = assert!(FULL_FLAG < TAG_UNIT);
+
+/// The addresses the flat map describes: user space, below 2^47.
+pub const USER_SPACE: usize = 1 << superslab::ADDRESS_BITS;
 
 /// Bytes from one class's slot to the next in a heap (one pointer): malloc's size table
 /// holds `class × CLASS_STRIDE`, the offset of the class's slot.
@@ -92,11 +102,12 @@ pub struct Heap {
     /// The value of this heap's owner tag in the address map (0 on the empty heap),
     /// widened so that the fast path's xor with a (zero-extended) entry needs no extension.
     pub tag: u64,
-    /// The address map's entries (`MAP.entries()`, copied when the heap is created; null
-    /// and 0 on the empty heap, so its fast free always falls through).
+    /// The address map's flat entries (`MAP.entries()`, copied when the heap is created),
+    /// or, on the empty heap and under a chunked map, [`NO_ENTRY`] alone.
     pub map_base: *const AtomicU32,
-    /// Number of entries at `map_base`.
-    pub map_len: usize,
+    /// What of an address indexes `map_base` ([`map_entry`](Self::map_entry)): the 47 bits
+    /// of user space with the flat map; 0 (everything reads `NO_ENTRY`) without it.
+    pub map_mask: usize,
     /// The slabs this heap owns.
     slabs: SlabHeap<Layout>,
     /// Held by the owner's slow paths (every `SlabHeap` call) and by another thread
@@ -184,8 +195,8 @@ impl Heap {
         Heap {
             current: [no_slab; CLASS_COUNT],
             tag: 0,
-            map_base: core::ptr::null(),
-            map_len: 0,
+            map_base: &NO_ENTRY,
+            map_mask: 0,
             slabs: SlabHeap::new(),
             lock: SpinLock::new(),
             last_alloc_ms: 0,
@@ -226,7 +237,9 @@ impl Heap {
             (*h).slabs.set_map_tag(tag);
             (*h).tag = tag.get() as u64;
             let map = MAP.entries();
-            ((*h).map_base, (*h).map_len) = (map.as_ptr(), map.len());
+            if !map.is_empty() {
+                ((*h).map_base, (*h).map_mask) = (map.as_ptr(), USER_SPACE - 1);
+            }
         }
     }
 
@@ -241,9 +254,13 @@ impl Heap {
         unsafe { h.cast::<u8>().add(off).cast::<*mut Slab<Layout>>() }
     }
 
-    /// The address map's entry for `addr`, read through heap `h`'s copy of the map: one
-    /// bound test and one load; `None` outside the map, and always on the empty heap
-    /// (whose map is empty).
+    /// The address map's entry for `addr`, read through heap `h`'s copy of the map, and the
+    /// address it describes, `addr & map_mask`: one `and`, one shift and one load, no
+    /// bound test. With the flat map, the masked address is `addr` itself for every
+    /// address below 2^47 (all a block of ours can have); an address above it reads the
+    /// entry of the user-space address its low 47 bits make (callers refuse it: the
+    /// block-start test on `addr` for block starts, `free_other` for the rest). On the
+    /// empty heap and under a chunked map, every address reads [`NO_ENTRY`].
     ///
     /// `Acquire` (a plain load on x86-64): a full slab's entries are rewritten by
     /// another thread once it has filled the slab's list (`SlabHeap::adopt_remote`, see
@@ -252,15 +269,13 @@ impl Heap {
     /// # Safety
     /// `h` is a heap (the empty heap included).
     #[inline(always)]
-    pub unsafe fn map_entry(h: *const Heap, addr: usize) -> Option<u32> {
-        let i = addr >> superslab::SLICE_SHIFT;
-        // SAFETY: `h` is a heap (caller); `map_base` has `map_len` entries.
+    pub unsafe fn map_entry(h: *const Heap, addr: usize) -> (u32, usize) {
+        // SAFETY: `h` is a heap (caller); `map_base` has an entry for every slice of a
+        // masked address (2^31 of them, or one for the mask 0).
         unsafe {
-            if i < (*h).map_len {
-                Some((*(*h).map_base.add(i)).load(Ordering::Acquire))
-            } else {
-                None
-            }
+            let a = addr & (*h).map_mask;
+            let e = (*(*h).map_base.add(a >> superslab::SLICE_SHIFT)).load(Ordering::Acquire);
+            (e, a)
         }
     }
 
@@ -447,8 +462,9 @@ impl Heap {
     /// next slow path or exit).
     ///
     /// # Safety
-    /// `owner` is the owner token of `b`'s slab (not this heap) and `b` is being freed.
-    pub unsafe fn remote_free_batched(&mut self, owner: usize, b: BlockBase<Layout>) {
+    /// `owner` is the owner token of `b`'s slab (not this heap), `key` its list key, and
+    /// `b` is being freed.
+    pub unsafe fn remote_free_batched(&mut self, owner: usize, key: usize, b: BlockBase<Layout>) {
         if self.pending.owner != owner || self.pending.count >= REMOTE_BATCH {
             self.flush_pending();
             crate::purger::poke(false);
@@ -458,7 +474,7 @@ impl Heap {
             self.pending.tag = unsafe { (*(owner as *const Heap)).tag } as u32;
         }
         // SAFETY: forwarded.
-        unsafe { self.pend(b) }
+        unsafe { self.pend(b, key) }
     }
 
     /// [`remote_free_batched`](Self::remote_free_batched) for a block whose address-map
@@ -467,8 +483,8 @@ impl Heap {
     /// costs one map load, no slab metadata. Returns false (nothing done) otherwise.
     ///
     /// # Safety
-    /// `p` is being freed (a live block of ours, or any pointer that is not ours) and
-    /// `entry` is its slice's map entry.
+    /// `p` is being freed (a live block of ours, or any pointer below 2^47 that is not
+    /// ours) and `entry` is its slice's map entry.
     #[inline(always)]
     pub unsafe fn pend_remote(&mut self, entry: u32, p: *mut u8) -> bool {
         let tag = superslab::owner_tag_bits(entry);
@@ -483,19 +499,22 @@ impl Heap {
         if crate::refused(s, b) {
             return false; // the slow path reports it
         }
-        // SAFETY: `b` is a block of the pending owner's live slab, being freed (caller).
-        unsafe { self.pend(b) };
+        // SAFETY: `b` is a block of the pending owner's live slab `s`, being freed (caller).
+        unsafe { self.pend(b, s.list_key()) };
         true
     }
 
-    /// Adds `b` to the pending chain.
+    /// Adds `b` to the pending chain, with its slab's free mark.
     ///
     /// # Safety
-    /// `b` is being freed and belongs to the pending owner's slab.
+    /// `b` is being freed and belongs to the pending owner's slab, whose list key is `key`.
     #[inline(always)]
-    unsafe fn pend(&mut self, b: BlockBase<Layout>) {
+    unsafe fn pend(&mut self, b: BlockBase<Layout>, key: usize) {
         // SAFETY: the caller gives up `b`; it joins our private pending chain.
-        unsafe { b.set_link(self.pending.head) };
+        unsafe {
+            b.set_link(self.pending.head);
+            b.set_free_mark(key);
+        }
         if self.pending.head.is_none() {
             self.pending.tail = Some(b);
         }
@@ -523,11 +542,16 @@ impl Heap {
     /// Hands a block to its owner heap from a thread without a heap (no batching).
     ///
     /// # Safety
-    /// `owner` is the owner token of `b`'s slab (a heap address) and `b` is being freed.
-    pub unsafe fn remote_free(owner: usize, b: BlockBase<Layout>) {
+    /// `owner` is the owner token of `b`'s slab (a heap address), `key` its list key, and
+    /// `b` is being freed.
+    pub unsafe fn remote_free(owner: usize, key: usize, b: BlockBase<Layout>) {
         // SAFETY: owner tokens are addresses of heaps, which are never unmapped; the
-        // block pins its slab (and so its owner) until the owner takes it back.
-        unsafe { (*(owner as *const Heap)).remote.0.push(b) };
+        // block pins its slab (and so its owner) until the owner takes it back; the block
+        // is ours to mark until it is pushed.
+        unsafe {
+            b.set_free_mark(key);
+            (*(owner as *const Heap)).remote.0.push(b)
+        };
         crate::purger::poke(true);
     }
 

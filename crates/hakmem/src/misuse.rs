@@ -11,10 +11,11 @@ use crate::config;
 use crate::os::Line;
 use ptr_conversion::{Corruption, Report};
 
-/// Draws the per-process secret of free-list links and free marks, and installs the
-/// handler. Called first thing at process set-up, before any block is linked.
+/// Draws the per-process secret the keys of free-list links and free marks derive from,
+/// and installs the handler. Called first thing at process set-up, before any block is
+/// linked.
 pub fn init() {
-    let mut words = [0usize; 1];
+    let mut words = [0u64; 2];
     // SAFETY: `words` is a writable buffer of that many bytes; getrandom does not allocate.
     let n = unsafe {
         libc::getrandom(
@@ -29,14 +30,14 @@ pub fn init() {
     // SAFETY: process set-up, before any block is linked; every later use of the secret
     // happens after `INIT` is published (Release) and seen (Acquire), or after a block
     // handed over by the program from a thread that saw it.
-    unsafe { ptr_conversion::set_secret(words[0]) };
+    unsafe { ptr_conversion::set_secret(words) };
     ptr_conversion::set_misuse_handler(handle);
 }
 
 /// Without `getrandom`: the kernel's 16 random bytes for this process (`AT_RANDOM`),
 /// mixed with the clock and an address (the bytes themselves also seed glibc's stack
 /// guard, which must not be readable from a free block).
-fn fallback_secrets(words: &mut [usize; 1]) {
+fn fallback_secrets(words: &mut [u64; 2]) {
     // SAFETY: getauxval has no preconditions; AT_RANDOM points to 16 readable bytes.
     let at = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const [u64; 2];
     let seed = if at.is_null() {
@@ -47,7 +48,7 @@ fn fallback_secrets(words: &mut [usize; 1]) {
     };
     let mix = crate::os::now_ms() ^ (words as *const _ as u64).rotate_left(32);
     for (i, w) in words.iter_mut().enumerate() {
-        *w = splitmix(seed[i] ^ mix.wrapping_add(i as u64)) as usize;
+        *w = splitmix(seed[i] ^ mix.wrapping_add(i as u64));
     }
 }
 

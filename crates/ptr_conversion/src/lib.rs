@@ -17,22 +17,28 @@
 //!   its complement takes the header's check word while the block is free (see
 //!   [`Header`]): the link's two words are one in the user area and one in the header,
 //!   which leaves the user area's second word free even in the smallest class.
-//! - Plain layouts (the release build) protect links with a per-process secret
-//!   ([`set_secret`]): the stored word is `next ^ addr ^ secret` (`addr` the word's own
-//!   address, so a link copied elsewhere decodes to garbage; null is stored as
-//!   `addr ^ secret`), or, in a list with a key of its own (a slab's list:
-//!   [`BlockBase::link_keyed`], one XOR on malloc's and free's fast paths), `next ^ key`
-//!   with `key = list_key(start)` the secret mixed with the list's address (as mimalloc's
+//! - Plain layouts (the release build) protect links with keys derived one-way from a
+//!   per-process secret ([`set_secret`], a SipHash key that is never stored in user
+//!   memory). A list with a key of its own (a slab's list: [`BlockBase::link_keyed`], one
+//!   XOR on malloc's and free's fast paths) stores `next ^ key`, with `key =
+//!   list_key(start)` the SipHash of the list's address under the secret (as mimalloc's
 //!   secure mode keys each page: a link copied within its slab decodes to a block of that
-//!   slab, elsewhere to garbage), and the word after it holds the *free mark* (the secret itself: one
-//!   value for both keeps one load on free's fast path; a program that can read a free
-//!   block learns it either way, from the mark or from a link whose target it can guess)
-//!   while the block is free: [`BlockBase::set_link`] writes it, [`BlockBase::is_marked_free`]
-//!   tests it (a free of a block that carries it is a double free, with a false positive
-//!   probability of 2^-64 for a live block's data) and [`BlockBase::clear_free_mark`]
-//!   erases it when the block is handed out. Whoever follows a decoded link checks that it
-//!   is a block of the same slab before touching it (`superslab`).
-//! - The secret is set once, before any block is linked, and never changes.
+//!   slab, elsewhere to garbage); other chains of blocks (a freeing thread's batches, the
+//!   remote queue: [`BlockBase::link`]) store `next ^ addr ^ chain_key` (`addr` the word's
+//!   own address; `chain_key` the SipHash of a constant under the secret). Anyone who
+//!   reads a free block learns at most its slab's key (its tail link stores it) or the
+//!   chain key, and from either neither the secret nor another slab's key.
+//! - A free block of a plain layout carries its slab's key in the word after its link, the
+//!   *free mark*, from the moment it is freed until it is handed out again: the list
+//!   writes it with the link ([`BlockBase::set_link_keyed`]), a chain's owner with
+//!   [`BlockBase::set_free_mark`] (a chain's link, [`BlockBase::set_link`], leaves it);
+//!   [`BlockBase::is_marked_free`] tests it against the key of the block's slab (a free of
+//!   a block that carries it is a double free, with a false positive probability of 2^-63
+//!   for a live block's data) and [`BlockBase::clear_free_mark`] erases it when the block
+//!   is handed out. Whoever follows a decoded link checks that it is a block of the same
+//!   slab before touching it (`superslab`).
+//! - The secret is set once, before any block is linked, and never changes; so do the
+//!   keys derived from it.
 //! - The header ([`Header`], 16 bytes, only in layouts with `HEADER_SIZE == 16`) is only
 //!   encoded and decoded here.
 //!
@@ -180,8 +186,9 @@ impl<L: BlockLayout> BlockBase<L> {
         NonNull::new(raw as *mut u8).map(|p| BlockBase(p, PhantomData))
     }
 
-    /// Writes the free-list link of this (now free) block, encoded; in plain layouts also
-    /// its free mark (the word after the link), so that a second free of it is seen.
+    /// Writes the free-list link of this (now free) block, encoded (plain layouts: with the
+    /// chain key and the word's address). Leaves the free mark as it is: a chain's owner
+    /// writes it with [`set_free_mark`](Self::set_free_mark).
     ///
     /// # Safety
     /// The caller owns the block and it is free (its user bytes are no longer in use).
@@ -197,7 +204,6 @@ impl<L: BlockLayout> BlockBase<L> {
                 self.link_check().write(!enc);
             } else {
                 slot.write(encode(raw, slot.as_ptr() as usize));
-                self.mark_slot().write(secret());
             }
         }
     }
@@ -222,7 +228,8 @@ impl<L: BlockLayout> BlockBase<L> {
     }
 
     /// [`set_link`](Self::set_link) for a list whose links are encoded with its own `key`
-    /// (see [`link_keyed`](Self::link_keyed)); writes the free mark as `set_link` does.
+    /// (see [`link_keyed`](Self::link_keyed)), and the block's free mark: the key itself
+    /// (a slab's list key is the mark of its blocks; one word in hand for both).
     ///
     /// # Safety
     /// As for [`set_link`](Self::set_link).
@@ -236,20 +243,35 @@ impl<L: BlockLayout> BlockBase<L> {
         // SAFETY: as in `set_link`; the caller owns the block.
         unsafe {
             self.0.add(L::LINK_OFFSET).cast::<usize>().write(raw ^ key);
-            self.mark_slot().write(secret());
+            self.mark_slot().write(key);
         }
     }
 
-    /// Whether this block carries the free mark (plain layouts; always false in checked
-    /// layouts, whose header says Free instead): a block being freed that carries it is
-    /// already free (in a slab's list or a remote queue), except with probability 2^-64.
+    /// Whether this block carries the free mark of its slab, whose list key is `key`
+    /// (plain layouts; always false in checked layouts, whose header says Free instead): a
+    /// block being freed that carries it is already free (in its slab's list, a pending
+    /// batch or a remote queue), except with probability 2^-63.
     ///
     /// # Safety
     /// BASE points into mapped memory of a slab laid out with `L`.
     #[inline(always)]
-    pub unsafe fn is_marked_free(self) -> bool {
+    pub unsafe fn is_marked_free(self, key: usize) -> bool {
         // SAFETY: (caller) the block's first 16 bytes are mapped.
-        !L::CHECKED && unsafe { self.mark_slot().read() } == secret()
+        !L::CHECKED && unsafe { self.mark_slot().read() } == key
+    }
+
+    /// Writes the free mark of a block that joins a chain (whose links,
+    /// [`set_link`](Self::set_link), carry none): `key` is the list key of the block's
+    /// slab (plain layouts; no-op in checked layouts).
+    ///
+    /// # Safety
+    /// The caller owns the free block.
+    #[inline(always)]
+    pub unsafe fn set_free_mark(self, key: usize) {
+        if !L::CHECKED {
+            // SAFETY: (caller) our block, at least 16 bytes.
+            unsafe { self.mark_slot().write(key) }
+        }
     }
 
     /// Erases the free mark of a block being handed out (plain layouts; no-op in checked
@@ -529,52 +551,112 @@ impl<L: BlockLayout> UserPtr<L> {
 /// Mixed into encoded links (checked layouts).
 const LINK_KEY: usize = 0x5a17_c0de_d00d_f00d;
 
-/// The per-process secret of plain layouts (see the crate invariants).
-struct SecretCell(core::cell::UnsafeCell<usize>);
+/// The per-process secret of plain layouts (see the crate invariants): a SipHash key,
+/// and the chain key derived from it.
+struct SecretCell(core::cell::UnsafeCell<Secret>);
 // SAFETY: written once by `set_secret`, whose caller makes that write happen before any
 // read (see there); read-only afterwards.
 unsafe impl Sync for SecretCell {}
 
-/// Until [`set_secret`] runs (tests of the boxes alone), a fixed value.
-static SECRET: SecretCell = SecretCell(core::cell::UnsafeCell::new(0x3c6e_f372_fe94_f82b));
+#[derive(Clone, Copy)]
+struct Secret {
+    key: [u64; 2],
+    chain_key: usize,
+}
+
+impl Secret {
+    const fn new(key: [u64; 2]) -> Secret {
+        Secret {
+            key,
+            chain_key: siphash24(key, CHAIN_INPUT) as usize,
+        }
+    }
+}
+
+/// What the chain key is the hash of: no slab starts at address 0, so no list key is it.
+const CHAIN_INPUT: u64 = 0;
+
+/// Until [`set_secret`] runs (tests of the boxes alone), a fixed key.
+static SECRET: SecretCell = SecretCell(core::cell::UnsafeCell::new(Secret::new([
+    0x3c6e_f372_fe94_f82b,
+    0xa54f_f53a_5f1d_36f1,
+])));
 
 #[inline(always)]
-fn secret() -> usize {
+fn secret() -> Secret {
     // SAFETY: see `SecretCell`: no write races with this read.
     unsafe { *SECRET.0.get() }
 }
 
-/// Sets the per-process secret of plain layouts, mixed into every stored link and written
-/// as the free mark (it should be random; its lowest bit is set, so that it is never 0,
-/// which is what a block handed out holds there).
+/// Sets the per-process secret of plain layouts, the key every list key and the chain key
+/// are derived from (see the crate invariants; it should be random).
 ///
 /// # Safety
-/// Called at most once, before any block of a plain layout is linked or tested, and
-/// before any other thread can use this crate (or with a happens-before edge to every
-/// later use, as a process set-up published with Release/Acquire gives).
-pub unsafe fn set_secret(value: usize) {
+/// Called at most once, before any block of a plain layout is linked or tested and any
+/// list key is made, and before any other thread can use this crate (or with a
+/// happens-before edge to every later use, as a process set-up published with
+/// Release/Acquire gives).
+pub unsafe fn set_secret(key: [u64; 2]) {
     // SAFETY: (caller) nobody reads the secret concurrently.
-    unsafe { *SECRET.0.get() = value | 1 }
+    unsafe { *SECRET.0.get() = Secret::new(key) }
 }
 
-/// The key of a list of blocks starting at `start` (a slab's list): the per-process
-/// secret mixed with the list's address, so that each slab encodes its links differently
-/// (as mimalloc's secure mode keys each page) and one XOR encodes or decodes a link.
-#[inline]
+/// The key of a list of blocks starting at `start` (a slab's list; computed when the
+/// slab opens): the SipHash-2-4 of `start` under the per-process secret, never 0 (the
+/// word a handed-out block holds where a free one holds its mark). One-way: a key read
+/// from a free block gives neither the secret nor the key of any other list.
 pub fn list_key(start: usize) -> usize {
-    secret() ^ start.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    siphash24(secret().key, start as u64) as usize | 1
 }
 
-/// A word stored at address `at` for `value` (plain layouts' links and spare words).
+/// SipHash-2-4 (Aumasson and Bernstein) of the 8 bytes of `m` (little-endian) under `key`.
+const fn siphash24(key: [u64; 2], m: u64) -> u64 {
+    const fn rounds(mut v: [u64; 4], n: usize) -> [u64; 4] {
+        let mut i = 0;
+        while i < n {
+            v[0] = v[0].wrapping_add(v[1]);
+            v[1] = v[1].rotate_left(13) ^ v[0];
+            v[0] = v[0].rotate_left(32);
+            v[2] = v[2].wrapping_add(v[3]);
+            v[3] = v[3].rotate_left(16) ^ v[2];
+            v[0] = v[0].wrapping_add(v[3]);
+            v[3] = v[3].rotate_left(21) ^ v[0];
+            v[2] = v[2].wrapping_add(v[1]);
+            v[1] = v[1].rotate_left(17) ^ v[2];
+            v[2] = v[2].rotate_left(32);
+            i += 1;
+        }
+        v
+    }
+    let mut v = [
+        key[0] ^ 0x736f_6d65_7073_6575,
+        key[1] ^ 0x646f_7261_6e64_6f6d,
+        key[0] ^ 0x6c79_6765_6e65_7261,
+        key[1] ^ 0x7465_6462_7974_6573,
+    ];
+    // One 8-byte block, then the final block: the length (8) in the top byte.
+    let last = 8u64 << 56;
+    v[3] ^= m;
+    v = rounds(v, 2);
+    v[0] ^= m;
+    v[3] ^= last;
+    v = rounds(v, 2);
+    v[0] ^= last;
+    v[2] ^= 0xff;
+    v = rounds(v, 4);
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// A word stored at address `at` for `value` (plain layouts' chain links and spare words).
 #[inline(always)]
 fn encode(value: usize, at: usize) -> usize {
-    value ^ at ^ secret()
+    value ^ at ^ secret().chain_key
 }
 
 /// The value a word stored at `at` holds (the inverse of `encode`).
 #[inline(always)]
 fn decode(stored: usize, at: usize) -> usize {
-    stored ^ at ^ secret()
+    stored ^ at ^ secret().chain_key
 }
 
 /// What the checked build found wrong.
@@ -998,6 +1080,68 @@ mod tests {
             b.0[..16].fill(0x31);
             base::<Guarded>(&mut b).link();
         }
+    }
+
+    #[test]
+    fn siphash_is_the_reference_siphash_2_4() {
+        #[allow(deprecated)]
+        fn reference(key: [u64; 2], m: u64) -> u64 {
+            use core::hash::{Hasher, SipHasher};
+            let mut h = SipHasher::new_with_keys(key[0], key[1]);
+            h.write(&m.to_le_bytes());
+            h.finish()
+        }
+        // The paper's test vector: key 00 01 .. 0f, message 00 01 .. 07.
+        let key = [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908];
+        assert_eq!(siphash24(key, 0x0706_0504_0302_0100), 0x93f5_f579_9a93_2462);
+        for (i, m) in [0u64, 1, 0x7f12_3456_0000, u64::MAX]
+            .into_iter()
+            .enumerate()
+        {
+            let key = [0x3c6e_f372_fe94_f82b ^ i as u64, 0xa54f_f53a_5f1d_36f1];
+            assert_eq!(siphash24(key, m), reference(key, m), "message {m:#x}");
+        }
+    }
+
+    #[test]
+    fn list_keys_are_distinct_odd_and_not_the_chain_key() {
+        let keys: std::vec::Vec<usize> = (1..=64).map(|i| list_key(i << 16)).collect();
+        for (i, &k) in keys.iter().enumerate() {
+            assert_eq!(k & 1, 1);
+            assert_ne!(k, secret().chain_key);
+            assert!(
+                keys[..i].iter().all(|&o| o != k),
+                "slab {} repeats a key",
+                i + 1
+            );
+        }
+    }
+
+    /// A slab's list writes its key as the free mark with each link; a chain's link leaves
+    /// the mark to the chain's owner.
+    #[test]
+    fn the_free_mark_is_the_list_key() {
+        let (mut b, mut other) = (Block([0; 64]), Block([0; 64]));
+        let (p, n) = (base::<Plain>(&mut b), base::<Plain>(&mut other));
+        let key = list_key(0x7f00_0001_0000);
+        unsafe {
+            p.set_link_keyed(Some(n), key);
+            assert!(p.is_marked_free(key));
+            assert!(!p.is_marked_free(list_key(0x7f00_0002_0000)));
+            assert_eq!(p.link_keyed(key), Some(n));
+            p.clear_free_mark();
+            assert!(!p.is_marked_free(key));
+            p.set_link(Some(n));
+            assert!(!p.is_marked_free(key));
+            assert_eq!(p.link(), Some(n));
+            p.set_free_mark(key);
+            assert!(p.is_marked_free(key));
+            assert_eq!(p.link(), Some(n));
+        }
+        // The chain link's word is neither the address nor the slab key mixed in.
+        let raw = unsafe { p.as_ptr().cast::<usize>().read() };
+        assert_ne!(raw, n.addr() ^ key);
+        assert_eq!(raw, n.addr() ^ p.addr() ^ secret().chain_key);
     }
 
     #[test]

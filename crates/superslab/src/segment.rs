@@ -157,6 +157,13 @@ impl<L: BlockLayout> Slab<L> {
     pub fn state(&self) -> SlabState {
         self.state
     }
+    /// The key of the slab's list (`ptr_conversion::list_key` of its start): what its links
+    /// are XORed with, and the free mark of its free blocks (`BlockBase::is_marked_free`),
+    /// also while they wait in a pending batch or a remote queue.
+    #[inline(always)]
+    pub fn list_key(&self) -> usize {
+        self.list.key()
+    }
     /// Address of the slab's first block.
     #[inline(always)]
     pub fn start(&self) -> usize {
@@ -197,8 +204,11 @@ impl<L: BlockLayout> Slab<L> {
     /// Whether `addr` is the start of a block of this slab carved so far: one multiply,
     /// one subtract and one compare (no division). `(addr - start) × mul mod 2^64` is
     /// `i × e` for the block start `i × stride` (`e = mul × stride mod 2^64`, in
-    /// `1 ..= stride`), and at least `mul > 2^64 / stride` for any other offset below
-    /// 2^20 (see `geometry`), so `< carved × e` holds exactly for carved block starts.
+    /// `1 ..= 2 × stride`), and at least `mul > 2^64 / stride` for any other offset below
+    /// 2^20 (see `geometry`), so `< carved × e` holds exactly for carved block starts; a
+    /// carved block's start plus a nonzero multiple of 2^47 (an address above user space)
+    /// is refused too (`geometry`), but other addresses at or above 2^47 may pass: callers
+    /// test addresses below 2^47.
     /// Always false for a record that is not a live slab's. Any thread may ask (the
     /// answer for a slab of another owner is as of that owner's last carve it has seen).
     #[inline(always)]
@@ -626,24 +636,24 @@ fn powi(mut x: f64, mut n: usize) -> f64 {
 }
 
 /// The multiplier of the block-start test ([`Slab::holds_block`]) for blocks `stride`
-/// bytes apart: `floor(2^64 / stride) + 1`, plus one more when `stride` divides 2^64, so
-/// that `e = mul × stride mod 2^64` lies in `1 ..= stride`. For an offset `i × stride + r`
-/// (`0 < r < stride`, offset below 2^20, `stride` below 2^19), `r × mul` lies in
-/// `[mul, 2^64 − 2^64/stride + stride]` and adding `i × e < 2^20` cannot wrap it: every
-/// such offset maps at or above `mul > 2^44`, every block start `i` to `i × e < 2^20`.
+/// bytes apart: the least odd number above `2^64 / stride`, so that `e = mul × stride mod
+/// 2^64` lies in `1 ..= 2 × stride`. For an offset `i × stride + r` (`0 < r < stride`,
+/// offset below 2^20, `stride` below 2^19), `r × mul` lies in `[mul, 2^64 − 2^64/stride +
+/// 2 × stride]` and adding `i × e < 2^21` cannot wrap it: every such offset maps at or
+/// above `mul > 2^44`, every block start `i` to `i × e < 2^21`. Odd, so that a block start
+/// plus any nonzero multiple of 2^47 below 2^64 (an address above user space whose low
+/// bits are a block's) maps to `i × e + 2^47 × (h × mul mod 2^17)`, at least 2^47: refused.
 ///
 /// Null is never a block start either (so that [`Slab::pop`] tests "empty" and "a block of
-/// this slab" at once): with `mul = 2^64/stride + ε` (`0 < ε ≤ 1`) and
+/// this slab" at once): with `mul = 2^64/stride + ε` (`0 < ε ≤ 2`) and
 /// `start = q × stride + r` (`r ≤ stride − 16`: both are multiples of 16),
-/// `start × mul mod 2^64 = r × 2^64 / stride + start × ε`, below `2^64 − 2^49 + 2^47` (`stride < 2^19`, `start < 2^47`), so
-/// `(0 − start) × mul mod 2^64` is above `2^49 − 2^47`, far above any limit (`< 2^20`).
+/// `start × mul mod 2^64 = r × 2^64 / stride + start × ε`, below `2^64 − 2^49 + 2^48`
+/// (`stride < 2^19`, `start < 2^47`), so `(0 − start) × mul mod 2^64` is above 2^48, far
+/// above any limit (`< 2^21`).
 pub(crate) const fn geometry(stride: usize) -> u64 {
-    let mul = u64::MAX / stride as u64 + 1;
-    if mul.wrapping_mul(stride as u64) == 0 {
-        mul + 1
-    } else {
-        mul
-    }
+    // `u64::MAX / stride + 1` is `ceil(2^64 / stride)`, or `2^64 / stride` exactly for a
+    // power of two (which `| 1` moves above it).
+    (u64::MAX / stride as u64 + 1) | 1
 }
 static_assertions::const_assert!(tiny_layout::MAX_SLAB_BYTES <= 1 << 20);
 
@@ -1464,8 +1474,12 @@ impl<L: BlockLayout> SlabHeap<L> {
                 counted(s.class());
                 adopted += 1;
             } else {
-                // SAFETY: the drain gave us `b`; it joins the chain we put back.
-                unsafe { b.set_link(rest.map(|(head, _)| head)) };
+                // SAFETY: the drain gave us `b`; it joins the chain we put back, with its
+                // slab's free mark (a chain head's next-chain word had replaced it).
+                unsafe {
+                    b.set_link(rest.map(|(head, _)| head));
+                    b.set_free_mark(s.list_key());
+                }
                 rest = Some((b, rest.map_or(b, |(_, tail)| tail)));
             }
         });

@@ -265,6 +265,11 @@ fn check_blocks<L: BlockLayout>(
             assert_eq!(s.capacity() as usize, L::blocks_per_slab(c));
             assert!(a >= s.start() && a + stride <= s.start() + s.capacity() as usize * stride);
             assert_eq!((a - s.start()) % stride, 0);
+            assert!(s.holds_block(a));
+            // An address above user space whose low 47 bits are this block's is not it.
+            for h in [1, 2, 0x8000, 0x1_ffff] {
+                assert!(!s.holds_block(a | h << 47), "{a:#x} + {h:#x} << 47");
+            }
             // Slabs are aligned to their size (runs of slices aligned to their length).
             assert_eq!(s.start() % c.slab_bytes(), 0);
             assert!(s.used() >= 1);
@@ -1493,4 +1498,38 @@ fn null_is_never_a_block_start() {
     }
     check::<Plain>();
     check::<Guarded>();
+}
+
+/// The block-start test's multiplier, for the stride of every class in both layouts: odd,
+/// `e` in `1 ..= 2 × stride`, exact for every offset of a slab's span (every offset `r`
+/// within a block maps at or above the limit, with or without `i × e` added, and no block
+/// start does), and a block start plus a nonzero multiple of 2^47 maps above the limit.
+#[test]
+fn the_block_start_test_is_exact_for_every_class() {
+    fn check(stride: usize, capacity: usize) {
+        let mul = crate::segment::geometry(stride);
+        assert_eq!(mul & 1, 1, "stride {stride}");
+        let e = mul.wrapping_mul(stride as u64);
+        assert!((1..=2 * stride as u64).contains(&e), "stride {stride}");
+        let limit = capacity as u64 * e;
+        let last = (capacity as u64 - 1) * e;
+        for r in 1..stride as u64 {
+            let lo = r.wrapping_mul(mul);
+            assert!(lo >= limit, "stride {stride}, offset {r}");
+            assert!(
+                lo.checked_add(last).is_some(),
+                "stride {stride}, offset {r} wraps"
+            );
+        }
+        for i in [0, capacity as u64 - 1] {
+            for h in [1u64, 2, 3, 1 << 8, 0x1_0000, 0x1_ffff] {
+                let v = (i * stride as u64 + (h << 47)).wrapping_mul(mul);
+                assert!(v >= limit, "stride {stride}, block {i} + {h} << 47");
+            }
+        }
+    }
+    for c in SizeClass::all() {
+        check(Plain::stride(c), Plain::blocks_per_slab(c));
+        check(Guarded::stride(c), Guarded::blocks_per_slab(c));
+    }
 }

@@ -69,8 +69,9 @@ use tiny_layout::CLASS_COUNT;
 ///
 /// With `KEYED`, the stack stores its links XORed with a key of its own
 /// ([`with_key`](Self::with_key), `ptr_conversion::BlockBase::link_keyed`: one XOR per
-/// link, a slab's list); without, as `ptr_conversion::BlockBase::link` does (the link's
-/// address and the per-process secret), as chains and other lists of blocks do.
+/// link, and the key is the free mark of its blocks: a slab's list); without, as
+/// `ptr_conversion::BlockBase::link` does (the link's address and the chain key, no free
+/// mark), as chains and other lists of blocks do.
 pub struct Stack<L: BlockLayout, const KEYED: bool = false> {
     head: Option<BlockBase<L>>,
     /// What every link is XORed with when `KEYED`.
@@ -86,6 +87,12 @@ impl<L: BlockLayout, const KEYED: bool> Stack<L, KEYED> {
     /// uses `ptr_conversion::list_key` of its start).
     pub const fn with_key(key: usize) -> Self {
         Stack { head: None, key }
+    }
+    /// The key its links are XORed with when `KEYED` (a slab's list: also its blocks' free
+    /// mark, see `ptr_conversion::BlockBase::set_link_keyed`).
+    #[inline(always)]
+    pub fn key(&self) -> usize {
+        self.key
     }
     /// Empties the stack (its blocks are dropped from it; the key stays).
     pub fn clear(&mut self) {
