@@ -53,9 +53,11 @@
 //!   ([`Slab::holds_block`]: true exactly for the starts of its carved blocks; false for
 //!   every record of a closed slab). Only blocks it accepts go onto a slab's list (the
 //!   facade tests every free), and a link read from free memory is tested before it is
-//!   followed: [`Slab::pop`] tests the list's head before it decodes the head's link (a
-//!   link overwritten after free is reported through `ptr_conversion::misuse` and the
-//!   list dropped there), the sparse sweep tests the whole list before walking it, and
+//!   followed: [`Slab::pop`] tests that the list's head lies in the slab's carved part
+//!   before it decodes the head's link (a link overwritten after free is reported through
+//!   `ptr_conversion::misuse` and the list dropped there; a forged link into the carved
+//!   part passes, see `docs/security.md`), the sparse sweep tests the whole list with the
+//!   block-start test before walking it, and
 //!   [`RemoteQueue::drain`] hands every decoded link to its caller's test first.
 //! - No queued slab is empty: the free that takes a queued slab's `used` to 0 closes it
 //!   ([`SlabHeap::emptied`]); a current slab may be empty (its owner pops from it next).

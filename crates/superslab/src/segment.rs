@@ -87,6 +87,12 @@ pub struct Slab<L: BlockLayout> {
     /// Bit i set: the slab's page i (of [`PAGE`] bytes) was given back to the OS, and
     /// the carved blocks overlapping it are parked: free, but on no list.
     purged: u64,
+    /// Where the list's blocks lie: `[list_lo, list_lo + list_span)`, the carved part of
+    /// the slab (span 0 while closed). [`pop`](Self::pop) tests the list's head against it
+    /// before it reads the head's link. In the record's second cache line: only the current
+    /// slab's are read on a fast path (a free touches the first line only).
+    list_lo: usize,
+    list_span: usize,
 }
 
 /// log2 of a slab record's size: record offsets in map entries are multiples of it.
@@ -123,6 +129,8 @@ impl<L: BlockLayout> Slab<L> {
             next: null_mut(),
             prev: null_mut(),
             purged: 0,
+            list_lo: 0,
+            list_span: 0,
         }
     }
     /// The size class of the slab's blocks.
@@ -182,16 +190,14 @@ impl<L: BlockLayout> Slab<L> {
             // Checked layouts check their links as they read them.
             self.list.peek()?
         } else {
-            // The head came from a link decoded with the slab's key: a block of this
-            // slab, unless the link was overwritten after its block was freed. One test
-            // says "a block of this slab" and "not empty": null is never a block start
-            // (see `geometry`).
+            // The head came from a link decoded with the slab's key: in the carved part of
+            // this slab, unless the link was overwritten after its block was freed. One
+            // test says "in this slab" and "not empty": null lies below any slab.
             let head = self.list.peek().map_or(0, |b| b.addr());
-            // SAFETY: the caller is the owner.
-            if !unsafe { self.holds_block_as_owner(head) } {
+            if head.wrapping_sub(self.list_lo) >= self.list_span {
                 return self.pop_missed(head);
             }
-            // SAFETY: a carved block start of this slab (the test above): not null.
+            // SAFETY: an address in the carved part of this slab (the test above): not null.
             unsafe { block_at::<L>(head) }
         };
         self.list.pop();
@@ -239,8 +245,8 @@ impl<L: BlockLayout> Slab<L> {
         (addr as u64).wrapping_mul(mul).wrapping_sub(base) < limit
     }
 
-    /// [`pop`](Self::pop)'s head failed the block-start test: the list is empty (`head` is
-    /// 0), or its head is not a block of this slab (reported).
+    /// [`pop`](Self::pop)'s head is not in the carved part of the slab: the list is empty
+    /// (`head` is 0), or its head is not a block of this slab (reported).
     #[cold]
     #[inline(never)]
     fn pop_missed(&mut self, head: usize) -> Option<BlockBase<L>> {
@@ -350,13 +356,14 @@ impl<L: BlockLayout> Slab<L> {
         n
     }
 
-    /// The block-start test's limit for the blocks carved so far (see [`holds_block`]).
-    fn set_limit(&self) {
-        let e = self
-            .mul
-            .load(Ordering::Relaxed)
-            .wrapping_mul(L::stride(self.class_) as u64);
+    /// The block-start test's limit and the list's bounds for the blocks carved so far
+    /// (see [`holds_block`] and [`pop`](Self::pop)).
+    fn set_limit(&mut self) {
+        let stride = L::stride(self.class_);
+        let e = self.mul.load(Ordering::Relaxed).wrapping_mul(stride as u64);
         self.limit.store(self.carved as u64 * e, Ordering::Relaxed);
+        self.list_lo = self.start();
+        self.list_span = self.carved as usize * stride;
     }
 
     /// Carves one block for the caller (not through the list), and tells whether its
@@ -643,19 +650,15 @@ fn powi(mut x: f64, mut n: usize) -> f64 {
 /// above `mul > 2^44`, every block start `i` to `i × e < 2^21`. Odd, so that a block start
 /// plus any nonzero multiple of 2^47 below 2^64 (an address above user space whose low
 /// bits are a block's) maps to `i × e + 2^47 × (h × mul mod 2^17)`, at least 2^47: refused.
-///
-/// Null is never a block start either (so that [`Slab::pop`] tests "empty" and "a block of
-/// this slab" at once): with `mul = 2^64/stride + ε` (`0 < ε ≤ 2`) and
-/// `start = q × stride + r` (`r ≤ stride − 16`: both are multiples of 16),
-/// `start × mul mod 2^64 = r × 2^64 / stride + start × ε`, below `2^64 − 2^49 + 2^48`
-/// (`stride < 2^19`, `start < 2^47`), so `(0 − start) × mul mod 2^64` is above 2^48, far
-/// above any limit (`< 2^21`).
 pub(crate) const fn geometry(stride: usize) -> u64 {
     // `u64::MAX / stride + 1` is `ceil(2^64 / stride)`, or `2^64 / stride` exactly for a
     // power of two (which `| 1` moves above it).
     (u64::MAX / stride as u64 + 1) | 1
 }
 static_assertions::const_assert!(tiny_layout::MAX_SLAB_BYTES <= 1 << 20);
+// `Slab::pop`'s bounds test refuses null: a slab lies above the first segment, which is
+// never ours, and spans less than a segment.
+static_assertions::const_assert!(tiny_layout::MAX_SLAB_BYTES < SEGMENT_SIZE);
 
 /// The block whose BASE is `addr`.
 ///
@@ -1914,7 +1917,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         s.mul.store(mul, Ordering::Relaxed);
         s.base
             .store((s.start() as u64).wrapping_mul(mul), Ordering::Relaxed);
-        s.limit.store(0, Ordering::Relaxed);
+        s.set_limit();
         self.publish(pool.map, s);
         PoolStats::add(&pool.stats.slabs_opened, 1);
         Some(s)
@@ -1955,6 +1958,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             e.slices = 0;
             e.state = SlabState::Closed;
             e.limit.store(0, Ordering::Relaxed);
+            e.list_span = 0;
             // `owner()` is 0 from now on (`slices` is 0), so a stale free into a closed
             // slab never takes an owner's path.
         }

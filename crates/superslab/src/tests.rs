@@ -1460,46 +1460,6 @@ fn sweeps_pass_over_busy_dense_and_current_slabs() {
 
 // ---- 8. the block-start test ----
 
-/// `Slab::pop` tests "not empty" and "a block of this slab" at once: the test must refuse
-/// null for every class and layout, whatever the slab's address (`geometry`'s proof).
-#[test]
-fn null_is_never_a_block_start() {
-    fn check<L: BlockLayout>() {
-        let segments = (1u64 << ADDRESS_BITS) / SEGMENT_SIZE as u64;
-        for c in SizeClass::all() {
-            let stride = L::stride(c);
-            let mul = crate::segment::geometry(stride);
-            let limit = L::blocks_per_slab(c) as u64 * mul.wrapping_mul(stride as u64);
-            let n = c.slab_bytes() / SLICE_SIZE;
-            let mut x = 0x9e37_79b9_7f4a_7c15u64;
-            // The first and last segments of the address space, and 4096 spread between.
-            for k in 0..4098u64 {
-                let seg = match k {
-                    0 => 1,
-                    1 => segments - 1,
-                    _ => {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        1 + x % (segments - 1)
-                    }
-                } * SEGMENT_SIZE as u64;
-                for first in (n..crate::SLICES).step_by(n) {
-                    let start = seg + ((first as u64) << crate::SLICE_SHIFT);
-                    let base = start.wrapping_mul(mul);
-                    assert!(
-                        0u64.wrapping_sub(base) >= limit,
-                        "class {} stride {stride}: null passes at slab {start:#x}",
-                        c.index()
-                    );
-                }
-            }
-        }
-    }
-    check::<Plain>();
-    check::<Guarded>();
-}
-
 /// The block-start test's multiplier, for the stride of every class in both layouts: odd,
 /// `e` in `1 ..= 2 × stride`, exact for every offset of a slab's span (every offset `r`
 /// within a block maps at or above the limit, with or without `i × e` added, and no block
