@@ -376,15 +376,12 @@ fn mark_free(b: BlockBase<Layout>) {
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) -> bool {
     let h = heap::current();
-    if p as usize >= heap::USER_SPACE {
-        // None of ours (its map entry is another address's): `diagnose` names it.
+    // SAFETY: `h` is this thread's heap or the empty heap (whose map is empty).
+    let Some(entry) = (unsafe { heap::Heap::map_entry(h, p as usize) }) else {
         // SAFETY: forwarded.
         return unsafe { free_elsewhere(ENTRY_FOREIGN, p) };
-    }
-    // SAFETY: `h` is this thread's heap or the empty heap (whose entries are `NO_ENTRY`,
-    // never this heap's).
-    let (entry, _) = unsafe { heap::Heap::map_entry(h, p as usize) };
-    // SAFETY: as above.
+    };
+    // SAFETY: `h` is a real heap (the empty heap's map is empty).
     let record = (entry as u64 ^ unsafe { (*h).tag }) as usize;
     if record < FULL_FLAG as usize {
         // SAFETY: this heap's live slab, not full: `record` is its record's offset.

@@ -178,34 +178,32 @@ impl Alloc {
         }
         let h = heap::current();
         // SAFETY: `h` is this thread's heap or the empty heap.
-        let (entry, a) = unsafe { heap::Heap::map_entry(h, p as usize) };
-        // SAFETY: as above.
-        let record = (entry as u64 ^ unsafe { (*h).tag }) as usize;
-        if record < FULL_FLAG as usize {
-            // SAFETY: the entry is that of a live slab of this heap, not full: `record` is
-            // its record's offset in the segment of `a` (`p` itself, unless `p` lies above
-            // user space: the block-start test of `p` below refuses it before anything
-            // reads `p`, unless its low 47 bits and high bits are made to pass, see
-            // `docs/security.md`).
-            let s = unsafe { Segment::<Layout>::slab_at(a, record) };
-            // SAFETY: `p` is not null (the first slice is never ours); whether it is a
-            // block start of our slab is tested next (the checked build verified it).
-            let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-            // SAFETY: our slab, in whose memory `b` lies once it passes the test.
-            if !<Layout as BlockLayout>::CHECKED
-                && unsafe {
-                    !(*s).holds_block_as_owner(b.addr()) || b.is_marked_free((*s).list_key())
+        if let Some(entry) = unsafe { heap::Heap::map_entry(h, p as usize) } {
+            // SAFETY: as above.
+            let record = (entry as u64 ^ unsafe { (*h).tag }) as usize;
+            if record < FULL_FLAG as usize {
+                // SAFETY: the entry is that of a live slab of this heap, not full: `record`
+                // is its record's offset in `p`'s segment.
+                let s = unsafe { Segment::<Layout>::slab_at(p as usize, record) };
+                // SAFETY: `p` lies in our slab, not null; whether it is a block start is
+                // tested next (the checked build verified it already).
+                let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+                // SAFETY: our slab, in whose memory `b` lies.
+                if !<Layout as BlockLayout>::CHECKED
+                    && unsafe {
+                        !(*s).holds_block_as_owner(b.addr()) || b.is_marked_free((*s).list_key())
+                    }
+                {
+                    // SAFETY: forwarded; the slow path reports it.
+                    return unsafe { free_other(p) };
                 }
-            {
-                // SAFETY: forwarded; the slow path reports it.
-                return unsafe { free_other(p) };
+                // SAFETY: our own slab; the block is free now.
+                if unsafe { (*s).push(b) } {
+                    return;
+                }
+                // SAFETY: our slab, every block of it back (`push` said so).
+                return unsafe { slab_emptied(s) };
             }
-            // SAFETY: our own slab; the block is free now.
-            if unsafe { (*s).push(b) } {
-                return;
-            }
-            // SAFETY: our slab, every block of it back (`push` said so).
-            return unsafe { slab_emptied(s) };
         }
         // SAFETY: forwarded.
         unsafe { free_other(p) }
@@ -235,14 +233,10 @@ unsafe fn slab_emptied(s: *mut superslab::Slab<Layout>) {
 #[inline(never)]
 unsafe fn free_other(p: *mut u8) {
     let h = heap::current();
-    // An address above user space is none of ours (its map entry is that of another
-    // address): the slow path refuses it.
-    if (p as usize) < heap::USER_SPACE {
-        // SAFETY: `h` is this thread's heap or the empty heap.
-        let (entry, _) = unsafe { heap::Heap::map_entry(h, p as usize) };
-        // SAFETY: `entry` is `p`'s; an entry with an owner was read through a real heap's
-        // map (the empty heap reads `NO_ENTRY`, which has none).
-        if superslab::owner_tag_bits(entry) != 0 && unsafe { (*h).pend_remote(entry, p) } {
+    // SAFETY: `h` is this thread's heap or the empty heap.
+    if let Some(entry) = unsafe { heap::Heap::map_entry(h, p as usize) } {
+        // SAFETY: `h` is a real heap (the empty heap's map is empty); `entry` is `p`'s.
+        if unsafe { (*h).pend_remote(entry, p) } {
             return;
         }
     }
