@@ -222,8 +222,9 @@ impl<L: BlockLayout> BlockBase<L> {
             // SAFETY: forwarded.
             return unsafe { self.link() };
         }
-        // SAFETY: as in `link`.
-        let raw = unsafe { self.0.add(L::LINK_OFFSET).cast::<usize>().read() } ^ key;
+        // SAFETY: as in `link`. Unaligned: a slab's list head is tested to lie in its slab,
+        // not to be aligned (a link forged with the key may be neither; the same `mov`).
+        let raw = unsafe { self.0.add(L::LINK_OFFSET).cast::<usize>().read_unaligned() } ^ key;
         NonNull::new(raw as *mut u8).map(|p| BlockBase(p, PhantomData))
     }
 
@@ -282,8 +283,8 @@ impl<L: BlockLayout> BlockBase<L> {
     #[inline(always)]
     pub unsafe fn clear_free_mark(self) {
         if !L::CHECKED {
-            // SAFETY: (caller) our block, at least 16 bytes.
-            unsafe { self.mark_slot().write(0) }
+            // SAFETY: (caller) our block, at least 16 bytes. Unaligned: see `link_keyed`.
+            unsafe { self.mark_slot().write_unaligned(0) }
         }
     }
 
