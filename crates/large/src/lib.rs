@@ -16,17 +16,19 @@
 //!
 //! Freed blocks' ranges are cached (bounded by count, bytes and age) so that repeated
 //! alloc/free of large sizes neither maps and unmaps every time nor faults and zeroes the
-//! same pages again. A cached range larger than a request is split (the rest stays
-//! cached), ranges that touch are merged when freed, and a range too small for a request
-//! grows with `remap` (in place, else its pages move without being copied); `realloc`
-//! resizes a block the same way.
+//! same pages again. A request takes the lowest-addressed cached range that fits (so
+//! blocks pack at the low end, and the high end's pages stay untouched); one larger than
+//! the request is split (the rest stays cached), ranges that touch are merged when freed,
+//! and a range too small for a request grows with `remap` (in place, else its pages move
+//! without being copied); `realloc` resizes a block the same way.
 //!
 //! The cache is in [`SHARDS`] shards, each with its own lock, so that threads reuse
 //! blocks without a process-wide lock: a caller of [`LargeHeap::alloc_in`] names its shard
 //! (the facade uses its thread heap's number) for blocks below 8 MiB; blocks from 8 MiB on
 //! use shard 0, which all threads share (such a block costs far more to fault and zero
-//! than to wait for a lock). A request that its own shard cannot serve takes the head of
-//! one of shard 0's ranges before mapping afresh. A block's header records the shard its
+//! than to wait for a lock). A request that its own shard cannot serve takes a range of the
+//! other shard that caches the most (shard 0's big ones, or a neighbour's) before mapping
+//! afresh. A block's header records the shard its
 //! range came from, and `free` gives the range back there, whichever thread frees it, so
 //! the pieces of a split range meet again and merge. No system call is made under a
 //! shard's lock: ranges to unmap are collected and unmapped after it is released.
@@ -229,15 +231,22 @@ pub struct LargeHeap<P: PageSource + 'static> {
 // immutable.
 unsafe impl<P: PageSource + Sync> Sync for LargeHeap<P> {}
 
-/// The cached range of `(index, total)` pairs to use for a block of `need` bytes, and its
-/// size: the smallest of at least `need` bytes, else the largest (to grow).
-fn best_fit(ranges: impl Iterator<Item = (usize, usize)>, need: usize) -> Option<(usize, usize)> {
-    ranges.fold(None, |best, (i, total)| match best {
-        Some((_, t)) if (t >= need && (total < need || total >= t)) || (t < need && total <= t) => {
-            best
+/// Of the cached ranges `(slot, base, total)`, the one for a block of `need` bytes, and its
+/// size: the lowest-addressed of those of at least `need` bytes (address-ordered first fit,
+/// as jemalloc's extents: blocks pack at the low end of what a shard holds, so its high
+/// end, untouched, costs no resident pages), else the largest (to grow).
+fn first_fit(
+    ranges: impl Iterator<Item = (usize, usize, usize)>,
+    need: usize,
+) -> Option<(usize, usize)> {
+    let (slot, _, total) = ranges.max_by_key(|&(_, base, total)| {
+        if total >= need {
+            (true, usize::MAX - base)
+        } else {
+            (false, total)
         }
-        _ => Some((i, total)),
-    })
+    })?;
+    Some((slot, total))
 }
 
 impl<P: PageSource + 'static> LargeHeap<P> {
@@ -630,22 +639,31 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         }
     }
 
-    /// A cached range for a block of `need` bytes from shard `i`: one that fits there,
-    /// else the head of one of the big ranges of the shared shard 0 (a thread's shard and
-    /// shard 0 hold ranges of different sizes, but one program uses both), else shard
-    /// `i`'s largest range grown.
+    /// A cached range for a block of `need` bytes from shard `i`: one that fits there, else
+    /// one that fits in the other shard that caches the most (the shared shard 0's big
+    /// ranges, or a neighbour's), else shard `i`'s largest range grown. The range keeps
+    /// the shard it came from, and goes back there when freed. Taking from a neighbour
+    /// keeps a shard that holds nothing from mapping afresh at every request: the tier's
+    /// byte bound refuses its frees while the other shards hold their ranges, and with 16
+    /// threads replacing blocks of 256 KiB – 4.25 MiB (`large-threads`) such shards
+    /// mapped and unmapped at every replacement (1.3 s of the kernel's time against 0.1).
     fn reuse(&self, i: usize, need: usize, now_ms: u64) -> Option<(usize, usize, usize)> {
         let from = |j: usize, grow: bool| Some((self.take_cached(j, need, grow, now_ms)?, j));
         let ((base, total), j) = from(i, false)
-            .or_else(|| (i != 0).then(|| from(0, false))?)
+            .or_else(|| from(self.richest_other(i), false))
             .or_else(|| from(i, true))?;
         Some((base, total, j))
     }
 
-    /// The shard for a block of `bytes` of a caller that names `hint`: shard 0, which all
-    /// callers share, from [`HUGE_FROM`] on (a block that big costs far more to fault and
-    /// zero than to wait for a lock, and its reuse is best shared), else one of the others
-    /// by `hint`.
+    /// The shard other than `i` that caches the most bytes, as the shards' counters say
+    /// without their locks.
+    fn richest_other(&self, i: usize) -> usize {
+        (1..SHARDS)
+            .map(|k| (i + k) % SHARDS)
+            .max_by_key(|&j| self.shard(j).bytes.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
     /// Shard `i` (taken modulo [`SHARDS`], so that no index check can panic: every
     /// caller's `i` is below it already).
     #[inline]
@@ -653,6 +671,10 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         &self.shards[i % SHARDS]
     }
 
+    /// The shard for a block of `bytes` of a caller that names `hint`: shard 0, which all
+    /// callers share, from [`HUGE_FROM`] on (a block that big costs far more to fault and
+    /// zero than to wait for a lock, and its reuse is best shared), else one of the others
+    /// by `hint`.
     fn shard_of(hint: usize, bytes: usize) -> usize {
         if bytes >= HUGE_FROM {
             0
@@ -661,8 +683,9 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         }
     }
 
-    /// A range of shard `i` for a block of `need` bytes, and its size. The smallest range
-    /// of at least `need` bytes is taken whole if it is at most 12.5% larger, else split:
+    /// A range of shard `i` for a block of `need` bytes, and its size. The lowest-addressed
+    /// range of at least `need` bytes ([`first_fit`]) is taken whole if it is at most 12.5%
+    /// larger, else split:
     /// the block takes its head (in whole huge pages for a big block, so that the rest
     /// starts on a huge-page boundary) and the rest stays cached, in the same slot and with
     /// the same age. Failing that, with `grow`, the largest range, if it is at least half
@@ -684,7 +707,7 @@ impl<P: PageSource + 'static> LargeHeap<P> {
         let taken = self.locked(i, |c, doomed| {
             self.expire(i, c, now_ms, doomed);
             let ranges = c.slots.iter().enumerate().filter(|(_, s)| s.base != 0);
-            let (j, total) = best_fit(ranges.map(|(j, s)| (j, s.total)), need)?;
+            let (j, total) = first_fit(ranges.map(|(j, s)| (j, s.base, s.total)), need)?;
             if total < need && (!grow || total < need / 2) {
                 return None; // growing it would reuse little and cost a move
             }

@@ -227,6 +227,34 @@ fn a_larger_range_is_split_and_merged_back() {
     heap.trim();
 }
 
+static MAP_FIT: AddressMap = AddressMap::new();
+
+#[test]
+fn a_request_takes_the_lowest_range_that_fits() {
+    let heap = LargeHeap::new(MmapPages, &MAP_FIT, 64 << 20, 1000);
+    let [a, b, c] = [2 << 20, 1 << 20, 5 << 20].map(|n| heap.alloc(n, 16, false, 0));
+    unsafe {
+        heap.free(a, 0);
+        heap.free(c, 0);
+    }
+    // `b` lies between them: two ranges.
+    assert!(heap.in_cache(a) && heap.in_cache(c));
+    assert_eq!(heap.cached_bytes(), (7 << 20) + 2 * 4096);
+    // Both fit: the head of the lower one, whichever is smaller.
+    let d = heap.alloc(1 << 20, 16, false, 10);
+    assert_eq!(d, a.min(c));
+    // Only (what is left of) the larger one fits.
+    let e = heap.alloc(3 << 20, 16, false, 10);
+    let head = (1 << 20) + 4096;
+    assert_eq!(e, if a < c { c } else { c.wrapping_add(head) });
+    unsafe {
+        heap.free(b, 20);
+        heap.free(d, 20);
+        heap.free(e, 20);
+    }
+    heap.trim();
+}
+
 static MAP6: AddressMap = AddressMap::new();
 
 #[test]
@@ -317,9 +345,21 @@ fn ranges_go_back_to_their_shard_whoever_frees_them() {
         HEAP.shards[shard].bytes.load(Ordering::Relaxed),
         (1 << 20) + 4096
     );
-    // Another thread's shard does not see it; its own does.
+    // A shard that caches nothing takes a range from the shard that caches the most; the
+    // range still belongs there and goes back there when freed.
     let other = HEAP.alloc_in(4, 1 << 20, 16, false, 0);
-    assert_ne!(other as usize, p);
+    assert_eq!(other as usize, p);
+    unsafe { HEAP.free(other, 0) };
+    assert_eq!(
+        HEAP.shards[shard].bytes.load(Ordering::Relaxed),
+        (1 << 20) + 4096
+    );
+    assert_eq!(
+        HEAP.shards[1 + 4 % (SHARDS - 1)]
+            .bytes
+            .load(Ordering::Relaxed),
+        0
+    );
     let again = HEAP.alloc_in(3, 1 << 20, 16, false, 0);
     assert_eq!(again as usize, p);
     // A big block uses the shared shard 0, and a small request its own shard cannot serve
@@ -332,12 +372,9 @@ fn ranges_go_back_to_their_shard_whoever_frees_them() {
     unsafe { HEAP.free(head, 0) };
     assert_eq!(HEAP.shards[0].bytes.load(Ordering::Relaxed), 10 << 20);
     let s = HEAP.stats();
-    assert_eq!((s.allocs, s.frees, s.cache_hits), (5, 3, 2));
-    assert_eq!(s.bytes_live, 2 * ((1 << 20) + 4096));
-    unsafe {
-        HEAP.free(other, 0);
-        HEAP.free(again, 0);
-    }
+    assert_eq!((s.allocs, s.frees, s.cache_hits), (5, 4, 3));
+    assert_eq!(s.bytes_live, (1 << 20) + 4096);
+    unsafe { HEAP.free(again, 0) };
     assert_eq!(HEAP.stats().bytes_live, 0);
     assert!(HEAP.trim() > 0);
     assert_eq!(HEAP.cached_bytes(), 0);
