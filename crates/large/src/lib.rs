@@ -239,14 +239,18 @@ fn first_fit(
     ranges: impl Iterator<Item = (usize, usize, usize)>,
     need: usize,
 ) -> Option<(usize, usize)> {
-    let (slot, _, total) = ranges.max_by_key(|&(_, base, total)| {
-        if total >= need {
-            (true, usize::MAX - base)
-        } else {
-            (false, total)
+    let mut best: Option<(usize, usize, usize)> = None;
+    for (slot, base, total) in ranges {
+        let better = match best {
+            None => true,
+            Some((_, b, t)) if total >= need => t < need || base < b,
+            Some((_, _, t)) => t < need && total > t,
+        };
+        if better {
+            best = Some((slot, base, total));
         }
-    })?;
-    Some((slot, total))
+    }
+    best.map(|(slot, _, total)| (slot, total))
 }
 
 impl<P: PageSource + 'static> LargeHeap<P> {
