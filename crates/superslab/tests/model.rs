@@ -9,7 +9,8 @@
 //! come back when the slab has nothing else to give), in random order, in both layouts. Checked after every step: every
 //! block handed out is unique, 16-aligned, in a published segment, in a live slab of the
 //! right owner and class whose `block_containing` finds it; each slab's `used` equals the
-//! blocks the model holds in it; no held block lies on a parked page; current slabs are
+//! blocks the model holds in it, and each heap's counts per class (blocks held, frees)
+//! the model's; no held block lies on a parked page; current slabs are
 //! current; map entries carry the owner's tag, the slab's record and its fullness;
 //! contents survive; zeroed blocks read zero; and at the end every slab opened was closed.
 //!
@@ -314,6 +315,29 @@ fn check_used<L: BlockLayout>(held: &[Held<L>]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Per heap and class, the blocks held and the frees counted since the start
+/// (`SlabHeap::for_each_count`) equal the model's.
+fn check_counts<L: BlockLayout>(
+    heaps: &[Owner<L>; 2],
+    held: &[Held<L>],
+    frees: &[[u64; CLASS_COUNT]; 2],
+) -> Result<(), TestCaseError> {
+    for (h, o) in heaps.iter().enumerate() {
+        let (mut used, mut freed) = ([0u64; CLASS_COUNT], [0u64; CLASS_COUNT]);
+        o.h.for_each_count(|c, u, f| {
+            used[c.index()] += u as u64;
+            freed[c.index()] += f;
+        });
+        let mut want = [0u64; CLASS_COUNT];
+        for x in held.iter().filter(|x| x.heap == h) {
+            want[x.class.index()] += 1;
+        }
+        prop_assert_eq!(used, want, "heap {}: blocks held per class", h);
+        prop_assert_eq!(freed, frees[h], "heap {}: frees per class", h);
+    }
+    Ok(())
+}
+
 /// Runs one case; returns the bytes its sweeps parked.
 fn run<L: BlockLayout>(
     pool: &'static SegmentPool<MmapPages>,
@@ -326,6 +350,7 @@ fn run<L: BlockLayout>(
     let tags = [OwnerTag::new(1), None];
     let mut heaps = [Owner::<L>::new(1, tags[0]), Owner::<L>::new(2, tags[1])];
     let mut held: Vec<Held<L>> = Vec::new();
+    let mut frees = [[0u64; CLASS_COUNT]; 2];
     let mut parked = 0;
     for (step, o) in ops.into_iter().enumerate() {
         let tag = (step as u8) | 1;
@@ -366,12 +391,14 @@ fn run<L: BlockLayout>(
                 let x = held.swap_remove(pick % held.len());
                 prop_assert!(reads(x.b, check_len(x.class), x.tag), "contents changed");
                 free(&mut heaps[x.heap], pool, x.b);
+                frees[x.heap][x.class.index()] += 1;
             }
             Op::FreeMany { pick, n } => {
                 for i in 0..n.min(held.len()) {
                     let x = held.swap_remove(pick.wrapping_add(i) % held.len());
                     prop_assert!(reads(x.b, check_len(x.class), x.tag), "contents changed");
                     free(&mut heaps[x.heap], pool, x.b);
+                    frees[x.heap][x.class.index()] += 1;
                 }
             }
             Op::Sweep { heap, passes } => {
@@ -394,6 +421,7 @@ fn run<L: BlockLayout>(
                 }
                 for x in &mine {
                     prop_assert!(reads(x.b, check_len(x.class), x.tag), "contents changed");
+                    frees[heap][x.class.index()] += 1;
                 }
                 let queue = RemoteQueue::<L>::new();
                 let addrs: Vec<usize> = mine.iter().map(|x| x.b.addr()).collect();
@@ -476,6 +504,7 @@ fn run<L: BlockLayout>(
             }
         }
         check_used(&held)?;
+        check_counts(&heaps, &held, &frees)?;
         check_states(&heaps, tags, &held)?;
         for x in &held {
             // Blocks outside the heap are never written by it.
