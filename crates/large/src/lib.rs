@@ -28,9 +28,9 @@
 //! use shard 0, which all threads share (such a block costs far more to fault and zero
 //! than to wait for a lock). A request that its own shard cannot serve takes a range of the
 //! other shard that caches the most (shard 0's big ones, or a neighbour's) before mapping
-//! afresh. A block's header records the shard its
-//! range came from, and `free` gives the range back there, whichever thread frees it, so
-//! the pieces of a split range meet again and merge. No system call is made under a
+//! afresh. A block's header records the shard its range came from, and `free` gives the
+//! range back there, whichever thread frees it, so the pieces of a split range meet again
+//! and merge. No system call is made under a
 //! shard's lock: ranges to unmap are collected and unmapped after it is released.
 //!
 //! A block's range may span several of the OS's mappings (after merges); every
@@ -689,12 +689,12 @@ impl<P: PageSource + 'static> LargeHeap<P> {
 
     /// A range of shard `i` for a block of `need` bytes, and its size. The lowest-addressed
     /// range of at least `need` bytes ([`first_fit`]) is taken whole if it is at most 12.5%
-    /// larger, else split:
-    /// the block takes its head (in whole huge pages for a big block, so that the rest
-    /// starts on a huge-page boundary) and the rest stays cached, in the same slot and with
-    /// the same age. Failing that, with `grow`, the largest range, if it is at least half
-    /// the need, is grown: in place if the address space after it is free, else moved (its pages, not
-    /// their bytes) to a fresh range aligned as a new mapping of that size would be.
+    /// larger, else split: the block takes its head (in whole huge pages for a big block,
+    /// so that the rest starts on a huge-page boundary) and the rest stays cached, in the
+    /// same slot and with the same age. Failing that, with `grow`, the largest range, if it
+    /// is at least half the need, is grown: in place if the address space after it is
+    /// free, else moved (its pages, not their bytes) to a fresh range aligned as a new
+    /// mapping of that size would be.
     /// Either way its resident pages are reused and only what the block needs beyond them
     /// is faulted and zeroed. `None` if the shard holds nothing of use or the growth fails
     /// (the range then stays cached, still aging from its free).
