@@ -380,6 +380,39 @@ fn ranges_go_back_to_their_shard_whoever_frees_them() {
     assert_eq!(HEAP.cached_bytes(), 0);
 }
 
+static MAP_STARVE: AddressMap = AddressMap::new();
+
+#[test]
+fn a_shard_that_caches_nothing_reuses_its_neighbours_ranges() {
+    // 8 MiB in all: with no live block the tier may cache 4 MiB (half), all of it in the
+    // shard of hint 1, so the byte bound refuses every free of the shard of hint 2.
+    static HEAP: LargeHeap<MmapPages> = LargeHeap::new(MmapPages, &MAP_STARVE, 8 << 20, 1000);
+    let (a, b) = (1 + 1 % (SHARDS - 1), 1 + 2 % (SHARDS - 1));
+    let held: [*mut u8; 4] = core::array::from_fn(|_| HEAP.alloc_in(1, 1 << 20, 16, false, 0));
+    for (n, &p) in held.iter().enumerate() {
+        assert!(unsafe { HEAP.free(p, n as u64) });
+    }
+    let pool = HEAP.shards[a].bytes.load(Ordering::Relaxed);
+    assert!(pool >= 3 * ((1 << 20) + 4096), "shard {a} caches {pool}");
+    // Shard b replaces one block again and again: each time it takes a range of shard a
+    // (a cache hit, not a fresh mapping), and the free gives it back there.
+    let hits = HEAP.stats().cache_hits;
+    for n in 0..20u64 {
+        let p = HEAP.alloc_in(2, 1 << 20, 16, false, 10 + n);
+        assert!(!p.is_null());
+        unsafe { p.write_bytes(0x5a, 1 << 20) };
+        assert!(unsafe { HEAP.free(p, 10 + n) });
+        assert_eq!(HEAP.shards[b].bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(HEAP.shards[a].bytes.load(Ordering::Relaxed), pool);
+    }
+    assert_eq!(
+        HEAP.stats().cache_hits - hits,
+        20,
+        "every request reused a range"
+    );
+    assert!(HEAP.trim() > 0);
+}
+
 static MAP10: AddressMap = AddressMap::new();
 static PROBED: LargeHeap<TestPages> = LargeHeap::new(
     TestPages {
