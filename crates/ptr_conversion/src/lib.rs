@@ -1125,6 +1125,7 @@ mod tests {
         let (mut b, mut other) = (Block([0; 64]), Block([0; 64]));
         let (p, n) = (base::<Plain>(&mut b), base::<Plain>(&mut other));
         let key = list_key(0x7f00_0001_0000);
+        // SAFETY: `p` and `n` are blocks of this test's own buffers, free and unshared.
         unsafe {
             p.set_link_keyed(Some(n), key);
             assert!(p.is_marked_free(key));
@@ -1140,6 +1141,7 @@ mod tests {
             assert_eq!(p.link(), Some(n));
         }
         // The chain link's word is neither the address nor the slab key mixed in.
+        // SAFETY: `p`'s first word lies in its 64-byte buffer, aligned.
         let raw = unsafe { p.as_ptr().cast::<usize>().read() };
         assert_ne!(raw, n.addr() ^ key);
         assert_eq!(raw, n.addr() ^ p.addr() ^ secret().chain_key);
