@@ -1,9 +1,10 @@
 //! Statistics: per-thread counters, merged on request.
 //!
-//! The fast paths count nothing. A slab counts its frees as part of its free push and
-//! knows the blocks the program holds (blocks carved less blocks on its list), so a
+//! free's fast path counts nothing; malloc's counts the blocks its slab hands out (one
+//! increment on the record it writes anyway). A slab knows the blocks the program holds
+//! (its count of blocks in use), so its frees are the blocks it handed out less those; a
 //! heap's per-class frees and live blocks are sums over its slabs (`SlabHeap::
-//! for_each_count`), and its allocations are frees plus live blocks. Slow paths count
+//! for_each_count`), and its allocations the two added. Slow paths count
 //! misses, refills and the remote frees they take back (written by the heap's thread
 //! only: relaxed atomics, no read-modify-write instruction). [`collect`] sums every heap
 //! (heaps are never freed, so exited threads still count) with the segment pool's and the
