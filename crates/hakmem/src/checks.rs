@@ -375,14 +375,13 @@ fn mark_free(b: BlockBase<Layout>) {
 /// Reads hakmem's metadata for `p`; any pointer value is accepted.
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) -> bool {
-    let h = heap::current();
-    // SAFETY: `h` is this thread's heap or the empty heap (whose map is empty).
-    let Some(entry) = (unsafe { heap::Heap::map_entry(h, p as usize) }) else {
+    let Some(entry) = heap::Heap::map_entry(p as usize) else {
         // SAFETY: forwarded.
         return unsafe { free_elsewhere(ENTRY_FOREIGN, p) };
     };
-    // SAFETY: `h` is a real heap (the empty heap's map is empty).
-    let record = (entry as u64 ^ unsafe { (*h).tag }) as usize;
+    // The empty heap's tag matches no entry: `record` is below `FULL_FLAG` only on a real
+    // heap.
+    let record = heap::xor_current_tag(entry) as usize;
     if record < FULL_FLAG as usize {
         // SAFETY: this heap's live slab, not full: `record` is its record's offset.
         let s = unsafe { Segment::<Layout>::slab_at(p as usize, record) };
@@ -391,8 +390,8 @@ pub unsafe fn free(p: *mut u8) -> bool {
             mark_free(b);
             // SAFETY: this heap's slab; the block is free now and ours.
             if !unsafe { (*s).push(b) } {
-                // SAFETY: this heap's slab, every block of it back.
-                unsafe { (*h).slab_emptied(s) };
+                // SAFETY: this thread's heap's slab, every block of it back.
+                unsafe { (*heap::current()).slab_emptied(s) };
             }
             return true;
         }

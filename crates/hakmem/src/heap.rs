@@ -29,7 +29,7 @@ use crate::Layout;
 use core::cell::Cell;
 use core::ptr::null_mut;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use large::LargeHeap;
 use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::SlabSource;
@@ -47,6 +47,18 @@ pub static POOL: SegmentPool<Os> = SegmentPool::new(Os, &MAP, 256);
 /// The large tier: at most 256 MiB of freed mappings cached for at most 1 s, in shards
 /// that threads use by their heap's number ([`Heap::large_shard`]).
 pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 256 << 20, 1000);
+
+/// The address map's flat entries (`MAP.entries()`) for free's fast path, and their
+/// number: set when the first heap is created, left empty under a chunked map (free's
+/// fast path then falls through to `MAP`). Globals rather than fields of the heap, so that
+/// free's load of an entry does not wait for the load of the thread's heap pointer.
+static FLAT_MAP: AtomicPtr<AtomicU32> = AtomicPtr::new(null_mut());
+static FLAT_MAP_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The owner tag of the empty heap: above every map entry (entries are 32 bits), so an
+/// entry xor it is never a record offset and every free on the empty heap leaves the fast
+/// path.
+pub const NO_TAG: u64 = 1 << 32;
 
 /// Bytes from one class's slot to the next in a heap (one pointer): malloc's size table
 /// holds `class × CLASS_STRIDE`, the offset of the class's slot.
@@ -71,7 +83,8 @@ pub fn no_slab() -> *mut Slab<Layout> {
 /// to the slow path, which gives the thread a real heap. Never written (see [`current`]).
 struct EmptyHeap(core::cell::UnsafeCell<Heap>);
 // SAFETY: nothing ever writes the empty heap: pops from its detached records return
-// before writing, its map is empty so no free takes its fast path, and every slow path
+// before writing, its tag (`NO_TAG`) matches no map entry so no free takes its fast path
+// (and `free_other` pends nothing on it), and every slow path
 // replaces it with a real heap (`current_or_init`) or tests for it (`current_real`).
 unsafe impl Sync for EmptyHeap {}
 static EMPTY: EmptyHeap = EmptyHeap(core::cell::UnsafeCell::new(Heap::new(
@@ -89,14 +102,10 @@ fn empty() -> *mut Heap {
 pub struct Heap {
     /// Per class, the current slab (malloc pops from its list), or [`no_slab`].
     pub current: [*mut Slab<Layout>; CLASS_COUNT],
-    /// The value of this heap's owner tag in the address map (0 on the empty heap),
-    /// widened so that the fast path's xor with a (zero-extended) entry needs no extension.
+    /// The value of this heap's owner tag in the address map, widened so that the fast
+    /// path's xor with a (zero-extended) entry needs no extension ([`NO_TAG`] on the empty
+    /// heap).
     pub tag: u64,
-    /// The address map's flat entries (`MAP.entries()`, copied when the heap is created;
-    /// none on the empty heap and under a chunked map).
-    pub map_base: *const AtomicU32,
-    /// Number of entries at `map_base` (one per slice of user space, or 0).
-    pub map_len: usize,
     /// The slabs this heap owns.
     slabs: SlabHeap<Layout>,
     /// Held by the owner's slow paths (every `SlabHeap` call) and by another thread
@@ -179,13 +188,11 @@ impl SlabSource for Slabs<'_> {
 }
 
 impl Heap {
-    /// A heap whose classes all have the current slab `no_slab`, without owner tag or map.
+    /// A heap whose classes all have the current slab `no_slab`, with the tag [`NO_TAG`].
     const fn new(no_slab: *mut Slab<Layout>) -> Heap {
         Heap {
             current: [no_slab; CLASS_COUNT],
-            tag: 0,
-            map_base: core::ptr::null(),
-            map_len: 0,
+            tag: NO_TAG,
             slabs: SlabHeap::new(),
             lock: SpinLock::new(),
             last_alloc_ms: 0,
@@ -225,10 +232,11 @@ impl Heap {
             (*h).slabs.set_owner(h as usize);
             (*h).slabs.set_map_tag(tag);
             (*h).tag = tag.get() as u64;
-            let map = MAP.entries();
-            if !map.is_empty() {
-                ((*h).map_base, (*h).map_len) = (map.as_ptr(), map.len());
-            }
+        }
+        let map = MAP.entries();
+        if !map.is_empty() {
+            FLAT_MAP.store(map.as_ptr().cast_mut(), Ordering::Relaxed);
+            FLAT_MAP_LEN.store(map.len(), Ordering::Release);
         }
     }
 
@@ -243,29 +251,26 @@ impl Heap {
         unsafe { h.cast::<u8>().add(off).cast::<*mut Slab<Layout>>() }
     }
 
-    /// The address map's entry for `addr`, read through heap `h`'s copy of the map: `None`
-    /// above user space (2^47), and for every address on the empty heap and under a
-    /// chunked map (no copy: the caller asks `MAP`). The bound test is off the load's
-    /// path: the entry's address depends on `addr` alone (masking the address instead,
-    /// one instruction less, put a load of the mask before the entry's and cost
-    /// `sh6bench` 4% of its time).
+    /// The address map's entry for `addr`, read through [`FLAT_MAP`]: `None` above user
+    /// space (2^47), and for every address under a chunked map and before the map is
+    /// reserved (the caller asks `MAP`). Neither the entry's address nor the bound depends
+    /// on the thread's heap, so the load starts while the heap's address is still being
+    /// read. The bound test is off the load's path: the entry's address depends on `addr`
+    /// alone (masking the address instead, one instruction less, put a load of the mask
+    /// before the entry's and cost `sh6bench` 4% of its time).
     ///
     /// `Acquire` (a plain load on x86-64): a full slab's entries are rewritten by
     /// another thread once it has filled the slab's list (`SlabHeap::adopt_remote`, see
     /// [`visit_live`]); the owner that then pushes onto the list must see it.
-    ///
-    /// # Safety
-    /// `h` is a heap (the empty heap included).
     #[inline(always)]
-    pub unsafe fn map_entry(h: *const Heap, addr: usize) -> Option<u32> {
+    pub fn map_entry(addr: usize) -> Option<u32> {
         let i = addr >> superslab::SLICE_SHIFT;
-        // SAFETY: `h` is a heap (caller); `map_base` has `map_len` entries.
-        unsafe {
-            if i < (*h).map_len {
-                Some((*(*h).map_base.add(i)).load(Ordering::Acquire))
-            } else {
-                None
-            }
+        if i < FLAT_MAP_LEN.load(Ordering::Relaxed) {
+            // SAFETY: a length is published after its entries' address (`init`), and
+            // the entries are never unmapped.
+            Some(unsafe { (*FLAT_MAP.load(Ordering::Relaxed).add(i)).load(Ordering::Acquire) })
+        } else {
+            None
         }
     }
 
@@ -985,7 +990,9 @@ pub fn trim() -> usize {
 
 // ---- thread-local state and process-wide set-up ----
 
-/// This thread's heap pointer: one initial-exec TLS slot, initially the empty heap.
+/// This thread's heap pointer and its owner tag: two words of initial-exec TLS, initially
+/// the empty heap and [`NO_TAG`]. free's fast path reads the tag alone (it needs no other
+/// field of the heap), so its xor with the map entry waits for two loads, not three.
 ///
 /// A malloc replacement must use static (initial-exec) TLS: glibc's manual asks it of
 /// preloaded allocators, and the default model for a cdylib calls `__tls_get_addr` on
@@ -1005,11 +1012,13 @@ mod slot {
         ".globl hakmem_thread_heap",
         ".hidden hakmem_thread_heap",
         ".type hakmem_thread_heap,@object",
-        ".size hakmem_thread_heap,8",
+        ".size hakmem_thread_heap,16",
         "hakmem_thread_heap:",
         ".quad {empty}",
+        ".quad {no_tag}",
         ".popsection",
         empty = sym EMPTY,
+        no_tag = const super::NO_TAG,
     );
 
     #[inline(always)]
@@ -1034,11 +1043,30 @@ mod slot {
         v
     }
 
+    /// `x` xor the owner tag of [`get`]'s heap (one instruction with its load).
     #[inline(always)]
-    pub fn set(h: *mut Heap) {
-        // SAFETY: as in `get`.
+    pub fn xor_tag(x: u64) -> u64 {
+        let mut v = x;
+        // SAFETY: %fs:offset + 8 is this thread's tag word (the slot is 16 bytes).
         unsafe {
-            core::arch::asm!("mov qword ptr fs:[{o}], {v}", o = in(reg) offset(), v = in(reg) h,
+            core::arch::asm!("xor {v}, qword ptr fs:[{o} + 8]", o = in(reg) offset(), v = inout(reg) v,
+                options(pure, readonly, nostack));
+        }
+        v
+    }
+
+    /// Makes `h` this thread's heap.
+    ///
+    /// # Safety
+    /// `h` is the empty heap or a heap set up with its tag.
+    #[inline(always)]
+    pub unsafe fn set(h: *mut Heap) {
+        // SAFETY: (caller) a heap's tag is fixed once it is set up.
+        let tag = unsafe { (*h).tag };
+        // SAFETY: as in `get` and `tag`.
+        unsafe {
+            core::arch::asm!("mov qword ptr fs:[{o}], {v}", "mov qword ptr fs:[{o} + 8], {t}",
+                o = in(reg) offset(), v = in(reg) h, t = in(reg) tag,
                 options(nostack, preserves_flags));
         }
     }
@@ -1050,14 +1078,23 @@ mod slot {
     use core::cell::Cell;
     std::thread_local! {
         static HEAP: Cell<*mut Heap> = const { Cell::new(EMPTY.0.get()) };
+        static TAG: Cell<u64> = const { Cell::new(super::NO_TAG) };
     }
     #[inline(always)]
     pub fn get() -> *mut Heap {
         HEAP.with(|h| h.get())
     }
     #[inline(always)]
-    pub fn set(h: *mut Heap) {
-        HEAP.with(|c| c.set(h))
+    pub fn xor_tag(x: u64) -> u64 {
+        x ^ TAG.with(|t| t.get())
+    }
+    /// # Safety
+    /// `h` is the empty heap or a heap set up with its tag.
+    #[inline(always)]
+    pub unsafe fn set(h: *mut Heap) {
+        HEAP.with(|c| c.set(h));
+        // SAFETY: (caller).
+        TAG.with(|t| t.set(unsafe { (*h).tag }))
     }
 }
 
@@ -1079,6 +1116,14 @@ static mut EXIT_KEY: libc::pthread_key_t = 0;
 #[inline(always)]
 pub fn current() -> *mut Heap {
     slot::get()
+}
+
+/// `entry` xor the owner tag of [`current`]'s heap ([`NO_TAG`] for the empty heap), read
+/// from the same TLS slot: free's fast path matches a map entry against this thread's heap
+/// without reading the heap.
+#[inline(always)]
+pub fn xor_current_tag(entry: u32) -> u64 {
+    slot::xor_tag(entry as u64)
 }
 
 /// This thread's heap, or null if it has none yet (slow paths).
@@ -1104,7 +1149,8 @@ pub fn current_or_init() -> *mut Heap {
             if h.is_null() {
                 return h;
             }
-            slot::set(h);
+            // SAFETY: a heap `acquire_heap` set up (or adopted) for this thread.
+            unsafe { slot::set(h) };
         }
     }
     // SAFETY: `h` is this thread's heap.
@@ -1174,7 +1220,8 @@ extern "C" fn thread_exit(h: *mut libc::c_void) {
         });
         (*h).registered = false;
     }
-    slot::set(empty());
+    // SAFETY: the empty heap.
+    unsafe { slot::set(empty()) };
     abandon_heap(h, crate::os::now_ms() + delay);
 }
 

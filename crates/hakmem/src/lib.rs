@@ -176,11 +176,9 @@ impl Alloc {
         if unsafe { checks::free(p) } {
             return;
         }
-        let h = heap::current();
-        // SAFETY: `h` is this thread's heap or the empty heap.
-        if let Some(entry) = unsafe { heap::Heap::map_entry(h, p as usize) } {
-            // SAFETY: as above.
-            let record = (entry as u64 ^ unsafe { (*h).tag }) as usize;
+        if let Some(entry) = heap::Heap::map_entry(p as usize) {
+            // The empty heap's tag matches no entry.
+            let record = heap::xor_current_tag(entry) as usize;
             if record < FULL_FLAG as usize {
                 // SAFETY: the entry is that of a live slab of this heap, not full: `record`
                 // is its record's offset in `p`'s segment.
@@ -232,10 +230,9 @@ unsafe fn slab_emptied(s: *mut superslab::Slab<Layout>) {
 #[cold]
 #[inline(never)]
 unsafe fn free_other(p: *mut u8) {
-    let h = heap::current();
-    // SAFETY: `h` is this thread's heap or the empty heap.
-    if let Some(entry) = unsafe { heap::Heap::map_entry(h, p as usize) } {
-        // SAFETY: `h` is a real heap (the empty heap's map is empty); `entry` is `p`'s.
+    let h = heap::current_real();
+    if let (false, Some(entry)) = (h.is_null(), heap::Heap::map_entry(p as usize)) {
+        // SAFETY: `h` is this thread's (real) heap; `entry` is `p`'s.
         if unsafe { (*h).pend_remote(entry, p) } {
             return;
         }
