@@ -1055,7 +1055,9 @@ mod slot {
         v
     }
 
-    /// Makes `h` this thread's heap.
+    /// Makes `h` this thread's heap. The tag is [`NO_TAG`](super::NO_TAG) while the
+    /// pointer changes, so a free between the stores (a signal handler's) never pairs one
+    /// heap's tag with another heap.
     ///
     /// # Safety
     /// `h` is the empty heap or a heap set up with its tag.
@@ -1063,10 +1065,11 @@ mod slot {
     pub unsafe fn set(h: *mut Heap) {
         // SAFETY: (caller) a heap's tag is fixed once it is set up.
         let tag = unsafe { (*h).tag };
-        // SAFETY: as in `get` and `tag`.
+        // SAFETY: as in `get` and `xor_tag`.
         unsafe {
-            core::arch::asm!("mov qword ptr fs:[{o}], {v}", "mov qword ptr fs:[{o} + 8], {t}",
-                o = in(reg) offset(), v = in(reg) h, t = in(reg) tag,
+            core::arch::asm!("mov qword ptr fs:[{o} + 8], {n}", "mov qword ptr fs:[{o}], {v}",
+                "mov qword ptr fs:[{o} + 8], {t}",
+                o = in(reg) offset(), v = in(reg) h, t = in(reg) tag, n = in(reg) super::NO_TAG,
                 options(nostack, preserves_flags));
         }
     }
@@ -1092,6 +1095,7 @@ mod slot {
     /// `h` is the empty heap or a heap set up with its tag.
     #[inline(always)]
     pub unsafe fn set(h: *mut Heap) {
+        TAG.with(|t| t.set(super::NO_TAG));
         HEAP.with(|c| c.set(h));
         // SAFETY: (caller).
         TAG.with(|t| t.set(unsafe { (*h).tag }))
