@@ -265,9 +265,9 @@ impl Heap {
     #[inline(always)]
     pub fn map_entry(addr: usize) -> Option<u32> {
         let i = addr >> superslab::SLICE_SHIFT;
-        if i < FLAT_MAP_LEN.load(Ordering::Relaxed) {
-            // SAFETY: a length is published after its entries' address (`init`), and
-            // the entries are never unmapped.
+        if i < FLAT_MAP_LEN.load(Ordering::Acquire) {
+            // SAFETY: the length is stored (`Release`, in `init`) after the entries'
+            // address and read here (`Acquire`) before it; the entries are never unmapped.
             Some(unsafe { (*FLAT_MAP.load(Ordering::Relaxed).add(i)).load(Ordering::Acquire) })
         } else {
             None
