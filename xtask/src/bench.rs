@@ -1040,3 +1040,27 @@ pub fn run(args: &[String]) -> Result {
     eprintln!("bench: wrote {} and {}", report.display(), chart.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The warm-up runs in a child: a child the harness forks later reports its own peak
+    /// RSS, not the warm-up's (done in the harness itself, every later child reported the
+    /// harness's peak, which passes to forked children).
+    #[test]
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait_child (wait4), as in run_once"
+    )]
+    fn the_warm_up_leaves_later_childrens_peak_rss_alone() {
+        warm_huge_pages(WARM_MIN_BYTES * 2);
+        let child = Command::new("true").spawn().expect("spawn true");
+        let (_, usage, _) = wait_child(child.id() as libc::pid_t);
+        assert!(
+            usage.peak_rss_kib << 10 < WARM_MIN_BYTES,
+            "`true` reported a peak of {} KiB",
+            usage.peak_rss_kib
+        );
+    }
+}
