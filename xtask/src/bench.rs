@@ -65,7 +65,8 @@ const WORKLOADS: [(&str, &[usize]); 15] = [
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2,16] \
 [--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,tcmalloc,hakmem-checked] [--baseline REV|PATH.so] \
-[--timeout SECS] [--external DIR | --real | --memory [--scenarios a,b]] [--instructions]";
+[--timeout SECS] [--external DIR | --real | --memory [--scenarios a,b]] [--instructions] \
+[--paired N --baseline REV|PATH.so]";
 
 struct Opts {
     quick: bool,
@@ -84,6 +85,8 @@ struct Opts {
     instructions: bool,
     /// `--baseline`: an earlier hakmem, measured in the same run as `hakmem-base`.
     baseline: Option<String>,
+    /// `--paired N`: N pairs of runs of hakmem and the baseline per job (see [`run_paired`]).
+    paired: Option<usize>,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -118,6 +121,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         memory: false,
         instructions: false,
         baseline: None,
+        paired: None,
     };
     let mut allocators_given = false;
     let mut it = args.iter();
@@ -145,6 +149,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--real" => o.real = true,
             "--memory" => o.memory = true,
             "--baseline" => o.baseline = Some(value(&mut it, a)?.to_string()),
+            "--paired" => o.paired = Some(num(value(&mut it, a)?)?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -163,6 +168,11 @@ fn parse(args: &[String]) -> Result<Opts> {
     }
     if o.real && o.memory {
         return Err(format!("--real or --memory, not both\n{USAGE}"));
+    }
+    if o.paired.is_some() && (o.baseline.is_none() || o.memory || o.instructions) {
+        return Err(format!(
+            "--paired needs --baseline, and takes neither --memory nor --instructions\n{USAGE}"
+        ));
     }
     if (o.real || o.memory)
         && (scale.is_some() || threads.is_some() || o.external.is_some() || o.instructions)
@@ -786,6 +796,74 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The first quartile, the median and the third quartile of `v` (not empty; the quartiles
+/// are the medians of the lower and the upper half, the middle value left out).
+pub fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let half = v.len() / 2;
+    let upper = v.len() - half;
+    (
+        median(v[..half.max(1)].to_vec()),
+        median(v.clone()),
+        median(v[upper.min(v.len() - 1)..].to_vec()),
+    )
+}
+
+/// `--paired N`: for each job, N pairs of runs, one under hakmem and one under the baseline
+/// (`allocs` is exactly those two), back to back, the order swapped from one pair to the
+/// next. Each pair gives the ratio of hakmem's cost to the baseline's (the inverse of the
+/// throughput the workload reports, else the wall time); a row reports the ratios' median and
+/// quartiles. The two runs of a pair share the machine's state of the moment.
+fn run_paired(
+    jobs: &[Job],
+    allocs: &[Allocator],
+    pairs: usize,
+    limit: Duration,
+    logs: &Path,
+) -> Result {
+    let mut md = format!(
+        "# Paired runs: hakmem / hakmem-base\n\n{pairs} pairs per row, the order swapped from \
+         one pair to the next; cost = 1 / throughput (else wall time); lower is better.\n\n\
+         | workload | threads | median | quartiles |\n|---|---:|---:|---:|\n"
+    );
+    let mut medians = Vec::new();
+    for job in jobs {
+        let mut ratios = Vec::new();
+        let mut peak_kib = 0;
+        for i in 0..pairs {
+            let mut cost = [0.0; 2];
+            for k in 0..2 {
+                let a = if i % 2 == 0 { k } else { 1 - k };
+                warm_huge_pages(peak_kib << 10);
+                let log = logs.join(format!("paired-{}.log", allocs[a].name));
+                match run_once(job, &allocs[a], limit, &log) {
+                    Ok(s) => {
+                        peak_kib = peak_kib.max(s.rss_kib);
+                        cost[a] = s.throughput.map_or(s.wall, |t| 1.0 / t);
+                    }
+                    Err(e) => return Err(format!("{} {}: {e}", job.label(), allocs[a].name)),
+                }
+            }
+            ratios.push(cost[0] / cost[1]);
+        }
+        let (q1, med, q3) = quartiles(ratios);
+        eprintln!("{}: {med:.3} ({q1:.3} – {q3:.3})", job.label());
+        let threads = job.threads.map_or(String::new(), |t| t.to_string());
+        md += &format!(
+            "| {} | {threads} | {med:.3} | {q1:.3} – {q3:.3} |\n",
+            job.name
+        );
+        medians.push(med);
+    }
+    let geo = (medians.iter().map(|m| m.ln()).sum::<f64>() / medians.len() as f64).exp();
+    md += &format!("| **geometric mean of the medians** | | {geo:.3} | |\n");
+    let out = report_dir().join("paired.md");
+    fs::write(&out, &md).map_err(|e| e.to_string())?;
+    print!("{md}");
+    eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
+
 /// What every job × allocator of a run gave: its samples, one per repetition, or the failure
 /// that stopped its repetitions and the log of that run.
 pub struct Runs {
@@ -953,7 +1031,10 @@ pub fn run(args: &[String]) -> Result {
         (_, true) => &bench_report::MEMORY,
         _ => &bench_report::SUITE,
     };
-    let mut names = o.allocators.clone();
+    let mut names = match o.paired {
+        Some(_) => vec!["hakmem".into()],
+        None => o.allocators.clone(),
+    };
     if o.baseline.is_some() {
         names.push("hakmem-base".into());
     }
@@ -966,6 +1047,9 @@ pub fn run(args: &[String]) -> Result {
             &c_bin_dir(),
             &benches_dir().join("tools/instr.c"),
         );
+    }
+    if let Some(pairs) = o.paired {
+        return run_paired(&jobs, &allocs, pairs, o.timeout, &logs);
     }
     let runs = run_jobs(&jobs, &allocs, o.reps, o.timeout, &logs);
     let names: Vec<String> = allocs.iter().map(|a| a.name.clone()).collect();
@@ -1044,6 +1128,15 @@ pub fn run(args: &[String]) -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quartiles_are_the_medians_of_the_halves() {
+        assert_eq!(quartiles(vec![3.0]), (3.0, 3.0, 3.0));
+        assert_eq!(quartiles(vec![4.0, 1.0]), (1.0, 2.5, 4.0));
+        assert_eq!(quartiles(vec![5.0, 1.0, 3.0]), (1.0, 3.0, 5.0));
+        assert_eq!(quartiles(vec![8.0, 2.0, 6.0, 4.0]), (3.0, 5.0, 7.0));
+        assert_eq!(quartiles(vec![9.0, 1.0, 7.0, 3.0, 5.0]), (2.0, 5.0, 8.0));
+    }
 
     /// The warm-up runs in a child: a child the harness forks later reports its own peak
     /// RSS, not the warm-up's (done in the harness itself, every later child reported the
