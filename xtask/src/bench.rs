@@ -908,9 +908,9 @@ fn warm_huge_pages(bytes: u64) {
         return;
     }
     let len = bytes as usize;
-    // SAFETY: the child only maps, writes and unmaps memory of its own and exits with
-    // `_exit` (no allocation, no lock: the harness's other threads do not exist in it); the
-    // parent waits for it.
+    // SAFETY: the child only maps and writes memory of its own and leaves with `_exit` (no
+    // allocation, no lock: the harness's other threads do not exist in it); the parent
+    // waits for it.
     unsafe {
         let pid = libc::fork();
         if pid == 0 {
@@ -927,9 +927,10 @@ fn warm_huge_pages(bytes: u64) {
             }
             libc::_exit(0);
         }
-        if pid > 0 {
-            libc::waitpid(pid, core::ptr::null_mut(), 0);
-        }
+        while pid > 0
+            && libc::waitpid(pid, core::ptr::null_mut(), 0) < 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
     }
 }
 
