@@ -233,6 +233,7 @@ static MAP_FIT: AddressMap = AddressMap::new();
 fn a_request_takes_the_lowest_range_that_fits() {
     let heap = LargeHeap::new(MmapPages, &MAP_FIT, 64 << 20, 1000);
     let [a, b, c] = [2 << 20, 1 << 20, 5 << 20].map(|n| heap.alloc(n, 16, false, 0));
+    // SAFETY: live blocks of this heap, each freed once.
     unsafe {
         heap.free(a, 0);
         heap.free(c, 0);
@@ -247,6 +248,7 @@ fn a_request_takes_the_lowest_range_that_fits() {
     let e = heap.alloc(3 << 20, 16, false, 10);
     let head = (1 << 20) + 4096;
     assert_eq!(e, if a < c { c } else { c.wrapping_add(head) });
+    // SAFETY: live blocks of this heap, each freed once.
     unsafe {
         heap.free(b, 20);
         heap.free(d, 20);
@@ -349,6 +351,7 @@ fn ranges_go_back_to_their_shard_whoever_frees_them() {
     // range still belongs there and goes back there when freed.
     let other = HEAP.alloc_in(4, 1 << 20, 16, false, 0);
     assert_eq!(other as usize, p);
+    // SAFETY: a live block of this heap, freed once.
     unsafe { HEAP.free(other, 0) };
     assert_eq!(
         HEAP.shards[shard].bytes.load(Ordering::Relaxed),
@@ -374,6 +377,7 @@ fn ranges_go_back_to_their_shard_whoever_frees_them() {
     let s = HEAP.stats();
     assert_eq!((s.allocs, s.frees, s.cache_hits), (5, 4, 3));
     assert_eq!(s.bytes_live, (1 << 20) + 4096);
+    // SAFETY: a live block of this heap, freed once.
     unsafe { HEAP.free(again, 0) };
     assert_eq!(HEAP.stats().bytes_live, 0);
     assert!(HEAP.trim() > 0);
@@ -390,6 +394,7 @@ fn a_shard_that_caches_nothing_reuses_its_neighbours_ranges() {
     let (a, b) = (1 + 1 % (SHARDS - 1), 1 + 2 % (SHARDS - 1));
     let held: [*mut u8; 4] = core::array::from_fn(|_| HEAP.alloc_in(1, 1 << 20, 16, false, 0));
     for (n, &p) in held.iter().enumerate() {
+        // SAFETY: live blocks of this heap, each freed once.
         assert!(unsafe { HEAP.free(p, n as u64) });
     }
     let pool = HEAP.shards[a].bytes.load(Ordering::Relaxed);
@@ -400,7 +405,9 @@ fn a_shard_that_caches_nothing_reuses_its_neighbours_ranges() {
     for n in 0..20u64 {
         let p = HEAP.alloc_in(2, 1 << 20, 16, false, 10 + n);
         assert!(!p.is_null());
+        // SAFETY: a live block of 1 MiB of this heap, written whole, then freed once.
         unsafe { p.write_bytes(0x5a, 1 << 20) };
+        // SAFETY: as above.
         assert!(unsafe { HEAP.free(p, 10 + n) });
         assert_eq!(HEAP.shards[b].bytes.load(Ordering::Relaxed), 0);
         assert_eq!(HEAP.shards[a].bytes.load(Ordering::Relaxed), pool);
