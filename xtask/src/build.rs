@@ -89,8 +89,12 @@ pub fn baseline_cdylib(rev: &str) -> Result<PathBuf> {
             .arg(&sha)
             .current_dir(crate::util::root()))?;
     }
+    // A target directory per revision: cargo names a workspace member's artifacts by a
+    // hash of its path relative to the workspace, so two revisions sharing one directory
+    // share file names, and a crate whose sources are older than the other revision's
+    // build would be taken as up to date (a `c553d15` built against a later `superslab`).
     let manifest = tree.join("Cargo.toml");
-    let built = build_cdylib(&[], Some(&manifest), Some(&base.join("target")))?;
+    let built = build_cdylib(&[], Some(&manifest), Some(&tree.join("target")))?;
     let so = base.join(format!("libhakmem-{sha}.so"));
     std::fs::copy(&built, &so).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
     Ok(so)
