@@ -66,7 +66,7 @@ const WORKLOADS: [(&str, &[usize]); 15] = [
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--scale N] [--threads 1,2,16] \
 [--workloads a,b] [--allocators hakmem,glibc,mimalloc,jemalloc,tcmalloc,hakmem-checked] [--baseline REV|PATH.so] \
 [--timeout SECS] [--external DIR | --real | --memory [--scenarios a,b]] [--instructions] \
-[--paired N --baseline REV|PATH.so]";
+[--paired N (--baseline REV|PATH.so | --allocators OTHER)]";
 
 struct Opts {
     quick: bool,
@@ -85,7 +85,8 @@ struct Opts {
     instructions: bool,
     /// `--baseline`: an earlier hakmem, measured in the same run as `hakmem-base`.
     baseline: Option<String>,
-    /// `--paired N`: N pairs of runs of hakmem and the baseline per job (see [`run_paired`]).
+    /// `--paired N`: N pairs of runs per job of hakmem and the baseline, or of hakmem and the
+    /// one other allocator `--allocators` names (see [`run_paired`]).
     paired: Option<usize>,
 }
 
@@ -169,10 +170,21 @@ fn parse(args: &[String]) -> Result<Opts> {
     if o.real && o.memory {
         return Err(format!("--real or --memory, not both\n{USAGE}"));
     }
-    if o.paired.is_some() && (o.baseline.is_none() || o.memory || o.instructions) {
-        return Err(format!(
-            "--paired needs --baseline, and takes neither --memory nor --instructions\n{USAGE}"
-        ));
+    if o.paired.is_some() {
+        // The allocator hakmem is paired with: the baseline, else the one other one named.
+        let others: Vec<&String> = o.allocators.iter().filter(|a| *a != "hakmem").collect();
+        let partner = match (&o.baseline, allocators_given, others.as_slice()) {
+            (Some(_), false, _) | (Some(_), true, []) => Some("hakmem-base".to_string()),
+            (None, true, [other]) => Some(other.to_string()),
+            _ => None,
+        };
+        if partner.is_none() || o.memory || o.instructions {
+            return Err(format!(
+                "--paired needs --baseline or one allocator besides hakmem in --allocators (not \
+                 both), and takes neither --memory nor --instructions\n{USAGE}"
+            ));
+        }
+        o.allocators = partner.into_iter().collect();
     }
     if (o.real || o.memory)
         && (scale.is_some() || threads.is_some() || o.external.is_some() || o.instructions)
@@ -809,11 +821,12 @@ pub fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
     )
 }
 
-/// `--paired N`: for each job, N pairs of runs, one under hakmem and one under the baseline
-/// (`allocs` is exactly those two), back to back, the order swapped from one pair to the
-/// next. Each pair gives the ratio of hakmem's cost to the baseline's (the inverse of the
-/// throughput the workload reports, else the wall time); a row reports the ratios' median and
-/// quartiles. The two runs of a pair share the machine's state of the moment.
+/// `--paired N`: for each job, N pairs of runs, one under hakmem and one under its partner
+/// (the baseline or another allocator; `allocs` is exactly those two, hakmem first), back to
+/// back, the order swapped from one pair to the next. Each pair gives the ratio of hakmem's
+/// cost to the partner's (the inverse of the throughput the workload reports, else the wall
+/// time); a row reports the ratios' median and quartiles. The two runs of a pair share the
+/// machine's state of the moment.
 fn run_paired(
     jobs: &[Job],
     allocs: &[Allocator],
@@ -822,9 +835,10 @@ fn run_paired(
     logs: &Path,
 ) -> Result {
     let mut md = format!(
-        "# Paired runs: hakmem / hakmem-base\n\n{pairs} pairs per row, the order swapped from \
+        "# Paired runs: {} / {}\n\n{pairs} pairs per row, the order swapped from \
          one pair to the next; cost = 1 / throughput (else wall time); lower is better.\n\n\
-         | workload | threads | median | quartiles |\n|---|---:|---:|---:|\n"
+         | workload | threads | median | quartiles |\n|---|---:|---:|---:|\n",
+        allocs[0].name, allocs[1].name
     );
     let mut medians = Vec::new();
     for job in jobs {
@@ -1032,13 +1046,12 @@ pub fn run(args: &[String]) -> Result {
         (_, true) => &bench_report::MEMORY,
         _ => &bench_report::SUITE,
     };
-    let mut names = match o.paired {
-        Some(_) => vec!["hakmem".into()],
+    let names = match o.paired {
+        // hakmem, then its partner (the options' one allocator since they were read).
+        Some(_) => vec!["hakmem".to_string(), o.allocators[0].clone()],
+        None if o.baseline.is_some() => [&o.allocators[..], &["hakmem-base".to_string()]].concat(),
         None => o.allocators.clone(),
     };
-    if o.baseline.is_some() {
-        names.push("hakmem-base".into());
-    }
     let allocs = prepare_allocators(&names, o.baseline.as_deref())?;
     let logs = report_dir().join(layout.logs);
     fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
@@ -1137,6 +1150,33 @@ mod tests {
         assert_eq!(quartiles(vec![5.0, 1.0, 3.0]), (1.0, 3.0, 5.0));
         assert_eq!(quartiles(vec![8.0, 2.0, 6.0, 4.0]), (3.0, 5.0, 7.0));
         assert_eq!(quartiles(vec![9.0, 1.0, 7.0, 3.0, 5.0]), (2.0, 5.0, 8.0));
+    }
+
+    /// `--paired` pairs hakmem with the baseline, or with the one other allocator named, and
+    /// refuses anything else.
+    #[test]
+    fn paired_takes_one_partner() {
+        let opts = |s: &str| parse(&s.split(' ').map(String::from).collect::<Vec<_>>());
+        let partner = |s: &str| opts(s).map(|o| o.allocators);
+        assert_eq!(partner("--paired 4 --baseline HEAD~1").unwrap(), ["hakmem-base"]);
+        assert_eq!(
+            partner("--paired 4 --baseline HEAD~1 --allocators hakmem").unwrap(),
+            ["hakmem-base"]
+        );
+        assert_eq!(partner("--paired 4 --allocators mimalloc").unwrap(), ["mimalloc"]);
+        assert_eq!(
+            partner("--paired 4 --allocators hakmem,hakmem-checked").unwrap(),
+            ["hakmem-checked"]
+        );
+        for bad in [
+            "--paired 4",
+            "--paired 4 --allocators hakmem",
+            "--paired 4 --allocators mimalloc,jemalloc",
+            "--paired 4 --baseline HEAD~1 --allocators mimalloc",
+            "--paired 4 --allocators mimalloc --memory",
+        ] {
+            assert!(opts(bad).is_err(), "{bad} was accepted");
+        }
     }
 
     /// The warm-up runs in a child: a child the harness forks later reports its own peak
