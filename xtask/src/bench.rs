@@ -1158,12 +1158,18 @@ mod tests {
     fn paired_takes_one_partner() {
         let opts = |s: &str| parse(&s.split(' ').map(String::from).collect::<Vec<_>>());
         let partner = |s: &str| opts(s).map(|o| o.allocators);
-        assert_eq!(partner("--paired 4 --baseline HEAD~1").unwrap(), ["hakmem-base"]);
+        assert_eq!(
+            partner("--paired 4 --baseline HEAD~1").unwrap(),
+            ["hakmem-base"]
+        );
         assert_eq!(
             partner("--paired 4 --baseline HEAD~1 --allocators hakmem").unwrap(),
             ["hakmem-base"]
         );
-        assert_eq!(partner("--paired 4 --allocators mimalloc").unwrap(), ["mimalloc"]);
+        assert_eq!(
+            partner("--paired 4 --allocators mimalloc").unwrap(),
+            ["mimalloc"]
+        );
         assert_eq!(
             partner("--paired 4 --allocators hakmem,hakmem-checked").unwrap(),
             ["hakmem-checked"]

@@ -89,10 +89,9 @@ pub fn baseline_cdylib(rev: &str) -> Result<PathBuf> {
             .arg(&sha)
             .current_dir(crate::util::root()))?;
     }
-    // A target directory per revision: cargo names a workspace member's artifacts by a
-    // hash of its path relative to the workspace, so two revisions sharing one directory
-    // share file names, and a crate whose sources are older than the other revision's
-    // build would be taken as up to date (a `c553d15` built against a later `superslab`).
+    // A target directory per revision: with one shared by every revision, cargo took a
+    // later revision's `superslab` as up to date for `c553d15` (whose build then failed),
+    // and an earlier `.so` of `c553d15` built there differed from a clean build.
     let manifest = tree.join("Cargo.toml");
     let built = build_cdylib(&[], Some(&manifest), Some(&tree.join("target")))?;
     let so = base.join(format!("libhakmem-{sha}.so"));
