@@ -495,7 +495,7 @@ impl Heap {
             return false; // the slow path reports it
         }
         // SAFETY: `b` is a block of the pending owner's live slab `s`, being freed (caller).
-        unsafe { self.pend(b, s.list_key()) };
+        unsafe { self.pend(b, s.shared_list_key()) };
         true
     }
 

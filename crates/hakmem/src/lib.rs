@@ -292,10 +292,10 @@ unsafe fn free_other_slow(p: *mut u8) {
                 };
                 if h.is_null() {
                     // SAFETY: the owner token of a live slab is its heap.
-                    unsafe { heap::Heap::remote_free(slab.owner(), slab.list_key(), b) };
+                    unsafe { heap::Heap::remote_free(slab.owner(), slab.shared_list_key(), b) };
                 } else {
                     // SAFETY: this thread's heap; the owner token of a live slab is its heap.
-                    unsafe { (*h).remote_free_batched(slab.owner(), slab.list_key(), b) };
+                    unsafe { (*h).remote_free_batched(slab.owner(), slab.shared_list_key(), b) };
                 }
             }
         }
@@ -340,7 +340,7 @@ fn invalid_free(addr: usize) {
 pub(crate) fn refused(s: &superslab::Slab<Layout>, b: BlockBase<Layout>) -> bool {
     // SAFETY: `b` lies in the mapped memory of a live slab (caller): its first 16 bytes too.
     !<Layout as BlockLayout>::CHECKED
-        && (!s.holds_block(b.addr()) || unsafe { b.is_marked_free(s.list_key()) })
+        && (!s.holds_block(b.addr()) || unsafe { b.is_marked_free(s.shared_list_key()) })
 }
 
 // SAFETY: blocks come from classes at least `size` large, 16-aligned (tiny_layout), or

@@ -47,6 +47,14 @@ pub enum SlabState {
 /// other threads' frees reach the owner through its remote queue. Found from a block's
 /// address with [`Segment::slab_of`], or with [`Segment::slab_at`] from the record offset
 /// that the slab's map entries carry.
+///
+/// Two cache lines: the first holds what the owner's pops and pushes write (the list's
+/// head, `used`, `handed`) and its slow paths' fields; the second what other threads read
+/// to check and hand over a block they free (the block-start test's words and a copy of
+/// the list's key), which the owner writes only when it opens or carves the slab, and
+/// the list's bounds. A thread freeing another's block thus reads a line its owner does
+/// not keep writing: with both in the first line, `xmalloc` (producers' blocks freed by
+/// consumers) took 4–12% longer (`docs/performance.md`).
 #[repr(C, align(128))]
 pub struct Slab<L: BlockLayout> {
     /// The free blocks.
@@ -62,12 +70,6 @@ pub struct Slab<L: BlockLayout> {
     /// (0.82 against 0.76 s; two read-modify-writes of the record per free), and counting
     /// nothing would save 3% (0.73 against 0.75 s in another run).
     handed: u64,
-    /// The block-start test ([`holds_block`](Self::holds_block)): `mul` for the stride,
-    /// `base = start × mul`, `limit = carved × (mul × stride mod 2^64)` (0 while closed).
-    /// Written by the owner only (atomically: other threads' frees test them too).
-    mul: AtomicU64,
-    base: AtomicU64,
-    limit: AtomicU64,
     /// Blocks the slab holds in all.
     capacity: u32,
     class_: SizeClass,
@@ -88,13 +90,20 @@ pub struct Slab<L: BlockLayout> {
     swept_frees: u32,
     next: *mut Slab<L>,
     prev: *mut Slab<L>,
+    /// The block-start test ([`holds_block`](Self::holds_block)): `mul` for the stride,
+    /// `base = start × mul`, `limit = carved × (mul × stride mod 2^64)` (0 while closed).
+    /// Written by the owner only (atomically: other threads' frees test them too).
+    mul: AtomicU64,
+    base: AtomicU64,
+    limit: AtomicU64,
+    /// The list's key (`list.key()`), for other threads: a copy in the second line.
+    shared_key: usize,
     /// Bit i set: the slab's page i (of [`PAGE`] bytes) was given back to the OS, and
     /// the carved blocks overlapping it are parked: free, but on no list.
     purged: u64,
     /// Where the list's blocks lie: `[list_lo, list_lo + list_span)`, the carved part of
     /// the slab (span 0 while closed). [`pop`](Self::pop) tests the list's head against it
-    /// before it reads the head's link. In the record's second cache line: only the current
-    /// slab's are read on a fast path (a free touches the first line only).
+    /// before it reads the head's link.
     list_lo: usize,
     list_span: usize,
 }
@@ -106,6 +115,12 @@ static_assertions::const_assert!(
 );
 static_assertions::const_assert!(
     core::mem::size_of::<Slab<tiny_layout::Guarded>>() == 1 << RECORD_SHIFT
+);
+// The owner's writes in the first line, what other threads' frees read in the second.
+static_assertions::const_assert!(
+    core::mem::offset_of!(Slab<tiny_layout::Plain>, prev) + 8 <= 64
+        && core::mem::offset_of!(Slab<tiny_layout::Plain>, mul) == 64
+        && core::mem::offset_of!(Slab<tiny_layout::Guarded>, mul) == 64
 );
 
 impl<L: BlockLayout> Slab<L> {
@@ -135,6 +150,7 @@ impl<L: BlockLayout> Slab<L> {
             purged: 0,
             list_lo: 0,
             list_span: 0,
+            shared_key: 0,
         }
     }
     /// The size class of the slab's blocks.
@@ -175,6 +191,11 @@ impl<L: BlockLayout> Slab<L> {
     #[inline(always)]
     pub fn list_key(&self) -> usize {
         self.list.key()
+    }
+    /// [`list_key`](Self::list_key) from the record's second line, for other threads.
+    #[inline(always)]
+    pub fn shared_list_key(&self) -> usize {
+        self.shared_key
     }
     /// Address of the slab's first block.
     #[inline(always)]
@@ -1907,6 +1928,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         let s = &mut sg.slabs[first & (SLICES - 1)];
         let start = seg as usize + (first << SLICE_SHIFT);
         s.list = Stack::with_key(ptr_conversion::list_key(start));
+        s.shared_key = s.list.key();
         s.used = 0;
         s.capacity = L::blocks_per_slab(c) as u32;
         s.handed = 0;

@@ -266,6 +266,9 @@ fn check_blocks<L: BlockLayout>(
             assert!(a >= s.start() && a + stride <= s.start() + s.capacity() as usize * stride);
             assert_eq!((a - s.start()) % stride, 0);
             assert!(s.holds_block(a));
+            // Other threads' copy of the list's key is the list's.
+            assert_eq!(s.shared_list_key(), s.list_key());
+            assert_ne!(s.list_key(), 0);
             // An address above user space whose low 47 bits are this block's is not it.
             for h in [1, 2, 0x8000, 0x1_ffff] {
                 assert!(!s.holds_block(a | h << 47), "{a:#x} + {h:#x} << 47");
