@@ -54,7 +54,7 @@ pub enum SlabState {
 /// the list's key), which the owner writes only when it opens or carves the slab, and
 /// the list's bounds. A thread freeing another's block thus reads a line its owner does
 /// not keep writing: with both in the first line, `xmalloc` (producers' blocks freed by
-/// consumers) took 4–12% longer (`docs/performance.md`).
+/// consumers) took 2–13% longer in paired runs (`docs/performance.md`).
 #[repr(C, align(128))]
 pub struct Slab<L: BlockLayout> {
     /// The free blocks.
