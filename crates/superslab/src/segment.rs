@@ -72,7 +72,6 @@ pub struct Slab<L: BlockLayout> {
     handed: u64,
     /// Blocks the slab holds in all.
     capacity: u32,
-    class_: SizeClass,
     /// Index of this slab's first slice (itself for a slab's head or a free slice).
     head: u8,
     /// Slices spanned; 0 when this slice starts no slab.
@@ -106,6 +105,8 @@ pub struct Slab<L: BlockLayout> {
     /// before it reads the head's link.
     list_lo: usize,
     list_span: usize,
+    /// In the second line too: the checked build's free of another thread's block reads it.
+    class_: SizeClass,
 }
 
 /// log2 of a slab record's size: record offsets in map entries are multiples of it.
