@@ -35,7 +35,7 @@ pub enum SlabState {
     Full,
 }
 
-/// Metadata of one slab (or of a slice that is a slab's tail, or free): 64 bytes, one
+/// Metadata of one slab (or of a slice that is a slab's tail, or free): 128 bytes, one
 /// per slice, at the start of the segment.
 ///
 /// The slab's free blocks form one LIFO list: malloc pops from the list of its class's
@@ -43,8 +43,9 @@ pub enum SlabState {
 /// never move between lists one by one, and a block freed is the next one its slab
 /// hands out. `used`, the blocks the program holds, goes up with a pop and down with a
 /// push, and a push that takes it to 0 says so: the slab is empty, and can be closed at
-/// once ([`SlabHeap::emptied`]). Only the owner's thread touches these fields (see the crate invariants);
-/// other threads' frees reach the owner through its remote queue. Found from a block's
+/// once ([`SlabHeap::emptied`]). Only the owner's thread writes these fields (see the crate
+/// invariants); other threads read those of the second line to check a block they free,
+/// and hand the block to the owner through its remote queue. Found from a block's
 /// address with [`Segment::slab_of`], or with [`Segment::slab_at`] from the record offset
 /// that the slab's map entries carry.
 ///
