@@ -1157,23 +1157,20 @@ mod tests {
     #[test]
     fn paired_takes_one_partner() {
         let opts = |s: &str| parse(&s.split(' ').map(String::from).collect::<Vec<_>>());
-        let partner = |s: &str| opts(s).map(|o| o.allocators);
-        assert_eq!(
-            partner("--paired 4 --baseline HEAD~1").unwrap(),
-            ["hakmem-base"]
-        );
-        assert_eq!(
-            partner("--paired 4 --baseline HEAD~1 --allocators hakmem").unwrap(),
-            ["hakmem-base"]
-        );
-        assert_eq!(
-            partner("--paired 4 --allocators mimalloc").unwrap(),
-            ["mimalloc"]
-        );
-        assert_eq!(
-            partner("--paired 4 --allocators hakmem,hakmem-checked").unwrap(),
-            ["hakmem-checked"]
-        );
+        for (args, partner) in [
+            ("--paired 4 --baseline HEAD~1", "hakmem-base"),
+            (
+                "--paired 4 --baseline HEAD~1 --allocators hakmem",
+                "hakmem-base",
+            ),
+            ("--paired 4 --allocators mimalloc", "mimalloc"),
+            (
+                "--paired 4 --allocators hakmem,hakmem-checked",
+                "hakmem-checked",
+            ),
+        ] {
+            assert_eq!(opts(args).unwrap().allocators, [partner], "{args}");
+        }
         for bad in [
             "--paired 4",
             "--paired 4 --allocators hakmem",
