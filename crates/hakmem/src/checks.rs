@@ -149,9 +149,9 @@ pub fn reporter(r: &Report) -> ! {
         .hex(r.addr);
     let class = match r.class {
         Some(c) => SizeClass::new(c as usize),
-        // SAFETY: a live slab's entry gives its record in `r.addr`'s segment.
+        // SAFETY: a live slab's entry gives its record.
         None => superslab::slab_record(heap::MAP.entry(r.addr))
-            .map(|rec| unsafe { (*Segment::<Layout>::slab_at(r.addr, rec)).class() }),
+            .map(|rec| unsafe { (*Segment::<Layout>::slab_at(rec)).class() }),
     };
     if let Some(c) = class {
         l.text(": class ")
@@ -318,10 +318,10 @@ fn alloc_failed(b: BlockBase<Layout>, c: SizeClass) -> ! {
 /// the block and its class; `None` when any of this fails, or for a pointer that is not a
 /// slab block: [`diagnose`] then names it.
 #[inline(always)]
-fn verified(entry: u32, p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass)> {
+fn verified(entry: u64, p: *mut u8) -> Option<(BlockBase<Layout>, SizeClass)> {
     let record = superslab::slab_record(entry)?;
-    // SAFETY: a live slab's entry (tested above) gives its record in `p`'s segment.
-    unsafe { verified_in(Segment::<Layout>::slab_at(p as usize, record), p) }
+    // SAFETY: a live slab's entry (tested above) gives its record.
+    unsafe { verified_in(Segment::<Layout>::slab_at(record), p) }
 }
 
 /// [`verified`] for a pointer `p` into a slice of the live slab `s`.
@@ -383,8 +383,8 @@ pub unsafe fn free(p: *mut u8) -> bool {
     // heap.
     let record = heap::xor_current_tag(entry) as usize;
     if record < FULL_FLAG as usize {
-        // SAFETY: this heap's live slab, not full: `record` is its record's offset.
-        let s = unsafe { Segment::<Layout>::slab_at(p as usize, record) };
+        // SAFETY: this heap's live slab, not full: `record` is its record's address.
+        let s = unsafe { Segment::<Layout>::slab_at(record) };
         // SAFETY: as above.
         if let Some((b, _)) = unsafe { verified_in(s, p) } {
             mark_free(b);
@@ -409,7 +409,7 @@ pub unsafe fn free(p: *mut u8) -> bool {
 /// As for [`free`]; `entry` is `p`'s slice's map entry as the fast path read it.
 #[cold]
 #[inline(never)]
-unsafe fn free_elsewhere(entry: u32, p: *mut u8) -> bool {
+unsafe fn free_elsewhere(entry: u64, p: *mut u8) -> bool {
     if p.is_null() {
         return true;
     }

@@ -35,7 +35,7 @@ use ptr_conversion::{BlockBase, SizeClass, UserPtr};
 use refill::SlabSource;
 use superslab::{
     AddressMap, OwnerTag, PageSource, RemoteQueue, Segment, SegmentPool, Slab, SlabHeap, SpinLock,
-    RECORD_MASK, TAG_UNIT,
+    FULL_FLAG, RECORD_MASK, TAG_UNIT,
 };
 use tiny_layout::CLASS_COUNT;
 
@@ -52,13 +52,13 @@ pub static LARGE: LargeHeap<Os> = LargeHeap::new(Os, &MAP, 256 << 20, 1000);
 /// number: set when the first heap is created, left empty under a chunked map (free's
 /// fast path then falls through to `MAP`). Globals rather than fields of the heap, so that
 /// free's load of an entry does not wait for the load of the thread's heap pointer.
-static FLAT_MAP: AtomicPtr<AtomicU32> = AtomicPtr::new(null_mut());
+static FLAT_MAP: AtomicPtr<AtomicU64> = AtomicPtr::new(null_mut());
 static FLAT_MAP_LEN: AtomicUsize = AtomicUsize::new(0);
 
-/// The owner tag of the empty heap: above every map entry (entries are 32 bits), so an
-/// entry xor it is never a record offset and every free on the empty heap leaves the fast
-/// path.
-pub const NO_TAG: u64 = 1 << 32;
+/// The owner tag of the empty heap: [`FULL_FLAG`] with no owner's bits, so an entry xor it
+/// is never below `FULL_FLAG` (a live slab's entry keeps its owner's bits, every other
+/// entry gains the flag) and every free on the empty heap leaves the fast path.
+pub const NO_TAG: u64 = FULL_FLAG;
 
 /// Bytes from one class's slot to the next in a heap (one pointer): malloc's size table
 /// holds `class × CLASS_STRIDE`, the offset of the class's slot.
@@ -150,7 +150,7 @@ struct Pending {
     owner: usize,
     /// The owner's tag in the address map (0 before the first batch): a block whose map
     /// entry carries it continues the batch without a look at its slab.
-    tag: u32,
+    tag: u64,
     head: Option<BlockBase<Layout>>,
     tail: Option<BlockBase<Layout>>,
     count: u32,
@@ -218,7 +218,7 @@ impl Heap {
     /// The large tier's shard this heap's thread allocates from: heaps are
     /// numbered in creation order, so live threads spread over the shards.
     pub fn large_shard(&self) -> usize {
-        (self.tag / TAG_UNIT as u64) as usize
+        (self.tag / TAG_UNIT) as usize
     }
 
     /// Sets up a heap in place with its owner tag (the map must be reserved).
@@ -231,7 +231,7 @@ impl Heap {
             h.write(Heap::new(no_slab()));
             (*h).slabs.set_owner(h as usize);
             (*h).slabs.set_map_tag(tag);
-            (*h).tag = tag.get() as u64;
+            (*h).tag = tag.get();
         }
         let map = MAP.entries();
         if !map.is_empty() {
@@ -263,7 +263,7 @@ impl Heap {
     /// another thread once it has filled the slab's list (`SlabHeap::adopt_remote`, see
     /// [`visit_live`]); the owner that then pushes onto the list must see it.
     #[inline(always)]
-    pub fn map_entry(addr: usize) -> Option<u32> {
+    pub fn map_entry(addr: usize) -> Option<u64> {
         let i = addr >> superslab::SLICE_SHIFT;
         if i < FLAT_MAP_LEN.load(Ordering::Acquire) {
             // SAFETY: the length is stored (`Release`, in `init`) after the entries'
@@ -466,7 +466,7 @@ impl Heap {
             self.pending.owner = owner;
             // SAFETY: owner tokens are heap addresses (never unmapped); a heap's tag is
             // fixed when it is created.
-            self.pending.tag = unsafe { (*(owner as *const Heap)).tag } as u32;
+            self.pending.tag = unsafe { (*(owner as *const Heap)).tag };
         }
         // SAFETY: forwarded.
         unsafe { self.pend(b, key) }
@@ -481,7 +481,7 @@ impl Heap {
     /// `p` is being freed (a live block of ours, or any pointer below 2^47 that is not
     /// ours) and `entry` is its slice's map entry.
     #[inline(always)]
-    pub unsafe fn pend_remote(&mut self, entry: u32, p: *mut u8) -> bool {
+    pub unsafe fn pend_remote(&mut self, entry: u64, p: *mut u8) -> bool {
         let tag = superslab::owner_tag_bits(entry);
         if tag == 0 || tag != self.pending.tag || self.pending.count >= REMOTE_BATCH {
             return false;
@@ -489,8 +489,8 @@ impl Heap {
         // SAFETY: `p` lies in a live slab (its entry says so), not null (the first slice is
         // never ours); whether it is a block start is tested next.
         let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-        // SAFETY: a live slab's entry gives its record in `p`'s segment.
-        let s = unsafe { &*Segment::<Layout>::slab_at(p as usize, (entry & RECORD_MASK) as usize) };
+        // SAFETY: a live slab's entry gives its record.
+        let s = unsafe { &*Segment::<Layout>::slab_at((entry & RECORD_MASK) as usize) };
         if crate::refused(s, b) {
             return false; // the slow path reports it
         }
@@ -822,15 +822,14 @@ pub fn maintain(now: u64, me: *mut Heap) {
 /// Whether `p` is a block of a live slab of the heap whose tag is `tag`: what a remote
 /// queue's decoded links must be before they are followed (see `RemoteQueue::drain`).
 fn holds_block_of(tag: u64) -> impl Fn(*mut u8) -> bool {
-    let tag = tag as u32;
     move |p: *mut u8| {
         if <Layout as tiny_layout::BlockLayout>::CHECKED {
             return true; // its links check themselves as they are read
         }
         let entry = MAP.entry(p as usize);
         superslab::owner_tag_bits(entry) == tag
-            // SAFETY: our live slab's entry gives its record in `p`'s segment.
-            && unsafe { &*Segment::<Layout>::slab_at(p as usize, (entry & RECORD_MASK) as usize) }
+            // SAFETY: our live slab's entry gives its record.
+            && unsafe { &*Segment::<Layout>::slab_at((entry & RECORD_MASK) as usize) }
                 .holds_block(p as usize)
     }
 }
@@ -1126,8 +1125,8 @@ pub fn current() -> *mut Heap {
 /// from the same TLS slot: free's fast path matches a map entry against this thread's heap
 /// without reading the heap.
 #[inline(always)]
-pub fn xor_current_tag(entry: u32) -> u64 {
-    slot::xor_tag(entry as u64)
+pub fn xor_current_tag(entry: u64) -> u64 {
+    slot::xor_tag(entry)
 }
 
 /// This thread's heap, or null if it has none yet (slow paths).

@@ -162,7 +162,7 @@ impl Alloc {
     /// that is not full) has no call; everything else is one tail call to the cold
     /// `free_other`. One address-map load decides "ours, of a live slab of this heap, not
     /// full": the entry xor the heap's owner tag is below `FULL_FLAG` exactly then, and is
-    /// then the offset of the slab's record in its segment (see `superslab::OwnerTag`),
+    /// then the address of the slab's record (see `superslab::OwnerTag`),
     /// onto whose list the block goes. Null needs no test: the map never marks the first
     /// slice.
     ///
@@ -181,8 +181,8 @@ impl Alloc {
             let record = heap::xor_current_tag(entry) as usize;
             if record < FULL_FLAG as usize {
                 // SAFETY: the entry is that of a live slab of this heap, not full: `record`
-                // is its record's offset in `p`'s segment.
-                let s = unsafe { Segment::<Layout>::slab_at(p as usize, record) };
+                // is its record's address.
+                let s = unsafe { Segment::<Layout>::slab_at(record) };
                 // SAFETY: `p` lies in our slab, not null; whether it is a block start is
                 // tested next (the checked build verified it already).
                 let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
@@ -468,8 +468,8 @@ unsafe fn block_size(p: *mut u8) -> usize {
         if unsafe { misused_in_slab(p) } {
             return 0;
         }
-        // SAFETY: a live slab's entry gives its record in `addr`'s segment.
-        return unsafe { (*Segment::<Layout>::slab_at(addr, record)).class() }.block_size();
+        // SAFETY: a live slab's entry gives its record.
+        return unsafe { (*Segment::<Layout>::slab_at(record)).class() }.block_size();
     }
     match heap::MAP.region(addr) {
         // Not a live slab: not a live block.
@@ -490,8 +490,8 @@ unsafe fn block_size(p: *mut u8) -> usize {
 unsafe fn misused_in_slab(p: *mut u8) -> bool {
     let addr = p as usize;
     superslab::slab_record(heap::MAP.entry(addr)).is_some_and(|record| {
-        // SAFETY: a live slab's entry gives its record in `addr`'s segment.
-        let s = unsafe { &*Segment::<Layout>::slab_at(addr, record) };
+        // SAFETY: a live slab's entry gives its record.
+        let s = unsafe { &*Segment::<Layout>::slab_at(record) };
         // SAFETY: `p` lies in that slab (its entry says so), so it is not null.
         let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
         refused(s, b)

@@ -108,7 +108,7 @@ mod segment;
 
 pub use map::{
     owner_tag_bits, slab_record, AddressMap, OwnerTag, Region, ADDRESS_BITS, ENTRY_FOREIGN,
-    ENTRY_SEGMENT, FULL_FLAG, MAP_ENTRIES, RECORD_MASK, TAG_UNIT,
+    ENTRY_SEGMENT, FULL_FLAG, LARGE_COUNT_END, MAP_ENTRIES, RECORD_MASK, TAG_UNIT,
 };
 pub use remote::RemoteQueue;
 pub use segment::{

@@ -1,20 +1,21 @@
 //! The address map: one entry per 64 KiB slice of the address space, saying whether the
-//! slice is ours and, for a slice of a live slab, which owner and class it belongs to.
+//! slice is ours and, for a slice of a live slab, which owner it belongs to and where its
+//! record is.
 
 use crate::{PageSource, SEGMENT_SIZE, SLICES, SLICE_SHIFT};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Bits of user-space addresses covered (x86-64 and aarch64 Linux user space: 47).
 pub const ADDRESS_BITS: usize = 47;
 /// Entries: one per [`crate::SLICE_SIZE`] granule below `1 << ADDRESS_BITS`.
 pub const MAP_ENTRIES: usize = 1 << (ADDRESS_BITS - SLICE_SHIFT);
-const MAP_BYTES: usize = MAP_ENTRIES * core::mem::size_of::<AtomicU32>();
-/// Map bytes made writable at once (one bit of `committed`): covers 1 GiB of addresses.
+const MAP_BYTES: usize = MAP_ENTRIES * core::mem::size_of::<AtomicU64>();
+/// Map bytes made writable at once (one bit of `committed`): covers 512 MiB of addresses.
 const COMMIT_CHUNK: usize = 64 << 10;
 const COMMIT_WORDS: usize = MAP_BYTES / COMMIT_CHUNK / 64;
-/// Entries per chunk (one chunk describes 1 GiB of addresses).
-const CHUNK_ENTRIES: usize = COMMIT_CHUNK / core::mem::size_of::<AtomicU32>();
+/// Entries per chunk (one chunk describes 512 MiB of addresses).
+const CHUNK_ENTRIES: usize = COMMIT_CHUNK / core::mem::size_of::<AtomicU64>();
 /// Chunks in the whole map.
 const CHUNKS: usize = MAP_ENTRIES / CHUNK_ENTRIES;
 // A segment's slices never straddle two chunks.
@@ -27,21 +28,23 @@ const TABLE_BYTES: usize = CHUNKS * core::mem::size_of::<usize>();
 const CHUNKED: usize = 1;
 
 /// The entry of a slice that is not ours.
-pub const ENTRY_FOREIGN: u32 = 0;
+pub const ENTRY_FOREIGN: u64 = 0;
 /// The entry of a slice of one of our segments that is not part of a live slab (the
 /// metadata slice, a free slice, a closed slab).
-pub const ENTRY_SEGMENT: u32 = 1;
+pub const ENTRY_SEGMENT: u64 = 1;
+/// Set in the entries of a slab its owner marked full (see [`OwnerTag`]): the bit above
+/// every user-space address.
+pub const FULL_FLAG: u64 = 1 << ADDRESS_BITS;
 /// Owner tags are multiples of this; entries below it are never a live slab's.
-pub const TAG_UNIT: u32 = 1 << 14;
-/// Set in the entries of a slab its owner marked full (see [`OwnerTag`]).
-pub const FULL_FLAG: u32 = 1 << 13;
-/// The bits of a live slab's entry below [`FULL_FLAG`]: the offset of the slab's record
-/// from the start of its segment (see [`crate::Segment::slab_at`]).
-pub const RECORD_MASK: u32 = FULL_FLAG - 1;
+pub const TAG_UNIT: u64 = FULL_FLAG << 1;
+/// Entries from `ENTRY_SEGMENT + 1` up to below this count the large blocks whose user
+/// pointer lies in the slice (at most `LARGE_COUNT_END - 2` of them).
+pub const LARGE_COUNT_END: u64 = 1 << 14;
+/// The bits of a live slab's entry below [`FULL_FLAG`]: the address of the slab's record
+/// (see [`crate::Segment::slab_at`]). Records lie in published segments, all below
+/// `1 << ADDRESS_BITS` ([`AddressMap::publish_segment`] refuses others).
+pub const RECORD_MASK: u64 = FULL_FLAG - 1;
 
-static_assertions::const_assert!(
-    crate::SLICES * core::mem::size_of::<crate::Slab<tiny_layout::Plain>>() <= FULL_FLAG as usize
-);
 static_assertions::const_assert!(MAP_BYTES.is_multiple_of(COMMIT_CHUNK * 64));
 
 /// What an address's slice holds.
@@ -57,39 +60,39 @@ pub enum Region {
 
 /// The map tag of a slab owner: a nonzero multiple of [`TAG_UNIT`], unique among live
 /// owners. Every slice of a live slab has the entry `tag + record`, where `record` is the
-/// offset of the slab's record from its segment's start (below [`FULL_FLAG`]), plus
-/// [`FULL_FLAG`] while the owner has set the slab aside as full or some of its blocks are
-/// parked (see `SlabHeap::sweep_sparse`). So `entry ^ tag <
-/// FULL_FLAG` holds exactly for the owner's live slabs that are not full, and is then the
-/// record's offset: one load and one compare prove "ours, live, not full" on the free
-/// fast path and give the slab without touching the segment's metadata first.
+/// address of the slab's record (below [`FULL_FLAG`]), plus [`FULL_FLAG`] while the owner
+/// has set the slab aside as full or some of its blocks are parked (see
+/// `SlabHeap::sweep_sparse`). So `entry ^ tag < FULL_FLAG` holds exactly for the owner's
+/// live slabs that are not full, and is then the record's address: one load, one xor and
+/// one compare prove "ours, live, not full" on the free fast path and give the slab
+/// without touching the segment's metadata first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OwnerTag(u32);
+pub struct OwnerTag(u64);
 
 impl OwnerTag {
-    /// Most distinct tags.
-    pub const MAX_ID: u32 = u32::MAX / TAG_UNIT;
+    /// Most distinct tags (the 16 bits above [`FULL_FLAG`]).
+    pub const MAX_ID: u32 = (u64::MAX / TAG_UNIT) as u32;
 
     /// The tag of owner number `id` (1 ..= [`MAX_ID`](Self::MAX_ID)).
     pub const fn new(id: u32) -> Option<OwnerTag> {
         if id == 0 || id > Self::MAX_ID {
             None
         } else {
-            Some(OwnerTag(id * TAG_UNIT))
+            Some(OwnerTag(id as u64 * TAG_UNIT))
         }
     }
     /// The tag's value (what entries are compared against).
-    pub const fn get(self) -> u32 {
+    pub const fn get(self) -> u64 {
         self.0
     }
-    /// The entry of this owner's live slab whose record is at `record` (below
-    /// [`FULL_FLAG`]) in its segment, `full` or not.
-    pub const fn entry(self, record: usize, full: bool) -> u32 {
-        self.0 + (record as u32 & RECORD_MASK) + if full { FULL_FLAG } else { 0 }
+    /// The entry of this owner's live slab whose record is at address `record` (below
+    /// [`FULL_FLAG`]), `full` or not.
+    pub const fn entry(self, record: usize, full: bool) -> u64 {
+        self.0 + (record as u64 & RECORD_MASK) + if full { FULL_FLAG } else { 0 }
     }
-    /// The record offset of an entry of this owner's live slab that is not full, if
+    /// The record address of an entry of this owner's live slab that is not full, if
     /// `entry` is one.
-    pub const fn record_of(self, entry: u32) -> Option<usize> {
+    pub const fn record_of(self, entry: u64) -> Option<usize> {
         if entry ^ self.0 < FULL_FLAG {
             Some((entry ^ self.0) as usize)
         } else {
@@ -98,16 +101,17 @@ impl OwnerTag {
     }
 }
 
-/// The record offset of a live slab whose slice has map entry `entry`, whoever owns it
+/// The record address of a live slab whose slice has map entry `entry`, whoever owns it
 /// and full or not; `None` for any other entry (foreign, segment, large).
 ///
 /// ```
 /// use superslab::{slab_record, OwnerTag, ENTRY_SEGMENT};
-/// assert_eq!(slab_record(OwnerTag::new(3).unwrap().entry(5 * 64, true)), Some(5 * 64));
+/// let record = 0x7f12_3440_0280;
+/// assert_eq!(slab_record(OwnerTag::new(3).unwrap().entry(record, true)), Some(record));
 /// assert_eq!(slab_record(ENTRY_SEGMENT), None);
 /// ```
 #[inline(always)]
-pub const fn slab_record(entry: u32) -> Option<usize> {
+pub const fn slab_record(entry: u64) -> Option<usize> {
     if entry >= TAG_UNIT {
         Some((entry & RECORD_MASK) as usize)
     } else {
@@ -118,24 +122,24 @@ pub const fn slab_record(entry: u32) -> Option<usize> {
 /// The owner tag carried by `entry`: the tag of its slab's owner for a live slab's entry,
 /// 0 for any other.
 #[inline(always)]
-pub const fn owner_tag_bits(entry: u32) -> u32 {
+pub const fn owner_tag_bits(entry: u64) -> u64 {
     entry & !(TAG_UNIT - 1)
 }
 
-/// One 32-bit entry per 64 KiB slice of the address space:
+/// One 64-bit entry per 64 KiB slice of the address space:
 ///
 /// | entry | meaning |
 /// | --- | --- |
 /// | `0` ([`ENTRY_FOREIGN`]) | not ours |
 /// | `1` ([`ENTRY_SEGMENT`]) | a slice of one of our segments outside any live slab |
-/// | `2 ..` [`TAG_UNIT`] | `1 +` the number of large blocks whose user pointer lies in the slice |
-/// | [`OwnerTag::entry`] | a slice of a live slab: its owner's tag plus its class |
+/// | `2 ..` [`LARGE_COUNT_END`] | `1 +` the number of large blocks whose user pointer lies in the slice |
+/// | [`OwnerTag::entry`] | a slice of a live slab: its owner's tag plus its record's address |
 ///
-/// The entries (8 GiB of address space) are reserved on first use with
+/// The entries (16 GiB of address space) are reserved on first use with
 /// [`PageSource::reserve`]: nothing is charged for them, untouched parts read zero from the
 /// shared zero page, and only the 64 KiB pieces that describe our memory are committed
-/// (one per GiB of addresses used). Where the reservation is refused (an address-space
-/// limit below it), the map is *chunked* instead: a 1 MiB table of pointers to the same
+/// (one per 512 MiB of addresses used). Where the reservation is refused (an address-space
+/// limit below it), the map is *chunked* instead: a 2 MiB table of pointers to the same
 /// 64 KiB pieces, each mapped when first written. Lookups work the same through
 /// [`entry`](Self::entry) and [`region`](Self::region), but [`entries`](Self::entries) is
 /// then empty, so fast paths that index the flat entries fall through to them. A map that
@@ -194,12 +198,12 @@ impl AddressMap {
     /// chunked map (whose fast paths must fall back to [`entry`](Self::entry)). The slice
     /// stays valid for the life of the process, so fast paths may keep a copy of it.
     #[inline(always)]
-    pub fn entries(&self) -> &'static [AtomicU32] {
+    pub fn entries(&self) -> &'static [AtomicU64] {
         let s = self.state.load(Ordering::Acquire);
         if s == 0 || s & CHUNKED != 0 {
             return &[];
         }
-        let p = s as *const AtomicU32;
+        let p = s as *const AtomicU64;
         // SAFETY: a reservation of MAP_ENTRIES entries, never unmapped; untouched parts
         // read zero, and atomics of zero are valid.
         unsafe { core::slice::from_raw_parts(p, MAP_ENTRIES) }
@@ -236,7 +240,7 @@ impl AddressMap {
 
     /// `addr`'s entry (`ENTRY_FOREIGN` outside the map or before it is reserved).
     #[inline(always)]
-    pub fn entry(&self, addr: usize) -> u32 {
+    pub fn entry(&self, addr: usize) -> u64 {
         let i = addr >> SLICE_SHIFT;
         let flat = self.entries();
         if !flat.is_empty() {
@@ -250,7 +254,7 @@ impl AddressMap {
     /// [`entry`](Self::entry) of a chunked (or empty) map.
     #[cold]
     #[inline(never)]
-    fn chunked_entry(&self, i: usize) -> u32 {
+    fn chunked_entry(&self, i: usize) -> u64 {
         self.chunk(i, None).map_or(ENTRY_FOREIGN, |c| {
             c[i % CHUNK_ENTRIES].load(Ordering::Relaxed)
         })
@@ -259,12 +263,12 @@ impl AddressMap {
     /// The chunk holding entry `i` of a chunked map: mapped from `pages` if it is not yet
     /// and `pages` is given; `None` outside the map, for a flat or empty map, or if the
     /// OS refuses.
-    fn chunk(&self, i: usize, pages: Option<&dyn ChunkPages>) -> Option<&'static [AtomicU32]> {
+    fn chunk(&self, i: usize, pages: Option<&dyn ChunkPages>) -> Option<&'static [AtomicU64]> {
         let s = self.state.load(Ordering::Acquire);
         if s & CHUNKED == 0 || i >= MAP_ENTRIES {
             return None;
         }
-        let table = (s & !CHUNKED) as *const AtomicPtr<AtomicU32>;
+        let table = (s & !CHUNKED) as *const AtomicPtr<AtomicU64>;
         // SAFETY: the table holds CHUNKS pointers, never unmapped; `i / CHUNK_ENTRIES` is
         // below CHUNKS.
         let slot = unsafe { &*table.add(i / CHUNK_ENTRIES) };
@@ -293,7 +297,7 @@ impl AddressMap {
 
     /// The entries of slices `first .. first + n` if they lie in one chunk of the map as
     /// it is (nothing committed or mapped).
-    fn existing(&self, first: usize, n: usize) -> Option<&'static [AtomicU32]> {
+    fn existing(&self, first: usize, n: usize) -> Option<&'static [AtomicU64]> {
         let end = first.checked_add(n)?;
         let flat = self.entries();
         if !flat.is_empty() {
@@ -309,7 +313,7 @@ impl AddressMap {
         first: usize,
         n: usize,
         pages: Option<&dyn ChunkPages>,
-    ) -> Option<&'static [AtomicU32]> {
+    ) -> Option<&'static [AtomicU64]> {
         let end = first.checked_add(n)?;
         if n == 0 || first / CHUNK_ENTRIES != (end - 1) / CHUNK_ENTRIES {
             return None;
@@ -330,7 +334,7 @@ impl AddressMap {
 
     /// The writable entries for slices `first .. first + n`, committing them if needed;
     /// `None` outside the map or if the OS refuses.
-    fn writable(&self, first: usize, n: usize, pages: &impl PageSource) -> Option<&[AtomicU32]> {
+    fn writable(&self, first: usize, n: usize, pages: &impl PageSource) -> Option<&[AtomicU64]> {
         if !self.reserve(pages) {
             return None;
         }
@@ -378,11 +382,11 @@ impl AddressMap {
 
     /// Sets the entries of the `n` slices from `start` (a published segment's slices) to
     /// `entry`: [`OwnerTag::entry`] when a slab opens, [`ENTRY_SEGMENT`] when it closes.
-    pub fn set_slices(&self, start: usize, n: usize, entry: u32) {
+    pub fn set_slices(&self, start: usize, n: usize, entry: u64) {
         self.store_slices(start, n, entry);
     }
 
-    fn store_slices(&self, start: usize, n: usize, entry: u32) {
+    fn store_slices(&self, start: usize, n: usize, entry: u64) {
         if let Some(entries) = self.existing(start >> SLICE_SHIFT, n) {
             for e in entries {
                 e.store(entry, Ordering::Release);
@@ -398,7 +402,7 @@ impl AddressMap {
         };
         e[0].fetch_update(Ordering::Release, Ordering::Relaxed, |v| match v {
             ENTRY_FOREIGN => Some(ENTRY_SEGMENT + 1),
-            v if v > ENTRY_SEGMENT && v < TAG_UNIT - 1 => Some(v + 1),
+            v if v > ENTRY_SEGMENT && v < LARGE_COUNT_END - 1 => Some(v + 1),
             _ => None,
         })
         .is_ok()
@@ -409,7 +413,7 @@ impl AddressMap {
         if let Some(e) = self.existing(user >> SLICE_SHIFT, 1) {
             let _ = e[0].fetch_update(Ordering::Release, Ordering::Relaxed, |v| match v {
                 v if v == ENTRY_SEGMENT + 1 => Some(ENTRY_FOREIGN),
-                v if v > ENTRY_SEGMENT + 1 && v < TAG_UNIT => Some(v - 1),
+                v if v > ENTRY_SEGMENT + 1 && v < LARGE_COUNT_END => Some(v - 1),
                 _ => None,
             });
         }

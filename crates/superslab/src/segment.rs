@@ -110,7 +110,7 @@ pub struct Slab<L: BlockLayout> {
     class_: SizeClass,
 }
 
-/// log2 of a slab record's size: record offsets in map entries are multiples of it.
+/// log2 of a slab record's size (two cache lines; records are aligned to it).
 pub const RECORD_SHIFT: usize = 7;
 static_assertions::const_assert!(
     core::mem::size_of::<Slab<tiny_layout::Plain>>() == 1 << RECORD_SHIFT
@@ -746,16 +746,16 @@ impl<L: BlockLayout> Segment<L> {
         unsafe { &*Self::slab_ptr(addr) }
     }
 
-    /// The record at offset `record` of the segment containing `addr`: with the record
-    /// offset a live slab's map entry carries (`entry ^ tag`, or [`crate::slab_record`]),
-    /// the slab of `addr`, found with no load (the free fast path).
+    /// The slab whose record is at address `record`, as a live slab's map entry gives it
+    /// (`entry ^ tag`, or [`crate::slab_record`]): the slab of an address found with one
+    /// map load and no other (the free fast path).
     ///
     /// # Safety
-    /// As for [`of`](Self::of); `record` is below [`crate::FULL_FLAG`] and came from the
-    /// map entry of `addr`'s slice.
+    /// `record` came from the map entry of a live slab's slice (and is used only while
+    /// the caller can rely on the slab's segment staying mapped, as for [`of`](Self::of)).
     #[inline(always)]
-    pub unsafe fn slab_at(addr: usize, record: usize) -> *mut Slab<L> {
-        ((addr & !(SEGMENT_SIZE - 1)) + record) as *mut Slab<L>
+    pub unsafe fn slab_at(record: usize) -> *mut Slab<L> {
+        record as *mut Slab<L>
     }
 
     #[inline(always)]
@@ -1832,7 +1832,7 @@ impl<L: BlockLayout> SlabHeap<L> {
     fn publish(&self, map: &AddressMap, s: &Slab<L>) {
         let entry = match self.tag {
             Some(tag) => tag.entry(
-                (s.head as usize) << RECORD_SHIFT,
+                s as *const Slab<L> as usize,
                 s.state == SlabState::Full || s.purged != 0,
             ),
             None => ENTRY_SEGMENT,

@@ -187,9 +187,9 @@ fn free<L: BlockLayout>(o: &mut Owner<L>, pool: &SegmentPool<MmapPages>, b: Bloc
         // SAFETY: as above.
         unsafe { o.h.free_block(pool, b) };
     } else {
-        let record = slab as *const Slab<L> as usize - (a & !(SEGMENT_SIZE - 1));
+        let record = slab as *const Slab<L> as usize;
         // SAFETY: as above: the record of `a`'s slab, which is ours and not full.
-        let s = unsafe { Segment::<L>::slab_at(a, record) };
+        let s = unsafe { Segment::<L>::slab_at(record) };
         // SAFETY: as above; an emptied slab goes back to its heap as the facade's would,
         // and a shrinking heap's empty current slabs are demoted.
         unsafe {
@@ -276,7 +276,7 @@ fn check_states<L: BlockLayout>(
         // SAFETY: a held block pins its slab.
         let slab = unsafe { Segment::<L>::slab_of(x.b.addr()) };
         prop_assert!(slab.state() != SlabState::Closed);
-        let record = slab as *const Slab<L> as usize - (x.b.addr() & !(SEGMENT_SIZE - 1));
+        let record = slab as *const Slab<L> as usize;
         let want = match tags[x.heap] {
             Some(t) => t.entry(record, slab.state() == SlabState::Full || slab.has_parked()),
             None => superslab::ENTRY_SEGMENT,
