@@ -8,8 +8,9 @@
 //!
 //! The misuse handler is replaced by one that counts (as `HAKMEM_ON_MISUSE=warn` would,
 //! without the lines): every free of a pointer that is not a live block's start must be
-//! reported once and change nothing. After every step no two live blocks overlap and the
-//! live blocks' contents are intact.
+//! reported once and change nothing (and the usable size of an interior or misaligned
+//! pointer is 0). After every step no two live blocks overlap and the live blocks'
+//! contents are intact.
 //!
 //! Small and medium sizes only (slab blocks); the large tier has its own checks. One
 //! thread: a double free of the first block of a remote batch in flight is not detected
@@ -134,6 +135,10 @@ impl Model {
                     let off = off % usable.max(1);
                     if off != 0 {
                         let p = l.p as usize + off;
+                        // Not a block start: no size either (and no report).
+                        // SAFETY: any pointer value; only metadata is read.
+                        let size = unsafe { hakmem::API.usable_size(p as *mut u8) };
+                        prop_assert_eq!(size, 0, "usable size of {:#x}", p);
                         self.free_refused(p);
                     }
                 }

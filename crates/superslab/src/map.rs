@@ -58,6 +58,18 @@ pub enum Region {
     Large,
 }
 
+impl Region {
+    /// What a slice whose map entry is `entry` holds.
+    #[inline(always)]
+    pub const fn of(entry: u64) -> Region {
+        match entry {
+            ENTRY_FOREIGN => Region::Foreign,
+            e if e == ENTRY_SEGMENT || e >= TAG_UNIT => Region::Segment,
+            _ => Region::Large,
+        }
+    }
+}
+
 /// The map tag of a slab owner: a nonzero multiple of [`TAG_UNIT`], unique among live
 /// owners. Every slice of a live slab has the entry `tag + record`, where `record` is the
 /// address of the slab's record (below [`FULL_FLAG`]), plus [`FULL_FLAG`] while the owner
@@ -325,11 +337,7 @@ impl AddressMap {
     /// Classifies an address with one load (three in a chunked map).
     #[inline(always)]
     pub fn region(&self, addr: usize) -> Region {
-        match self.entry(addr) {
-            ENTRY_FOREIGN => Region::Foreign,
-            e if e == ENTRY_SEGMENT || e >= TAG_UNIT => Region::Segment,
-            _ => Region::Large,
-        }
+        Region::of(self.entry(addr))
     }
 
     /// The writable entries for slices `first .. first + n`, committing them if needed;
