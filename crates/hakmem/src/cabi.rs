@@ -128,6 +128,17 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         return crate::Alloc::malloc(size).cast();
     }
     // SAFETY: the caller's contract.
+    unsafe { realloc_block(p, size) }
+}
+
+/// `realloc` of a block: out of line, so that the frame its result and errno need is not
+/// set up on `realloc(NULL, n)`, which is then malloc's fast path behind one test.
+///
+/// # Safety
+/// `p` is a live block of ours.
+#[inline(never)]
+unsafe fn realloc_block(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: the caller's contract.
     ret(unsafe { API.realloc(p.cast(), size) })
 }
 
