@@ -747,7 +747,7 @@ fn address_map_counts_large_blocks() {
 }
 
 /// `MmapPages` without the flat reservation: what an address-space limit (`ulimit -v`)
-/// below 8 GiB does.
+/// below 16 GiB does.
 struct NoReserve;
 
 // SAFETY: forwards to `MmapPages`, which keeps the contract.
