@@ -1,4 +1,4 @@
-/* Under an address-space limit (RLIMIT_AS, `ulimit -v`) below the address map's 8 GiB
+/* Under an address-space limit (RLIMIT_AS, `ulimit -v`) below the address map's 16 GiB
  * reservation, hakmem keeps working (its map is chunked instead): small, medium and large
  * blocks, realloc, blocks freed by another thread; a request beyond the limit gets NULL
  * with ENOMEM. The program sets the limit and re-executes itself, so that the loader, the
