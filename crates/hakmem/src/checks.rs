@@ -417,8 +417,9 @@ unsafe fn free_elsewhere(entry: u64, p: *mut u8) -> bool {
     if let Some((b, _)) = verified(entry, p).or_else(|| unsafe { diagnose(p) }) {
         mark_free(b);
     }
-    // SAFETY: `p` passed the checks: a live block of ours, now marked Free (a slab block).
-    unsafe { crate::free_other(p) };
+    // SAFETY: `p` passed the checks: a live block of ours, now marked Free (a slab block);
+    // `entry` is its map entry.
+    unsafe { crate::free_other(p, heap::xor_current_tag(entry)) };
     true
 }
 

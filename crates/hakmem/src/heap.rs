@@ -93,7 +93,7 @@ static EMPTY: EmptyHeap = EmptyHeap(core::cell::UnsafeCell::new(Heap::new(
 
 /// The shared empty heap's address.
 #[inline(always)]
-fn empty() -> *mut Heap {
+pub(crate) fn empty() -> *mut Heap {
     EMPTY.0.get()
 }
 
@@ -144,13 +144,19 @@ struct Remote(RemoteQueue<Layout>);
 
 /// Most remote frees batched before they are handed over.
 const REMOTE_BATCH: u32 = 64;
+/// [`Pending`]'s `tag_x` without a pending owner: not a multiple of [`TAG_UNIT`], so no
+/// entry's owner bits are ever equal to it.
+const NO_PENDING: u64 = u64::MAX;
 
 /// A private chain of blocks freed by this thread that belong to heap `owner`.
 struct Pending {
     owner: usize,
-    /// The owner's tag in the address map (0 before the first batch): a block whose map
-    /// entry carries it continues the batch without a look at its slab.
-    tag: u64,
+    /// The owner's tag in the address map xor this heap's ([`NO_PENDING`] before the
+    /// first batch): the owner bits of `entry ^ tag` (what free's fast path computed, see
+    /// [`Heap::pend_remote`]) for the entry of a live slab of the owner, and of no other
+    /// entry (the owner is another heap, so it is not 0; every other entry's owner bits
+    /// are 0 or another owner's).
+    tag_x: u64,
     head: Option<BlockBase<Layout>>,
     tail: Option<BlockBase<Layout>>,
     count: u32,
@@ -205,7 +211,7 @@ impl Heap {
             published: 0,
             pending: Pending {
                 owner: 0,
-                tag: 0,
+                tag_x: NO_PENDING,
                 head: None,
                 tail: None,
                 count: 0,
@@ -466,31 +472,33 @@ impl Heap {
             self.pending.owner = owner;
             // SAFETY: owner tokens are heap addresses (never unmapped); a heap's tag is
             // fixed when it is created.
-            self.pending.tag = unsafe { (*(owner as *const Heap)).tag };
+            self.pending.tag_x = unsafe { (*(owner as *const Heap)).tag } ^ self.tag;
         }
         // SAFETY: forwarded.
         unsafe { self.pend(b, key) }
     }
 
     /// [`remote_free_batched`](Self::remote_free_batched) for a block whose address-map
-    /// entry is `entry`, when it continues the pending batch (a live slab of the pending
-    /// owner, and room in the batch): the common case of a thread freeing another's blocks
-    /// costs one map load, no slab metadata. Returns false (nothing done) otherwise.
+    /// entry xor this heap's tag is `x` (as free's fast path computed it), when it
+    /// continues the pending batch (a live slab of the pending owner, and room in the
+    /// batch): the common case of a thread freeing another's blocks costs no map load of
+    /// its own and no slab metadata but the record's second line. Returns false (nothing
+    /// done) otherwise.
     ///
     /// # Safety
     /// `p` is being freed (a live block of ours, or any pointer below 2^47 that is not
-    /// ours) and `entry` is its slice's map entry.
+    /// ours), and `x` is its slice's map entry xor this heap's tag.
     #[inline(always)]
-    pub unsafe fn pend_remote(&mut self, entry: u64, p: *mut u8) -> bool {
-        let tag = superslab::owner_tag_bits(entry);
-        if tag == 0 || tag != self.pending.tag || self.pending.count >= REMOTE_BATCH {
+    pub unsafe fn pend_remote(&mut self, x: u64, p: *mut u8) -> bool {
+        if superslab::owner_tag_bits(x) != self.pending.tag_x || self.pending.count >= REMOTE_BATCH
+        {
             return false;
         }
         // SAFETY: `p` lies in a live slab (its entry says so), not null (the first slice is
         // never ours); whether it is a block start is tested next.
         let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-        // SAFETY: a live slab's entry gives its record.
-        let s = unsafe { &*Segment::<Layout>::slab_at((entry & RECORD_MASK) as usize) };
+        // SAFETY: a live slab's entry gives its record (the xor changed only owner bits).
+        let s = unsafe { &*Segment::<Layout>::slab_at((x & RECORD_MASK) as usize) };
         if crate::refused(s, b) {
             return false; // the slow path reports it
         }

@@ -176,35 +176,38 @@ impl Alloc {
         if unsafe { checks::free(p) } {
             return;
         }
-        if let Some(entry) = heap::Heap::map_entry(p as usize) {
-            // The empty heap's tag matches no entry.
-            let record = heap::xor_current_tag(entry) as usize;
-            if record < FULL_FLAG as usize {
-                // SAFETY: the entry is that of a live slab of this heap, not full: `record`
-                // is its record's address.
-                let s = unsafe { Segment::<Layout>::slab_at(record) };
-                // SAFETY: `p` lies in our slab, not null; whether it is a block start is
-                // tested next (the checked build verified it already).
-                let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
-                // SAFETY: our slab, in whose memory `b` lies.
-                if !<Layout as BlockLayout>::CHECKED
-                    && unsafe {
-                        !(*s).holds_block_as_owner(b.addr()) || b.is_marked_free((*s).list_key())
-                    }
-                {
-                    // SAFETY: forwarded; the slow path reports it.
-                    return unsafe { free_other(p) };
+        let Some(entry) = heap::Heap::map_entry(p as usize) else {
+            // Above user space, or no flat map: nothing to pend from.
+            // SAFETY: forwarded.
+            return unsafe { free_other_slow(p) };
+        };
+        // The empty heap's tag matches no entry.
+        let x = heap::xor_current_tag(entry);
+        if x < FULL_FLAG {
+            // SAFETY: the entry is that of a live slab of this heap, not full: `x` is its
+            // record's address.
+            let s = unsafe { Segment::<Layout>::slab_at(x as usize) };
+            // SAFETY: `p` lies in our slab, not null; whether it is a block start is
+            // tested next (the checked build verified it already).
+            let b = unsafe { UserPtr::<Layout>::from_raw(NonNull::new_unchecked(p)) }.to_base();
+            // SAFETY: our slab, in whose memory `b` lies.
+            if !<Layout as BlockLayout>::CHECKED
+                && unsafe {
+                    !(*s).holds_block_as_owner(b.addr()) || b.is_marked_free((*s).list_key())
                 }
-                // SAFETY: our own slab; the block is free now.
-                if unsafe { (*s).push(b) } {
-                    return;
-                }
-                // SAFETY: our slab, every block of it back (`push` said so).
-                return unsafe { slab_emptied(s) };
+            {
+                // SAFETY: forwarded; the slow path reports it.
+                return unsafe { free_other(p, x) };
             }
+            // SAFETY: our own slab; the block is free now.
+            if unsafe { (*s).push(b) } {
+                return;
+            }
+            // SAFETY: our slab, every block of it back (`push` said so).
+            return unsafe { slab_emptied(s) };
         }
         // SAFETY: forwarded.
-        unsafe { free_other(p) }
+        unsafe { free_other(p, x) }
     }
 }
 
@@ -222,20 +225,20 @@ unsafe fn slab_emptied(s: *mut superslab::Slab<Layout>) {
 
 /// Every free but the fast path: a full slab's block, another thread's block, a large
 /// block, a pointer that is not ours. Another heap's block that continues this thread's pending
-/// batch for that heap is pended here, from its map entry alone (the common case of a
-/// thread freeing blocks another allocated); the rest goes on to [`free_other_slow`].
+/// batch for that heap is pended here, from the map entry the fast path read (`x`: the entry
+/// xor this thread's tag) alone, the common case of a thread freeing blocks another
+/// allocated; the rest goes on to [`free_other_slow`].
 ///
 /// # Safety
-/// As for [`Alloc::free_ptr`].
+/// As for [`Alloc::free_ptr`]; `x` is `p`'s map entry xor this thread's owner tag.
 #[cold]
 #[inline(never)]
-unsafe fn free_other(p: *mut u8) {
-    let h = heap::current_real();
-    if let (false, Some(entry)) = (h.is_null(), heap::Heap::map_entry(p as usize)) {
-        // SAFETY: `h` is this thread's (real) heap; `entry` is `p`'s.
-        if unsafe { (*h).pend_remote(entry, p) } {
-            return;
-        }
+pub(crate) unsafe fn free_other(p: *mut u8, x: u64) {
+    // `current` is never null: the empty heap, or this thread's.
+    let h = heap::current();
+    // SAFETY: `h` is this thread's (real) heap; `x` is as it expects.
+    if h != heap::empty() && unsafe { (*h).pend_remote(x, p) } {
+        return;
     }
     // SAFETY: forwarded.
     unsafe { free_other_slow(p) }
