@@ -46,11 +46,11 @@ pub enum SlabState {
 /// once ([`SlabHeap::emptied`]). Only the owner's thread writes these fields (see the crate
 /// invariants); other threads read those of the second line to check a block they free,
 /// and hand the block to the owner through its remote queue. Found from a block's
-/// address with [`Segment::slab_of`], or with [`Segment::slab_at`] from the record offset
+/// address with [`Segment::slab_of`], or with [`Segment::slab_at`] from the record address
 /// that the slab's map entries carry.
 ///
 /// Two cache lines: the first holds what the owner's pops and pushes write (the list's
-/// head, `used`, `handed`) and its slow paths' fields; the second what other threads read
+/// head, the used and handed-out counts) and its slow paths' fields; the second what other threads read
 /// to check and hand over a block they free (the block-start test's words, a copy of the
 /// list's key, the class), which the owner writes only when it opens or carves the slab,
 /// and the list's bounds. A thread freeing another's block thus reads a line its owner does
@@ -60,17 +60,20 @@ pub enum SlabState {
 pub struct Slab<L: BlockLayout> {
     /// The free blocks.
     list: Stack<L, true>,
-    /// Blocks the program holds (carved, not on `list`, not parked), plus 1 while the
-    /// slab is current (its owner's reference): a free never takes a current slab's count
-    /// to 0, so a class whose one block comes and goes makes no cold call.
-    used: u32,
+    /// Two counts in one word, so that a pop updates both with one `add`:
+    /// - its low [`USED_BITS`] bits, *used*: the blocks the program holds (carved, not on
+    ///   `list`, not parked), plus 1 while the slab is current (its owner's reference): a
+    ///   free never takes a current slab's count to 0, so a class whose one block comes
+    ///   and goes makes no cold call. A free decrements these bits alone (a 16-bit
+    ///   decrement, whose zero flag says "empty"); they never borrow from the rest, as a
+    ///   slab holds at most [`MAX_CAPACITY`] blocks.
+    /// - the bits above, *handed*: blocks handed out since the slab opened (statistics;
+    ///   its frees are these less the blocks used), counted by malloc, not by free:
+    ///   counting frees took `sh6bench` 8% longer (0.82 against 0.76 s; two
+    ///   read-modify-writes of the record per free).
+    counts: u64,
     /// Blocks carved so far (the bump pointer is `start + carved × stride`).
     carved: u32,
-    /// Blocks handed out since the slab opened (statistics; its frees are these less
-    /// `used`). Counted by malloc, not by free: counting frees took `sh6bench` 8% longer
-    /// (0.82 against 0.76 s; two read-modify-writes of the record per free), and counting
-    /// nothing would save 3% (0.73 against 0.75 s in another run).
-    handed: u64,
     /// Blocks the slab holds in all.
     capacity: u32,
     /// Index of this slab's first slice (itself for a slab's head or a free slice).
@@ -110,6 +113,13 @@ pub struct Slab<L: BlockLayout> {
     class_: SizeClass,
 }
 
+/// Bits of [`Slab`]'s `counts` that hold the blocks used.
+const USED_BITS: u32 = 16;
+const USED_MASK: u64 = (1 << USED_BITS) - 1;
+/// Most blocks in a slab: the used count (twice a slab's blocks after a corrupted list,
+/// plus the owner's reference) stays within its bits.
+pub(crate) const MAX_CAPACITY: usize = (1 << (USED_BITS - 1)) - 1;
+
 /// log2 of a slab record's size (two cache lines; records are aligned to it).
 pub const RECORD_SHIFT: usize = 7;
 static_assertions::const_assert!(
@@ -131,9 +141,8 @@ impl<L: BlockLayout> Slab<L> {
     pub const fn detached() -> Self {
         Slab {
             list: Stack::new(),
-            used: 0,
+            counts: 0,
             carved: 0,
-            handed: 0,
             mul: AtomicU64::new(0),
             base: AtomicU64::new(0),
             limit: AtomicU64::new(0),
@@ -233,8 +242,7 @@ impl<L: BlockLayout> Slab<L> {
         self.list.pop();
         // SAFETY: `b` was on our list: free and ours, handed out now.
         unsafe { b.clear_free_mark() };
-        self.used += 1;
-        self.handed = self.handed.wrapping_add(1);
+        self.count_handed();
         Some(b)
     }
 
@@ -309,7 +317,7 @@ impl<L: BlockLayout> Slab<L> {
         }
         // The blocks dropped stay counted as held (however many): the count can no
         // longer reach 0, so the slab is never closed, its memory leaked with them.
-        self.used = self.used.saturating_add(self.capacity);
+        self.set_used_raw(self.used_raw() + self.capacity);
         None
     }
 
@@ -346,8 +354,7 @@ impl<L: BlockLayout> Slab<L> {
     pub unsafe fn push(&mut self, b: BlockBase<L>) -> bool {
         // SAFETY: forwarded: a free block of ours, in no list.
         unsafe { self.list.push(b) };
-        self.used -= 1;
-        self.used != 0
+        self.drop_used() != 0
     }
 
     /// A free block ready on the list?
@@ -414,8 +421,7 @@ impl<L: BlockLayout> Slab<L> {
         unsafe { b.clear_free_mark() };
         self.carved += 1;
         self.set_limit();
-        self.used += 1;
-        self.handed = self.handed.wrapping_add(1);
+        self.count_handed();
         Some((b, self.fresh))
     }
 
@@ -473,24 +479,24 @@ impl<L: BlockLayout> Slab<L> {
     fn worth_sweeping(&self) -> bool {
         if self.page_count() > 64
             || self.capacity as usize > MAX_SWEPT_BLOCKS
-            || self.used * 4 > self.capacity
+            || self.used_raw() * 4 > self.capacity
             || self.carved == 0
         {
             return false;
         }
         let stride = L::stride(self.class_);
-        let free = 1.0 - self.used as f64 / self.carved as f64;
+        let free = 1.0 - self.used_raw() as f64 / self.carved as f64;
         let pages = ((self.carved as usize * stride) >> PAGE_SHIFT)
             .saturating_sub(self.purged.count_ones() as usize);
         let expected = (pages * PAGE) as f64 * powi(free, PAGE.div_ceil(stride));
-        expected >= ((self.carved - self.used) as usize * MIN_YIELD) as f64
+        expected >= ((self.carved - self.used_raw()) as usize * MIN_YIELD) as f64
     }
 
     /// Parks the blocks of every carved page whose blocks are all free (on the list or
     /// parked already): they leave the list, the page is given back to the OS and marked
     /// in `purged`. Pages that uncarved blocks overlap are left alone (carving must find
-    /// its blocks in no list). `used` and `handed` do not change: parked blocks are free.
-    /// Returns the pages given back.
+    /// its blocks in no list). The used and handed-out counts do not change: parked blocks
+    /// are free. Returns the pages given back.
     fn park_free_pages<P: PageSource>(&mut self, pages: &P) -> u32 {
         debug_assert!(self.capacity as usize <= MAX_SWEPT_BLOCKS && self.page_count() <= 64);
         self.check_list();
@@ -586,20 +592,55 @@ impl<L: BlockLayout> Slab<L> {
 
     /// Blocks the program holds (carved, neither on the list nor parked).
     pub fn used(&self) -> u32 {
-        self.used - (self.state == SlabState::Current) as u32
+        self.used_raw() - (self.state == SlabState::Current) as u32
+    }
+
+    /// The used count with the owner's reference (see `counts`).
+    #[inline(always)]
+    fn used_raw(&self) -> u32 {
+        (self.counts & USED_MASK) as u32
+    }
+
+    /// Sets the used count (at most [`USED_MASK`]), keeping the handed-out count.
+    fn set_used_raw(&mut self, used: u32) {
+        self.counts = (self.counts & !USED_MASK) | (used as u64).min(USED_MASK);
+    }
+
+    /// Blocks handed out since the slab opened.
+    fn handed(&self) -> u64 {
+        self.counts >> USED_BITS
+    }
+
+    /// One more block handed out and held: one `add` to both counts.
+    #[inline(always)]
+    fn count_handed(&mut self) {
+        self.counts = self.counts.wrapping_add((1 << USED_BITS) + 1);
+    }
+
+    /// One block less held; returns the used count left. The count's own 16 bits are
+    /// decremented (the handed-out count above them is untouched; the caller holds a
+    /// block, so the count is not 0).
+    #[inline(always)]
+    fn drop_used(&mut self) -> u16 {
+        const LOW: usize = if cfg!(target_endian = "little") { 0 } else { 6 };
+        // SAFETY: the used count's bits are the 16-bit word at byte `LOW` of `counts`,
+        // which `self` owns (`&mut`).
+        let used =
+            unsafe { &mut *(core::ptr::addr_of_mut!(self.counts) as *mut u16).byte_add(LOW) };
+        *used -= 1;
+        *used
     }
 
     /// Drops the owner's reference of a slab that stops being current; returns whether
     /// the program holds none of its blocks.
     fn leave_current(&mut self) -> bool {
-        debug_assert!(self.state == SlabState::Current && self.used > 0);
-        self.used -= 1;
-        self.used == 0
+        debug_assert!(self.state == SlabState::Current && self.used_raw() > 0);
+        self.drop_used() == 0
     }
     /// Blocks freed into the slab since it opened: those handed out less those the
     /// program holds (0 after a corrupted list, whose lost blocks count as held).
     pub fn frees(&self) -> u64 {
-        self.handed.saturating_sub(self.used() as u64)
+        self.handed().saturating_sub(self.used() as u64)
     }
     /// Blocks the slab holds in all.
     pub fn capacity(&self) -> u32 {
@@ -1412,7 +1453,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         // SAFETY: as above; the owner's reference (see `Slab::used`).
         unsafe {
             (*s).state = SlabState::Current;
-            (*s).used += 1;
+            (*s).set_used_raw((*s).used_raw() + 1);
         }
         Some(s)
     }
@@ -1529,7 +1570,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             refilled = s.next;
             self.enqueue(s);
             self.publish(pool.map, s);
-            if s.used == 0 {
+            if s.used_raw() == 0 {
                 // SAFETY: our slab, every block of it back.
                 unsafe { self.emptied(s) };
             }
@@ -1807,7 +1848,7 @@ impl<L: BlockLayout> SlabHeap<L> {
             } else if !s.swept {
                 s.swept = true;
                 swept += 1;
-                walk = walk.saturating_sub(s.carved - s.used);
+                walk = walk.saturating_sub(s.carved - s.used_raw());
                 let parked = s.park_free_pages(pool.pages());
                 if parked > 0 {
                     // Frees of its blocks now take the slow path, which tells a double
@@ -1931,9 +1972,9 @@ impl<L: BlockLayout> SlabHeap<L> {
         let start = seg as usize + (first << SLICE_SHIFT);
         s.list = Stack::with_key(ptr_conversion::list_key(start));
         s.shared_key = s.list.key();
-        s.used = 0;
+        s.counts = 0;
+        debug_assert!(L::blocks_per_slab(c) <= MAX_CAPACITY);
         s.capacity = L::blocks_per_slab(c) as u32;
-        s.handed = 0;
         s.carved = 0;
         s.next = null_mut();
         s.prev = null_mut();
@@ -1982,7 +2023,7 @@ impl<L: BlockLayout> SlabHeap<L> {
         PoolStats::add(&pool.stats.slabs_closed, 1);
         // Every block handed out has come back (`used` is 0; the state may still say
         // Current, see `release_current`).
-        self.closed_frees[s.class_index()] += s.handed;
+        self.closed_frees[s.class_index()] += s.handed();
         let start = s.start();
         // Before the slices are free: the owner's fast path must stop seeing them first.
         pool.map.set_slices(start, n, ENTRY_SEGMENT);

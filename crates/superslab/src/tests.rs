@@ -1493,3 +1493,19 @@ fn the_block_start_test_is_exact_for_every_class() {
         check(Guarded::stride(c), Guarded::blocks_per_slab(c));
     }
 }
+
+#[test]
+fn every_class_fits_the_used_count() {
+    // A slab's used count has 16 bits, which a corrupted list's count (twice the blocks,
+    // plus the owner's reference) must not overflow.
+    for c in SizeClass::all() {
+        assert!(
+            Plain::blocks_per_slab(c) <= crate::segment::MAX_CAPACITY,
+            "{c:?}"
+        );
+        assert!(
+            Guarded::blocks_per_slab(c) <= crate::segment::MAX_CAPACITY,
+            "{c:?}"
+        );
+    }
+}
