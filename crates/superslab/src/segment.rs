@@ -53,9 +53,10 @@ pub enum SlabState {
 /// head, the used and handed-out counts) and its slow paths' fields; the second what
 /// other threads read to check and hand over a block they free (the block-start test's
 /// words, a copy of the list's key, the class), which the owner writes only when it opens
-/// or carves the slab, and the list's bounds. A thread freeing another's block thus reads a line its owner does
-/// not keep writing: with both in the first line, `xmalloc` (producers' blocks freed by
-/// consumers) took 2–13% longer in paired runs (`docs/performance.md`).
+/// or carves the slab, and the list's bounds. A thread freeing another's block thus reads
+/// a line its owner does not keep writing: with both in the first line, `xmalloc`
+/// (producers' blocks freed by consumers) took 2–13% longer in paired runs
+/// (`docs/performance.md`).
 #[repr(C, align(128))]
 pub struct Slab<L: BlockLayout> {
     /// The free blocks.
