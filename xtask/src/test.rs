@@ -1,12 +1,13 @@
 //! `cargo xtask test [--only SUBSTRING] [--keep-going]`: every test of the project.
 //!
 //! In order: build `libhakmem.so` (or take `$HAKMEM_TEST_SO`, any preloadable malloc),
-//! `cargo test --workspace`, hakmem's tests with the `checked` feature, its C-symbol test
-//! with the `c-override` feature, `cargo doc` without warnings, prove the preload takes
-//! effect (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the static check
-//! that no exported function reaches a panic (`tests/tools/no_panic_paths.py`), `cargo xtask
-//! install` into a temporary prefix used through pkg-config and the launcher, the process and
-//! misuse tests, the C memory scenarios of `cargo xtask bench --memory` scaled down
+//! `cargo test --workspace`, the misuse model test again with a 1 ms purge delay, hakmem's
+//! tests with the `checked` feature, its C-symbol test with the `c-override` feature,
+//! `cargo doc` without warnings, prove the preload takes effect
+//! (`tests/c/preload_check.c`), the C/C++ programs of `tests/c/`, the static check that no
+//! exported function reaches a panic (`tests/tools/no_panic_paths.py`), `cargo xtask
+//! install` into a temporary prefix used through pkg-config and the launcher, the process
+//! and misuse tests, the C memory scenarios of `cargo xtask bench --memory` scaled down
 //! (`MEMORY_SCALE_DOWN`), then real programs (`tests/real/*.sh`) whose output under the
 //! preload must equal their plain output, under the release build and then (for hakmem)
 //! under the checked build.
@@ -113,6 +114,15 @@ pub fn run(args: &[String]) -> Result {
     println!("testing the allocator {}", so.display());
     if r.only.is_none() {
         crate::util::run_within(cargo().args(["test", "--workspace"]), CARGO_TEST_LIMIT)?;
+        // The misuse model again with purge ticks every millisecond: sparse slabs' free
+        // blocks get parked between its steps, so stale frees meet parked blocks (the
+        // default delay parks none on a fast machine, some on a slow one).
+        crate::util::run_within(
+            cargo()
+                .args(["test", "-p", "hakmem", "--test", "misuse_model"])
+                .env("HAKMEM_PURGE_DELAY_MS", "1"),
+            CARGO_TEST_LIMIT,
+        )?;
         // The checked build's checks as `HakMem` users get them (cargo feature `checked`).
         crate::util::run_within(
             cargo().args(["test", "-p", "hakmem", "--features", "checked"]),

@@ -142,6 +142,21 @@ pub struct Heap {
 #[repr(align(64))]
 struct Remote(RemoteQueue<Layout>);
 
+/// Aborts the process if dropped, which [`Heap::locked`] lets happen only when a panic
+/// unwinds through it (a failed debug assertion in a test binary, whose allocator is
+/// hakmem; the libraries abort on panic): the heap's lock would stay held, and the next
+/// malloc of the panic's report, or the thread's exit, would wait for it forever.
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        crate::os::fatal(
+            "a panic unwound through a heap's lock; rerun with --nocapture",
+            0,
+        );
+    }
+}
+
 /// Most remote frees batched before they are handed over.
 const REMOTE_BATCH: u32 = 64;
 /// [`Pending`]'s `tag_x` without a pending owner: not a multiple of [`TAG_UNIT`], so no
@@ -294,7 +309,9 @@ impl Heap {
     #[inline]
     fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         self.lock.lock();
+        let unwinding = AbortOnUnwind;
         let r = f(self);
+        core::mem::forget(unwinding);
         let dirty = self.slabs.holds_free_memory();
         self.lock.unlock();
         crate::purger::poke(dirty);

@@ -16,6 +16,10 @@
 //! thread: a double free of the first block of a remote batch in flight is not detected
 //! (see docs/security.md).
 //!
+//! `cargo xtask test` runs it twice: as is, and with `HAKMEM_PURGE_DELAY_MS=1`, whose
+//! purge ticks park the free blocks of sparse slabs between steps, so that stale frees
+//! also meet parked blocks (which are on no list).
+//!
 //! `PROPTEST_CASES` sets the number of cases (proptest reads it over the 64 here). Release
 //! build only: the checked build reports through its own checks, and aborts.
 #![cfg(not(feature = "checked"))]

@@ -1461,12 +1461,13 @@ impl<L: BlockLayout> SlabHeap<L> {
 
     /// Takes back a block of ours freed on a slow path: a free of a full slab's block, a
     /// block drained from the remote queue, a free the fast path could not take. A full
-    /// slab is queued again, an emptied one handed to [`emptied`](Self::emptied). Returns
-    /// the block's class.
+    /// slab is queued again, an emptied one handed to [`emptied`](Self::emptied). A block
+    /// on a parked page is free already: that double free is reported and changes
+    /// nothing. Returns the block's class.
     ///
     /// # Safety
-    /// `b` is a block of a slab owned by this heap, handed out and now free; the caller is
-    /// the owner's thread.
+    /// `b` is a block of a slab owned by this heap, handed out and now free (or parked);
+    /// the caller is the owner's thread.
     pub unsafe fn free_block<P: PageSource>(
         &mut self,
         pool: &SegmentPool<P>,
@@ -1474,12 +1475,13 @@ impl<L: BlockLayout> SlabHeap<L> {
     ) -> SizeClass {
         // SAFETY: the caller vouches `b` is in one of our live slabs.
         let s = unsafe { Segment::<L>::slab_mut(b.addr()) };
-        debug_assert!(s.is_live() && s.owner() == self.owner && s.used() > 0);
+        debug_assert!(s.is_live() && s.owner() == self.owner);
         let c = s.class();
         if s.purged != 0 {
             let i = (b.addr() - s.start()) / L::stride(c);
             if s.pages_of_block(i) & s.purged != 0 {
-                // No held block overlaps a parked page: this one is free already.
+                // No held block overlaps a parked page: this one is free already (and
+                // the slab's used count may be 0: the caller's contract is broken).
                 ptr_conversion::misuse(&ptr_conversion::Report {
                     what: ptr_conversion::Corruption::DoubleFree,
                     addr: b.to_user().addr(),
@@ -1490,6 +1492,7 @@ impl<L: BlockLayout> SlabHeap<L> {
                 return c; // left alone
             }
         }
+        debug_assert!(s.used() > 0);
         // SAFETY: the block is free and ours.
         let holds = unsafe { s.push(b) };
         if s.state == SlabState::Full {
