@@ -65,10 +65,9 @@ pub struct Slab<L: BlockLayout> {
     /// - its low [`USED_BITS`] bits, *used*: the blocks the program holds (carved, not on
     ///   `list`, not parked), plus 1 while the slab is current (its owner's reference): a
     ///   free never takes a current slab's count to 0, so a class whose one block comes
-    ///   and goes makes no cold call. A free decrements the whole word (see
-    ///   [`drop_used`](Self::drop_used)) and compares these bits with 0 ("empty"); they
-    ///   never borrow from the rest (a free's block is held, so they are not 0) nor carry
-    ///   into it, as a slab holds at most [`MAX_CAPACITY`] blocks.
+    ///   and goes makes no cold call. A free decrements these bits alone (a 16-bit
+    ///   decrement, whose zero flag says "empty"); they never borrow from the rest, as a
+    ///   slab holds at most [`MAX_CAPACITY`] blocks.
     /// - the bits above, *handed*: blocks handed out since the slab opened (statistics;
     ///   its frees are these less the blocks used), counted by malloc, not by free:
     ///   counting frees took `sh6bench` 8% longer (0.82 against 0.76 s; two
@@ -619,23 +618,18 @@ impl<L: BlockLayout> Slab<L> {
         self.counts = self.counts.wrapping_add((1 << USED_BITS) + 1);
     }
 
-    /// One block less held; returns the used count left. The whole word is decremented
-    /// (the caller holds a block, so the used count is not 0 and does not borrow from the
-    /// handed-out count above it), so that the next pop's `add` to the word reads what
-    /// this store wrote: after a 16-bit decrement, that wider load could not take its
-    /// value from the pending store and waited for it to reach the cache (a malloc right
-    /// after a free: 40% of a Rust loop of alternating pairs stalled there).
+    /// One block less held; returns the used count left. The count's own 16 bits are
+    /// decremented (the handed-out count above them is untouched; the caller holds a
+    /// block, so the count is not 0).
     #[inline(always)]
     fn drop_used(&mut self) -> u16 {
         const LOW: usize = if cfg!(target_endian = "little") { 0 } else { 6 };
-        debug_assert!(self.used_raw() > 0);
-        self.counts = self.counts.wrapping_sub(1);
         // SAFETY: the used count's bits are the 16-bit word at byte `LOW` of `counts`,
-        // which `self` owns. Read back from memory (one compare with the word), not from
-        // a register copy of the whole word, so that the decrement stays one instruction.
-        unsafe {
-            core::ptr::read_volatile((core::ptr::addr_of!(self.counts) as *const u16).byte_add(LOW))
-        }
+        // which `self` owns (`&mut`).
+        let used =
+            unsafe { &mut *(core::ptr::addr_of_mut!(self.counts) as *mut u16).byte_add(LOW) };
+        *used -= 1;
+        *used
     }
 
     /// Drops the owner's reference of a slab that stops being current; returns whether
