@@ -620,7 +620,10 @@ impl<L: BlockLayout> Slab<L> {
 
     /// One block less held; returns the used count left. The count's own 16 bits are
     /// decremented (the handed-out count above them is untouched; the caller holds a
-    /// block, so the count is not 0).
+    /// block, so the count is not 0). A pop of the same slab right after it waits for
+    /// this store to reach the cache (its 64-bit `add` cannot take a 16-bit store's
+    /// value); decrementing the whole word instead cost batch frees more (see
+    /// `docs/performance.md`, "The fast paths").
     #[inline(always)]
     fn drop_used(&mut self) -> u16 {
         const LOW: usize = if cfg!(target_endian = "little") { 0 } else { 6 };
