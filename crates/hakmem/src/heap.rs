@@ -143,9 +143,9 @@ pub struct Heap {
 struct Remote(RemoteQueue<Layout>);
 
 /// Aborts the process if dropped, which [`Heap::locked`] lets happen only when a panic
-/// unwinds through it (a failed debug assertion in a test binary, whose allocator is
-/// hakmem; the libraries abort on panic): the heap's lock would stay held, and the next
-/// malloc of the panic's report, or the thread's exit, would wait for it forever.
+/// unwinds through it (a failed debug assertion in a test; the libraries abort on
+/// panic): the heap's lock would stay held, and the thread's next slow path or its exit
+/// would wait for it forever (a test run that hangs instead of failing).
 struct AbortOnUnwind;
 
 impl Drop for AbortOnUnwind {
